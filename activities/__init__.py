@@ -1,0 +1,20 @@
+"""Side-effect wrappers the worker registers. They hold no business rules (those live in workflows/)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from activities.ledger import LedgerActivities
+from activities.projection import ProjectionActivities
+from activities.provider import ProviderActivities
+
+
+def build_activities(sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    ledger = LedgerActivities(sessions)
+    projection = ProjectionActivities(sessions)
+    provider = ProviderActivities(sessions, http)
+    return [ledger.settle_order, projection.project_order, provider.submit_run, provider.check_run]

@@ -1,0 +1,46 @@
+"""Ledger side of an order's settlement. Amounts are decided by the workflow; this only moves them, once."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from store import ledger
+from store.db import transaction
+from workflows.models import Settlement
+
+
+class LedgerActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="settle_order")
+    async def settle_order(self, s: Settlement) -> None:
+        """Refund and recognise revenue in one transaction; the transfer keys make a retry pay nothing twice."""
+        escrow = ledger.escrow_account(s.order_id)
+        async with transaction(self._sessions) as session:
+            await ledger.ensure_account(session, ledger.REVENUE, "revenue")
+            if s.refund_micros > 0:
+                await ledger.transfer(
+                    session,
+                    key=f"order:{s.order_id}:refund:{s.refund_no}",
+                    kind="refund",
+                    debit=escrow,
+                    credit=ledger.customer_account(s.customer_id),
+                    amount=s.refund_micros,
+                    actor=s.actor,
+                    reason=s.reason,
+                    order_id=s.order_id,
+                )
+            if s.revenue_micros > 0:
+                await ledger.transfer(
+                    session,
+                    key=f"order:{s.order_id}:revenue",
+                    kind="revenue",
+                    debit=escrow,
+                    credit=ledger.REVENUE,
+                    amount=s.revenue_micros,
+                    actor=s.actor,
+                    reason="delivery recognised",
+                    order_id=s.order_id,
+                )

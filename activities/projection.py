@@ -1,0 +1,20 @@
+"""Read-model projection: the workflow's state written into the `orders` table at every transition."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio import activity
+
+from store import orders
+from store.db import transaction
+from workflows.models import Projection
+
+
+class ProjectionActivities:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    @activity.defn(name="project_order")
+    async def project_order(self, projection: Projection) -> None:
+        async with transaction(self._sessions) as session:
+            await orders.project(session, projection)

@@ -1,0 +1,42 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from temporalio.client import Client
+
+from api.errors import install_error_handlers
+from api.routes import customers, meta, orders
+from settings import Settings
+from store.db import make_engine, make_sessionmaker
+from temporal_client import connect
+
+
+def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI:
+    """Build the app. Tests pass their own Temporal client; otherwise one is connected at startup."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = make_engine(settings.require_database_url())
+        app.state.sessions = make_sessionmaker(engine)
+        app.state.temporal = temporal or await connect(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="SMM order back office",
+        version="0.1.0",
+        description="Orders as durable Temporal workflows. Authenticate with `Authorization: Bearer <key>`.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.include_router(orders.router)
+    app.include_router(customers.router)
+    app.include_router(meta.router)
+    return app

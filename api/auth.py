@@ -1,0 +1,47 @@
+"""API key authentication: `Authorization: Bearer <key>` or `X-Api-Key: <key>`, each key with one role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from api.errors import ApiError
+from store.keys import Caller, authenticate
+
+
+async def current_caller(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> Caller:
+    key = x_api_key
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value:
+            key = value.strip()
+    if not key:
+        raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer <key>)")
+    async with request.app.state.sessions() as session:  # its own session: the handler's stays fresh
+        caller = await authenticate(session, key)
+    if caller is None:
+        raise ApiError(401, "unauthorized", "invalid API key")
+    return caller
+
+
+def role(*allowed: str) -> Callable[..., Coroutine[Any, Any, Caller]]:
+    """A dependency that lets only the given roles through."""
+
+    async def check(caller: Annotated[Caller, Depends(current_caller)]) -> Caller:
+        if caller.role not in allowed:
+            raise ApiError(403, "forbidden", f"the {caller.role} role cannot do this")
+        return caller
+
+    return check
+
+
+def own_customer(caller: Caller, customer_id: int) -> None:
+    """A customer key sees only its own customer; other roles see everyone. Hidden, not forbidden."""
+    if caller.role == "customer" and caller.customer_id != customer_id:
+        raise ApiError(404, "customer_not_found", f"customer {customer_id} does not exist")

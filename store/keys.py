@@ -1,0 +1,80 @@
+"""API keys: random, prefixed with their role, stored hashed, compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import ROLES, ApiKey
+
+ROLE_PREFIX = {"storefront": "sf", "support": "sup", "ops": "ops", "admin": "adm", "customer": "cus"}
+PREFIX_ROLE = {v: k for k, v in ROLE_PREFIX.items()}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the key's id (for auditing and idempotency scope), its role and, for customers, who."""
+
+    key_id: int
+    role: str
+    customer_id: int | None
+
+    @property
+    def actor(self) -> str:
+        return f"{self.role}:key{self.key_id}"
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_key(
+    session: AsyncSession, role: str, *, customer_id: int | None = None, label: str = ""
+) -> str:
+    """Create a key and return it in full; only its hash is kept, so this is the one time it is seen."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; one of {', '.join(ROLES)}")
+    if (role == "customer") != (customer_id is not None):
+        raise ValueError("a customer key needs a customer id, and only a customer key has one")
+    lookup = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(24)
+    session.add(ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id, label=label))
+    await session.flush()
+    return f"bo_{ROLE_PREFIX[role]}_{lookup}.{secret}"
+
+
+async def import_key(session: AsyncSession, key: str, role: str, *, customer_id: int | None = None,
+                     label: str = "") -> None:
+    """Register a key that already exists in full (the dev stack keeps its demo keys across restarts)."""
+    lookup, secret = _split(key)
+    found = await session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
+    if found is None:
+        session.add(ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id,
+                           label=label))
+        await session.flush()
+
+
+def _split(key: str) -> tuple[str, str]:
+    try:
+        head, secret = key.split(".", 1)
+        _bo, prefix, lookup = head.split("_", 2)
+    except ValueError:
+        return "", ""
+    if _bo != "bo" or prefix not in PREFIX_ROLE:
+        return "", ""
+    return lookup, secret
+
+
+async def authenticate(session: AsyncSession, key: str) -> Caller | None:
+    lookup, secret = _split(key)
+    if not lookup:
+        return None
+    row = await session.scalar(select(ApiKey).where(ApiKey.lookup == lookup, ApiKey.revoked_at.is_(None)))
+    if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
+        return None
+    return Caller(key_id=row.id, role=row.role, customer_id=row.customer_id)

@@ -1,0 +1,22 @@
+"""Run the Alembic migrations from code (the `backoffice migrate` command and the dev stack)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(database_url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    return config
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Blocking; call it from a thread when an event loop is running (env.py starts its own)."""
+    command.upgrade(alembic_config(database_url), revision)

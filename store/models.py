@@ -1,0 +1,218 @@
+"""Tables. Money columns are integer micro-units (`*_micros`); every schema change is an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # The storefront's own id for this customer; lets it create customers idempotently.
+    external_ref: Mapped[str | None] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+ROLES = ("storefront", "support", "ops", "admin", "customer")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint(f"role IN {ROLES!r}", name="api_keys_role"),
+        CheckConstraint("(role = 'customer') = (customer_id IS NOT NULL)", name="api_keys_customer_role"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # Public part of the key, used to find the row; the secret part is only stored hashed.
+    lookup: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    role: Mapped[str] = mapped_column(String(20), nullable=False)
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"))
+    label: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    created_at: Mapped[datetime] = _created()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Provider(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True, nullable=False)
+    api_url: Mapped[str] = mapped_column(Text, nullable=False)
+    api_key: Mapped[str] = mapped_column(Text, nullable=False)
+    capacity: Mapped[int] = mapped_column(Integer, nullable=False, default=100)
+    poll_interval_seconds: Mapped[int] = mapped_column(Integer, nullable=False, default=60)
+    # Providers that deduplicate `add` by a client key may safely get the same run again after a lost answer.
+    accepts_idempotency_key: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Service(Base):
+    __tablename__ = "services"
+    __table_args__ = (
+        CheckConstraint("min_quantity > 0 AND max_quantity >= min_quantity", name="services_quantity_bounds"),
+        CheckConstraint("rate_micros >= 0", name="services_rate"),
+        CheckConstraint("link_fault_refund IN ('none', 'remaining')", name="services_link_fault_refund"),
+        CheckConstraint("tolerance_bp BETWEEN 0 AND 10000", name="services_tolerance"),
+    )
+
+    # Public service id (the one resellers see in API v2), assigned by the catalog.
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    category: Mapped[str] = mapped_column(String(100), nullable=False)
+    type: Mapped[str] = mapped_column(String(40), nullable=False, default="Default")
+    rate_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)  # price per 1000 units
+    min_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    dripfeed: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    cancel: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    refill_days: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    refill_cooldown_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
+    refill_max: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    tolerance_bp: Mapped[int] = mapped_column(Integer, nullable=False, default=0)  # basis points of quantity
+    pace_per_hour: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_interruption_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
+    link_fault_refund: Mapped[str] = mapped_column(String(20), nullable=False, default="none")
+    link_pattern: Mapped[str] = mapped_column(Text, nullable=False)
+    active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+
+
+class Route(Base):
+    """One way to deliver a service: a provider and its service id there. Lower position is tried first."""
+
+    __tablename__ = "routes"
+
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    provider_service_id: Mapped[str] = mapped_column(String(100), nullable=False)
+
+
+class Order(Base):
+    """The read model of one order. Written by the API at intake, then only by the order's workflow."""
+
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("created_by_key_id", "idempotency_key", name="orders_idempotency"),
+        CheckConstraint("quantity > 0", name="orders_quantity"),
+        CheckConstraint("charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False, index=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), nullable=False)
+    link: Mapped[str] = mapped_column(Text, nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    runs: Mapped[int | None] = mapped_column(Integer)
+    interval_minutes: Mapped[int | None] = mapped_column(Integer)
+    charge_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    refunded_micros: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    phase: Mapped[str] = mapped_column(String(20), nullable=False)
+    delivered: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    start_count: Mapped[int | None] = mapped_column(Integer)
+    provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
+    provider_status_raw: Mapped[str | None] = mapped_column(String(100))
+    # Bumped by every workflow projection; an older write never overwrites a newer one.
+    state_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+ACCOUNT_KINDS = ("customer", "escrow", "revenue", "external")
+
+
+class LedgerAccount(Base):
+    __tablename__ = "ledger_accounts"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ACCOUNT_KINDS!r}", name="ledger_accounts_kind"),
+        # The money invariant lives in the database too: only the outside world can be overdrawn.
+        CheckConstraint("kind = 'external' OR balance_micros >= 0", name="ledger_accounts_not_negative"),
+    )
+
+    name: Mapped[str] = mapped_column(String(80), primary_key=True)  # customer:<id>, escrow:<order>, ...
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    balance_micros: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    created_at: Mapped[datetime] = _created()
+
+
+class LedgerTransfer(Base):
+    """Append-only: rows are never updated or deleted."""
+
+    __tablename__ = "ledger_transfers"
+    __table_args__ = (
+        CheckConstraint("amount_micros > 0", name="ledger_transfers_positive"),
+        CheckConstraint("debit_account <> credit_account", name="ledger_transfers_distinct"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # deposit, charge, revenue, refund
+    debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
+    credit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
+    amount_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
+    actor: Mapped[str] = mapped_column(String(100), nullable=False)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    created_at: Mapped[datetime] = _created()
+
+
+SUBMISSION_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
+
+
+class ProviderSubmission(Base):
+    """One run sent to a provider. Written before the request leaves, so a lost answer is never re-sent blindly."""
+
+    __tablename__ = "provider_submissions"
+    __table_args__ = (
+        UniqueConstraint("order_id", "run_no", "provider_id", name="provider_submissions_run"),
+        CheckConstraint(f"state IN {SUBMISSION_STATES!r}", name="provider_submissions_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    run_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    # A run failed over to another route gets a row of its own there.
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    provider_service_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    client_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    state: Mapped[str] = mapped_column(String(30), nullable=False)
+    provider_order_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )

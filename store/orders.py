@@ -1,0 +1,190 @@
+"""Order intake and the read model's queries.
+
+Intake writes the order and its charge in one transaction; afterwards only the order's workflow changes it
+(through the projection activity).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store import ledger
+from store.customers import get_customer
+from store.keys import Caller
+from store.models import Order, Provider, Route, Service
+from workflows import policy
+from workflows.models import OrderInput, Projection, RouteRef
+
+
+class OrderRejected(Exception):
+    """A request that cannot become an order; `code` is stable for clients."""
+
+    def __init__(self, code: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class OrderRequest:
+    customer_id: int
+    service_id: int
+    link: str
+    quantity: int
+    runs: int | None = None
+    interval: int | None = None
+
+    def fingerprint(self) -> str:
+        """A stable hash of the request body, to tell a replay from a different request with the same key."""
+        body: dict[str, Any] = {k: v for k, v in self.__dict__.items()}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    @property
+    def total_quantity(self) -> int:
+        """Drip-feed quantities are per run, as in API v2."""
+        return self.quantity * (self.runs or 1)
+
+
+async def place_order(
+    session: AsyncSession, caller: Caller, request: OrderRequest, idempotency_key: str
+) -> tuple[Order, bool]:
+    """Validate, write the order and charge it. Returns (order, created); a replay returns the first order."""
+    fingerprint = request.fingerprint()
+    # Serialise requests that share an idempotency key, so two concurrent replays cannot both create.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+        {"k": f"{caller.key_id}:{idempotency_key}"},
+    )
+    existing = await session.scalar(
+        select(Order).where(Order.created_by_key_id == caller.key_id, Order.idempotency_key == idempotency_key)
+    )
+    if existing is not None:
+        if existing.request_hash != fingerprint:
+            raise OrderRejected(
+                "idempotency_conflict", "this Idempotency-Key was already used with a different request"
+            )
+        return existing, False
+
+    service = await session.get(Service, request.service_id)
+    if service is None or not service.active:
+        raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
+    _validate(service, request)
+    customer_id = await get_customer_or_reject(session, request.customer_id)
+
+    charge = policy.charge_for(request.total_quantity, service.rate_micros)
+    order = Order(
+        customer_id=customer_id,
+        service_id=service.id,
+        link=request.link,
+        quantity=request.total_quantity,
+        runs=request.runs,
+        interval_minutes=request.interval,
+        charge_micros=charge,
+        status=policy.PENDING,
+        phase=policy.QUEUED,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        created_by_key_id=caller.key_id,
+    )
+    session.add(order)
+    await session.flush()
+    escrow = ledger.escrow_account(order.id)
+    await ledger.ensure_account(session, escrow, "escrow")
+    if charge > 0:
+        try:
+            await ledger.transfer(
+                session,
+                key=f"order:{order.id}:charge",
+                kind="charge",
+                debit=ledger.customer_account(customer_id),
+                credit=escrow,
+                amount=charge,
+                actor=caller.actor,
+                reason="order placed",
+                order_id=order.id,
+            )
+        except ledger.InsufficientFunds as exc:
+            raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
+    return order, True
+
+
+async def get_customer_or_reject(session: AsyncSession, customer_id: int) -> int:
+    try:
+        return (await get_customer(session, customer_id)).id
+    except LookupError as exc:
+        raise OrderRejected("customer_not_found", str(exc)) from exc
+
+
+def _validate(service: Service, request: OrderRequest) -> None:
+    if not policy.link_is_valid(request.link, service.link_pattern):
+        raise OrderRejected("bad_link", f"the link does not fit service {service.id} ({service.name})")
+    if request.quantity < service.min_quantity:
+        raise OrderRejected("quantity_below_min", f"quantity less than minimal {service.min_quantity}")
+    if request.quantity > service.max_quantity:
+        raise OrderRejected("quantity_above_max", f"quantity more than maximum {service.max_quantity}")
+    if (request.runs is None) != (request.interval is None):
+        raise OrderRejected("bad_dripfeed", "a drip-feed order needs both runs and interval")
+    if request.runs is not None:
+        if not service.dripfeed:
+            raise OrderRejected("dripfeed_not_allowed", f"service {service.id} does not allow drip-feed")
+        if request.quantity > service.pace_per_hour:
+            raise OrderRejected(
+                "run_exceeds_pace",
+                f"a drip-feed run may carry at most {service.pace_per_hour} units (the service's hourly pace)",
+            )
+
+
+async def workflow_input(session: AsyncSession, order: Order) -> OrderInput:
+    """The frozen order description the workflow starts with (catalog values as of intake)."""
+    service = await session.get(Service, order.service_id)
+    assert service is not None
+    rows = await session.execute(
+        select(Route.provider_id, Route.provider_service_id, Provider.poll_interval_seconds)
+        .join(Provider, Provider.id == Route.provider_id)
+        .where(Route.service_id == order.service_id, Provider.active.is_(True))
+        .order_by(Route.position)
+    )
+    return OrderInput(
+        order_id=order.id,
+        customer_id=order.customer_id,
+        service_id=order.service_id,
+        link=order.link,
+        quantity=order.quantity,
+        charge_micros=order.charge_micros,
+        tolerance_bp=service.tolerance_bp,
+        pace_per_hour=service.pace_per_hour,
+        routes=[RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows],
+        runs=order.runs,
+        interval_minutes=order.interval_minutes,
+    )
+
+
+async def get_order(session: AsyncSession, order_id: int) -> Order | None:
+    return await session.get(Order, order_id)
+
+
+async def project(session: AsyncSession, p: Projection) -> bool:
+    """Write the workflow's state into the read model; an older version never overwrites a newer one."""
+    values: dict[str, Any] = {
+        "state_version": p.version,
+        "status": p.status,
+        "phase": p.phase,
+        "delivered": p.delivered,
+        "refunded_micros": p.refunded_micros,
+        "provider_id": p.provider_id,
+        "provider_status_raw": p.provider_status_raw,
+        "start_count": p.start_count,
+    }
+    if p.finished:
+        values["finished_at"] = func.now()
+    result = await session.execute(
+        update(Order).where(Order.id == p.order_id, Order.state_version < p.version).values(**values)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

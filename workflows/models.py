@@ -1,0 +1,107 @@
+"""Workflow inputs, state and messages. Plain dataclasses: deterministic and serialisable by the SDK."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RouteRef:
+    provider_id: int
+    provider_service_id: str
+    poll_interval_seconds: int
+
+
+@dataclass(frozen=True)
+class OrderInput:
+    """Everything the workflow needs, frozen at intake so catalog edits never change a running order."""
+
+    order_id: int
+    customer_id: int
+    service_id: int
+    link: str
+    quantity: int
+    charge_micros: int
+    tolerance_bp: int
+    pace_per_hour: int
+    routes: list[RouteRef]
+    runs: int | None = None
+    interval_minutes: int | None = None
+
+
+@dataclass
+class OrderState:
+    """What the `state` query answers and what the read model is projected from."""
+
+    order_id: int
+    status: str
+    phase: str
+    quantity: int
+    delivered: int = 0
+    refunded_micros: int = 0
+    provider_id: int | None = None
+    provider_status_raw: str | None = None
+    start_count: int | None = None
+    runs_total: int = 1
+    runs_done: int = 0
+    version: int = 0
+    note: str = ""
+
+
+# Activity inputs and outputs.
+
+
+@dataclass(frozen=True)
+class SubmitRun:
+    order_id: int
+    run_no: int
+    link: str
+    quantity: int
+    provider_id: int
+    provider_service_id: str
+
+
+@dataclass(frozen=True)
+class SubmittedRun:
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    provider_id: int
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    status: str  # normalised
+    raw_status: str
+    remains: int | None
+    start_count: int | None
+
+
+@dataclass(frozen=True)
+class Projection:
+    order_id: int
+    version: int
+    status: str
+    phase: str
+    delivered: int
+    refunded_micros: int
+    provider_id: int | None
+    provider_status_raw: str | None
+    start_count: int | None
+    finished: bool = False
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """Money at the end of delivery: refund the shortfall to the customer, recognise the rest as revenue."""
+
+    order_id: int
+    customer_id: int
+    refund_micros: int
+    refund_no: int
+    revenue_micros: int
+    reason: str
+    actor: str = "workflow"

@@ -1,0 +1,202 @@
+"""OrderWorkflow: one durable workflow per order, from charge to closure.
+
+Deterministic code only: every side effect is an activity, time is `workflow.now()` and `workflow.sleep`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.ledger import LedgerActivities
+    from activities.projection import ProjectionActivities
+    from activities.provider import NEEDS_RECONCILIATION, REJECTED, ProviderActivities
+    from workflows import policy
+    from workflows import search_attributes as sa
+    from workflows.models import (
+        CheckRun,
+        OrderInput,
+        OrderState,
+        Projection,
+        RouteRef,
+        Settlement,
+        SubmitRun,
+    )
+
+# Provider trouble is ridden out with backoff retries: an outage is an interruption, not a failure.
+PROVIDER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=[REJECTED, NEEDS_RECONCILIATION],
+)
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+FINAL_PROVIDER_STATUSES = frozenset({policy.COMPLETED, policy.PARTIAL, policy.CANCELED, policy.REFUNDED})
+
+
+class RunAbandoned(Exception):
+    """A run that a route refused or that needs ops' reconciliation; the next route may take over."""
+
+
+@workflow.defn
+class OrderWorkflow:
+    def __init__(self) -> None:
+        self._state: OrderState | None = None
+
+    @workflow.query
+    def state(self) -> OrderState:
+        if self._state is None:
+            raise ApplicationError("the order has not started yet")
+        return self._state
+
+    @workflow.run
+    async def run(self, order: OrderInput) -> OrderState:
+        plan = policy.plan_runs(
+            order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
+        )
+        self._state = OrderState(
+            order_id=order.order_id,
+            status=policy.PENDING,
+            phase=policy.QUEUED,
+            quantity=order.quantity,
+            runs_total=len(plan),
+        )
+        workflow.upsert_search_attributes(
+            [sa.CUSTOMER_ID.value_set(order.customer_id), sa.SERVICE_ID.value_set(order.service_id)]
+        )
+        await self._publish()
+
+        started = workflow.now()
+        routes = list(order.routes)
+        delivered = 0
+        for run_no, (units, offset_minutes) in enumerate(plan, start=1):
+            wait = started + timedelta(minutes=offset_minutes) - workflow.now()
+            if wait > timedelta(0):
+                await workflow.sleep(wait)
+            run_delivered: int | None = None
+            while routes and run_delivered is None:
+                try:
+                    run_delivered = await self._deliver_run(order, routes[0], run_no, units, delivered)
+                except RunAbandoned as why:
+                    workflow.logger.warning("route %s gave up run %s: %s", routes[0].provider_id, run_no, why)
+                    routes.pop(0)
+            if run_delivered is None:
+                # No route can deliver: the service has completely failed for what is left.
+                self._state.note = "no provider route could deliver the order"
+                break
+            delivered += run_delivered
+            self._state.runs_done = run_no
+
+        await self._settle(order, delivered)
+        return self._state
+
+    async def _deliver_run(self, order: OrderInput, route: RouteRef, run_no: int, units: int, before: int) -> int:
+        """Submit one run and poll it to its end; returns the units it delivered."""
+        assert self._state is not None
+        try:
+            submitted = await workflow.execute_activity_method(
+                ProviderActivities.submit_run,
+                SubmitRun(order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROVIDER_RETRY,
+            )
+        except ActivityError as err:
+            raise RunAbandoned(_reason(err)) from err
+
+        self._state.provider_id = route.provider_id
+        self._state.status, self._state.phase = policy.IN_PROGRESS, policy.DELIVERING
+        await self._publish()
+
+        while True:
+            await workflow.sleep(timedelta(seconds=route.poll_interval_seconds))
+            try:
+                seen = await workflow.execute_activity_method(
+                    ProviderActivities.check_run,
+                    CheckRun(route.provider_id, submitted.provider_order_id),
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=PROVIDER_RETRY,
+                )
+            except ActivityError as err:
+                raise RunAbandoned(_reason(err)) from err
+            remains = units if seen.remains is None and seen.status != policy.COMPLETED else (seen.remains or 0)
+            run_delivered = units - policy.clamp_remains(remains, units)
+            changed = (before + run_delivered, seen.raw_status, seen.start_count) != (
+                self._state.delivered,
+                self._state.provider_status_raw,
+                self._state.start_count,
+            )
+            self._state.delivered = before + run_delivered
+            self._state.provider_status_raw = seen.raw_status
+            if self._state.start_count is None:
+                self._state.start_count = seen.start_count
+            if seen.status in FINAL_PROVIDER_STATUSES:
+                return run_delivered
+            if changed:
+                await self._publish()
+
+    async def _settle(self, order: OrderInput, delivered: int) -> None:
+        assert self._state is not None
+        self._state.phase = policy.SETTLING
+        await self._publish()
+        status, refund = policy.settle_delivery(
+            order.quantity, order.quantity - delivered, order.charge_micros, order.tolerance_bp
+        )
+        if status == policy.PARTIAL and delivered == 0:
+            status = policy.CANCELED  # nothing was delivered: the whole charge goes back
+        await workflow.execute_activity_method(
+            LedgerActivities.settle_order,
+            Settlement(
+                order_id=order.order_id,
+                customer_id=order.customer_id,
+                refund_micros=refund,
+                refund_no=1,
+                revenue_micros=order.charge_micros - refund,
+                reason=f"{order.quantity - delivered} of {order.quantity} units not delivered" if refund else "",
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
+        )
+        self._state.refunded_micros = refund
+        self._state.status, self._state.phase = status, policy.CLOSED
+        await self._publish(finished=True)
+
+    async def _publish(self, *, finished: bool = False) -> None:
+        """Project the state into the read model, the search attributes and the Web UI summary."""
+        state = self._state
+        assert state is not None
+        state.version += 1
+        updates = [sa.ORDER_STATUS.value_set(state.status), sa.ORDER_PHASE.value_set(state.phase)]
+        if state.provider_id is not None:
+            updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
+        workflow.upsert_search_attributes(updates)
+        workflow.set_current_details(
+            f"{state.status} ({state.phase}): {state.delivered}/{state.quantity} delivered, "
+            f"run {state.runs_done}/{state.runs_total}"
+            + (f", refunded {policy.format_money(state.refunded_micros)}" if state.refunded_micros else "")
+        )
+        await workflow.execute_activity_method(
+            ProjectionActivities.project_order,
+            Projection(
+                order_id=state.order_id,
+                version=state.version,
+                status=state.status,
+                phase=state.phase,
+                delivered=state.delivered,
+                refunded_micros=state.refunded_micros,
+                provider_id=state.provider_id,
+                provider_status_raw=state.provider_status_raw,
+                start_count=state.start_count,
+                finished=finished,
+            ),
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
+        )
+
+
+def _reason(err: ActivityError) -> str:
+    cause = err.cause
+    return str(cause) if cause is not None else str(err)

@@ -1,0 +1,126 @@
+"""Pure rules and money math of the panel's refund and cancellation policy.
+
+No I/O and no clock: the workflow and the API both call these, and tests prove them directly.
+Money is integer micro-units (1e-6 of the currency); nothing here touches a float.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import ROUND_DOWN, Decimal, InvalidOperation
+
+MICROS = 1_000_000
+
+# Order statuses as customers and API v2 clients see them.
+PENDING = "Pending"
+IN_PROGRESS = "In progress"
+COMPLETED = "Completed"
+PARTIAL = "Partial"
+CANCELED = "Canceled"
+REFUNDED = "Refunded"
+FINAL_STATUSES = frozenset({COMPLETED, PARTIAL, CANCELED, REFUNDED})
+
+# Internal phases, shown to ops.
+QUEUED = "queued"
+DELIVERING = "delivering"
+INTERRUPTED = "interrupted"
+PAUSED = "paused"
+SETTLING = "settling"
+REFILL_WINDOW = "refill_window"
+CLOSED = "closed"
+
+
+def charge_for(quantity: int, rate_micros_per_1000: int) -> int:
+    """What an order costs: quantity * rate / 1000, rounded half up to a micro-unit."""
+    if quantity < 0 or rate_micros_per_1000 < 0:
+        raise ValueError("quantity and rate must not be negative")
+    return (quantity * rate_micros_per_1000 * 2 + 1000) // 2000
+
+
+def refund_for_shortfall(shortfall: int, charge: int, quantity: int) -> int:
+    """The refund for `shortfall` undelivered units: floor(shortfall * charge / quantity).
+
+    Rounded down, so the refunds of one order can never add up to more than its charge.
+    """
+    if quantity <= 0:
+        raise ValueError("quantity must be positive")
+    shortfall = min(max(shortfall, 0), quantity)
+    return shortfall * charge // quantity
+
+
+def clamp_remains(remains: int, quantity: int) -> int:
+    """Provider `remains` as refundable units: negative (over-delivery) counts as 0, never above quantity."""
+    return min(max(remains, 0), quantity)
+
+
+def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
+    """A shortfall of at most tolerance (basis points of the quantity) is normal variation, not a failure."""
+    return shortfall * 10_000 <= quantity * tolerance_bp
+
+
+def settle_delivery(quantity: int, remains: int, charge: int, tolerance_bp: int) -> tuple[str, int]:
+    """Final status and refund once delivery has ended with `remains` units not delivered.
+
+    Within the accuracy tolerance the order is Completed and nothing is refunded; beyond it the order is
+    Partial and the whole shortfall is refunded. Over-delivery is never charged.
+    """
+    shortfall = clamp_remains(remains, quantity)
+    if shortfall == 0 or within_tolerance(shortfall, quantity, tolerance_bp):
+        return COMPLETED, 0
+    return PARTIAL, refund_for_shortfall(shortfall, charge, quantity)
+
+
+def format_money(micros: int) -> str:
+    """Micro-units as an exact decimal string with 6 decimals ("0.278190")."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS)
+    return f"{sign}{whole}.{frac:06d}"
+
+
+def parse_money(text: str) -> int:
+    """A decimal string ("12.5") as micro-units; refuses more than 6 decimals instead of rounding money."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise ValueError(f"not a decimal amount: {text!r}") from exc
+    if not value.is_finite():
+        raise ValueError(f"not a decimal amount: {text!r}")
+    micros = value * MICROS
+    if micros != micros.to_integral_value(rounding=ROUND_DOWN):
+        raise ValueError(f"more than 6 decimals: {text!r}")
+    return int(micros)
+
+
+def parse_percent_bp(text: str) -> int:
+    """A percentage ("2.5") as basis points (250)."""
+    value = Decimal(str(text)) * 100
+    if value != value.to_integral_value() or not 0 <= value <= 10_000:
+        raise ValueError(f"not a percentage with at most 2 decimals: {text!r}")
+    return int(value)
+
+
+def link_is_valid(link: str, pattern: str) -> bool:
+    """A link is accepted when the service's pattern matches all of it."""
+    return re.fullmatch(pattern, link) is not None
+
+
+def plan_runs(
+    quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None
+) -> list[tuple[int, int]]:
+    """Split an order into runs: (units, minutes after the order starts) each.
+
+    A customer drip-feed sends `runs` runs every `interval_minutes` (the first runs take the remainder of an
+    uneven split). Otherwise the order is split into hourly runs of at most `pace_per_hour` units, so no
+    run delivers faster than the service's pace.
+    """
+    if quantity <= 0 or pace_per_hour <= 0:
+        raise ValueError("quantity and pace must be positive")
+    if runs:
+        base, extra = divmod(quantity, runs)
+        every = interval_minutes or 0
+        return [(base + (1 if i < extra else 0), i * every) for i in range(runs) if base or i < extra]
+    full, rest = divmod(quantity, pace_per_hour)
+    plan = [(pace_per_hour, hour * 60) for hour in range(full)]
+    if rest:
+        plan.append((rest, full * 60))
+    return plan
