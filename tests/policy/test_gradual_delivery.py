@@ -1,0 +1,53 @@
+"""Gradual delivery: drip-feed runs as the customer chose them; otherwise hourly runs no bigger than the
+service's pace."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
+
+from support import ScriptedProvider, open_shop, order_worker, place, run_order
+from workflows import policy
+
+
+@settings(deadline=None)
+@given(quantity=st.integers(1, 10**6), pace=st.integers(100, 10**5))
+def test_paced_runs_add_up_and_never_exceed_the_pace(quantity: int, pace: int) -> None:
+    plan = policy.plan_runs(quantity, pace)
+    assert sum(units for units, _ in plan) == quantity
+    assert all(0 < units <= pace for units, _ in plan)
+    assert [start for _, start in plan] == [60 * hour for hour in range(len(plan))]
+
+
+@given(quantity=st.integers(1, 10**6), runs=st.integers(2, 1000), interval=st.integers(1, 10080))
+def test_drip_feed_runs_follow_the_customer(quantity: int, runs: int, interval: int) -> None:
+    plan = policy.plan_runs(quantity * runs, 10**9, runs=runs, interval_minutes=interval)
+    assert len(plan) == runs
+    assert {units for units, _ in plan} == {quantity}
+    assert [start for _, start in plan] == [i * interval for i in range(runs)]
+
+
+async def test_a_large_order_is_sent_in_hourly_runs(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 2500)  # pace 1000 per hour: runs of 1000, 1000, 500
+    provider = ScriptedProvider(script={order.routes[0].provider_id: [("Completed", 0)]})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert [run.quantity for run in provider.submitted] == [1000, 1000, 500]
+    assert (state.status, state.delivered, state.runs_done, state.runs_total) == (policy.COMPLETED, 2500, 3, 3)
+
+
+async def test_a_drip_feed_order_runs_as_ordered(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 100, runs=3, interval=30)
+    provider = ScriptedProvider(script={order.routes[0].provider_id: [("Completed", 0)]})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert [run.quantity for run in provider.submitted] == [100, 100, 100]
+    assert (state.status, state.delivered) == (policy.COMPLETED, 300)
