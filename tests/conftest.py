@@ -77,6 +77,12 @@ async def db_url(postgres_url: str, template_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
     finally:
         await admin.close()
+    # Order ids name workflows (order-<id>) on a Temporal server shared by the whole run: keep them apart.
+    conn = await asyncpg.connect(_asyncpg_dsn(_with_database(postgres_url, name)))
+    try:
+        await conn.execute(f"ALTER TABLE orders ALTER COLUMN id RESTART WITH {uuid.uuid4().int % 10**12 + 1}")
+    finally:
+        await conn.close()
     yield _with_database(postgres_url, name)
     admin = await asyncpg.connect(_asyncpg_dsn(postgres_url))
     try:
@@ -92,6 +98,21 @@ async def sessions(db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession
         yield make_sessionmaker(engine)
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The Temporal dev server, for tests that need a real server rather than skipped time.
+
+    (Workflows the API starts with no worker to run them would stall the time-skipping server's clock.)
+    """
+    env = await WorkflowEnvironment.start_local(
+        search_attributes=sa.ALL, dev_server_existing_path=venv_bin("temporal"), ui=False
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
 
 
 @pytest.fixture(scope="session")
