@@ -15,14 +15,22 @@ from typing import Any
 from settings import Settings, get_settings
 
 
+def _dev_info(settings: Settings) -> dict[str, Any]:
+    info = settings.data_dir / "dev.json"
+    return dict(json.loads(info.read_text())) if info.exists() else {}
+
+
 def _database_url(settings: Settings) -> str:
     """DATABASE_URL, or else the running dev stack's (so `backoffice keys create` works beside make run)."""
-    if settings.database_url:
-        return settings.database_url
-    info = settings.data_dir / "dev.json"
-    if info.exists():
-        return str(json.loads(info.read_text())["database_url"])
-    return settings.require_database_url()
+    return settings.database_url or _dev_info(settings).get("database_url") or settings.require_database_url()
+
+
+def _temporal_settings(settings: Settings) -> Settings:
+    """TEMPORAL_ADDRESS, or else the running dev stack's."""
+    if settings.temporal_address:
+        return settings
+    info = _dev_info(settings)
+    return settings.model_copy(update={"temporal_address": info.get("temporal_address")})
 
 
 async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[int]]) -> int:
@@ -143,6 +151,29 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+def cmd_orders_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+
+    from temporal_client import connect
+    from workflows.models import RunReconciliation
+    from workflows.order import OrderWorkflow
+
+    answer = RunReconciliation(args.run, args.provider_order, args.actor, args.reason)
+
+    async def send() -> int:
+        client = await connect(_temporal_settings(settings))
+        handle = client.get_workflow_handle(f"order-{args.order_id}")
+        try:
+            state = await handle.execute_update(OrderWorkflow.reconcile_run, answer)
+        except WorkflowUpdateFailedError as exc:
+            print(f"refused: {exc.cause}", file=sys.stderr)
+            return 1
+        print(f"order {args.order_id}: {state.note}")
+        return 0
+
+    return asyncio.run(send())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="backoffice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -171,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="what", required=True)
     create = keys.add_parser("create", help="create a key and print it (only this once)")
-    create.add_argument("--role", required=True, choices=["storefront", "support", "ops", "admin", "customer"])
+    create.add_argument(
+        "--role", required=True, choices=["storefront", "support", "ops", "admin", "customer"]
+    )
     create.add_argument("--customer-id", type=int)
     create.add_argument("--label", default="")
     create.set_defaults(func=cmd_keys_create)
@@ -185,6 +218,23 @@ def build_parser() -> argparse.ArgumentParser:
     show = orders.add_parser("show", help="print an order as the API shows it")
     show.add_argument("order_id", type=int)
     show.set_defaults(func=cmd_orders_show)
+    reconcile = orders.add_parser(
+        "reconcile", help="tell an order waiting on an unknown submission what the provider really holds"
+    )
+    reconcile.add_argument("order_id", type=int)
+    reconcile.add_argument("--run", type=int, required=True, help="the run number the order waits on")
+    found = reconcile.add_mutually_exclusive_group(required=True)
+    found.add_argument("--provider-order", help="the provider's order id found for the run")
+    found.add_argument(
+        "--not-placed",
+        dest="provider_order",
+        action="store_const",
+        const=None,
+        help="the provider never took the run: send it to the next route",
+    )
+    reconcile.add_argument("--actor", required=True, help="who checked (ops:<name>)")
+    reconcile.add_argument("--reason", required=True, help="what was checked")
+    reconcile.set_defaults(func=cmd_orders_reconcile)
     return parser
 
 

@@ -196,18 +196,26 @@ class DevStack:
             async with transaction(sessions) as session:
                 await load_catalog(session, read_catalog(DEMO_CATALOG, simulator_url=simulator_url))
                 customer, _ = await create_customer(session, "Demo Customer", external_ref="demo-customer")
-                await deposit(session, customer.id, parse_money(DEMO_DEPOSIT), key="demo-initial-deposit",
-                              actor="dev-stack", reason="demo balance")
+                await deposit(
+                    session,
+                    customer.id,
+                    parse_money(DEMO_DEPOSIT),
+                    key="demo-initial-deposit",
+                    actor="dev-stack",
+                    reason="demo balance",
+                )
                 keys: dict[str, str] = {}
                 for role in (*DEMO_ROLES, "customer"):
                     owner = customer.id if role == "customer" else None
                     if role in previous:
-                        await store_keys.import_key(session, previous[role], role, customer_id=owner,
-                                                    label=f"demo {role}")
+                        await store_keys.import_key(
+                            session, previous[role], role, customer_id=owner, label=f"demo {role}"
+                        )
                         keys[role] = previous[role]
                     else:
-                        keys[role] = await store_keys.create_key(session, role, customer_id=owner,
-                                                                 label=f"demo {role}")
+                        keys[role] = await store_keys.create_key(
+                            session, role, customer_id=owner, label=f"demo {role}"
+                        )
             return keys, customer.id
         finally:
             await engine.dispose()
@@ -225,9 +233,9 @@ class DevStack:
         )
         self.children.append((name, proc))
 
-    async def _wait_http(self, url: str, name: str, stop: asyncio.Event, timeout: float = 60) -> None:
+    async def _wait_http(self, url: str, name: str, stop: asyncio.Event, within: float = 60) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within
         async with httpx.AsyncClient(timeout=2) as http:
             while loop.time() < deadline and not stop.is_set():
                 self._fail_if_child_died()
@@ -236,7 +244,7 @@ class DevStack:
                         return
                 await asyncio.sleep(0.2)
         if not stop.is_set():
-            raise SystemExit(f"{name} did not come up within {timeout:.0f}s")
+            raise SystemExit(f"{name} did not come up within {within:.0f}s")
 
     def _fail_if_child_died(self) -> None:
         for name, proc in self.children:
@@ -280,11 +288,11 @@ def _print_banner(info: dict[str, Any], path: Path) -> None:
     print(
         f"""
 The back office is running.
-  API              {info['api_url']}
-  OpenAPI docs     {info['docs_url']}
-  Temporal Web UI  {info['temporal_ui_url']}
-  Temporal         {info['temporal_address']} (namespace {info['namespace']}, task queue {info['task_queue']})
-  Demo customer    {info['demo_customer_id']} (balance {DEMO_DEPOSIT} at first start)
+  API              {info["api_url"]}
+  OpenAPI docs     {info["docs_url"]}
+  Temporal Web UI  {info["temporal_ui_url"]}
+  Temporal         {info["temporal_address"]} (namespace {info["namespace"]}, task queue {info["task_queue"]})
+  Demo customer    {info["demo_customer_id"]} (balance {DEMO_DEPOSIT} at first start)
   API keys (Authorization: Bearer <key>):
 {keys}
 The same is in {path}. Press Ctrl-C to stop.

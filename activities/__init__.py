@@ -13,7 +13,9 @@ from activities.projection import ProjectionActivities
 from activities.provider import ProviderActivities
 
 
-def build_activities(sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+def build_activities(
+    sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+) -> list[Callable[..., Any]]:
     ledger = LedgerActivities(sessions)
     projection = ProjectionActivities(sessions)
     provider = ProviderActivities(sessions, http)

@@ -16,7 +16,7 @@ class LedgerActivities:
 
     @activity.defn(name="settle_order")
     async def settle_order(self, s: Settlement) -> None:
-        """Refund and recognise revenue in one transaction; the transfer keys make a retry pay nothing twice."""
+        """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice."""
         escrow = ledger.escrow_account(s.order_id)
         async with transaction(self._sessions) as session:
             await ledger.ensure_account(session, ledger.REVENUE, "revenue")

@@ -32,8 +32,12 @@ class ProviderActivities:
         async with self._sessions() as session:
             provider = await session.get(Provider, provider_id)
         if provider is None:
-            raise ApplicationError(f"provider {provider_id} does not exist", type=REJECTED, non_retryable=True)
-        return ApiV2Client(provider.api_url, provider.api_key, http=self._http), provider.accepts_idempotency_key
+            raise ApplicationError(
+                f"provider {provider_id} does not exist", type=REJECTED, non_retryable=True
+            )
+        return ApiV2Client(
+            provider.api_url, provider.api_key, http=self._http
+        ), provider.accepts_idempotency_key
 
     @activity.defn(name="submit_run")
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
@@ -81,21 +85,38 @@ class ProviderActivities:
                 idempotency_key=client_key if dedupes else None,
             )
         except ProviderRejected as exc:
-            await self._finish(where, state="rejected", error=exc.message)
+            await self._settle_attempt(where, state="rejected", error=exc.message)
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
         except ProviderUnavailable:
             # The request never reached the provider: forget the attempt so the retry starts clean.
             async with transaction(self._sessions) as session:
-                await session.execute(delete(ProviderSubmission).where(*where))
+                await session.execute(
+                    delete(ProviderSubmission).where(*where, ProviderSubmission.state == "sending")
+                )
             raise
         except ProviderAmbiguous:
             raise  # the row stays `sending`; the retry decides as described above
-        await self._finish(where, state="accepted", provider_order_id=provider_order_id)
-        return SubmittedRun(provider_order_id)
-
-    async def _finish(self, where: tuple, **values: str) -> None:  # type: ignore[type-arg]
+        if await self._settle_attempt(where, state="accepted", provider_order_id=provider_order_id):
+            return SubmittedRun(provider_order_id)
+        # An overlapping attempt settled the row first. If it was accepted, that is the answer. If the run
+        # went to ops meanwhile, keep what this attempt learned (what ops need) but leave the state to them.
         async with transaction(self._sessions) as session:
-            await session.execute(update(ProviderSubmission).where(*where).values(**values))
+            row = await session.scalar(select(ProviderSubmission).where(*where).with_for_update())
+            if row is not None and row.state == "accepted" and row.provider_order_id:
+                return SubmittedRun(row.provider_order_id)
+            if row is not None and row.provider_order_id is None:
+                row.provider_order_id = provider_order_id
+        raise ApplicationError("the run awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True)
+
+    async def _settle_attempt(self, where: tuple, **values: str) -> bool:  # type: ignore[type-arg]
+        """Record an attempt's outcome, unless an overlapping attempt has already settled the row."""
+        async with transaction(self._sessions) as session:
+            result = await session.execute(
+                update(ProviderSubmission)
+                .where(*where, ProviderSubmission.state == "sending")
+                .values(**values)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
 
     @activity.defn(name="check_run")
     async def check_run(self, check: CheckRun) -> RunStatus:

@@ -94,13 +94,16 @@ class CustomerOut(BaseModel):
     @classmethod
     def of(cls, c: Customer, balance_micros: int) -> CustomerOut:
         return cls(
-            id=c.id, name=c.name, external_ref=c.external_ref, balance=format_money(balance_micros),
+            id=c.id,
+            name=c.name,
+            external_ref=c.external_ref,
+            balance=format_money(balance_micros),
             created_at=c.created_at,
         )
 
 
 class DepositCreate(Strict):
-    amount: Money = Field(description="decimal string, up to 6 decimals, e.g. \"25.00\"")
+    amount: Money = Field(description='decimal string, up to 6 decimals, e.g. "25.00"')
     reason: Annotated[str, StringConstraints(max_length=500)] = ""
 
 

@@ -41,9 +41,13 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "poll_interval_seconds": int(p.get("poll_interval_seconds", 60)),
             "accepts_idempotency_key": bool(p.get("accepts_idempotency_key", False)),
         }
-        stmt = insert(Provider).values(**values)
-        stmt = stmt.on_conflict_do_update(index_elements=[Provider.name], set_=values).returning(Provider.id)
-        provider_ids[p["name"]] = int((await session.execute(stmt)).scalar_one())
+        upsert = (
+            insert(Provider)
+            .values(**values)
+            .on_conflict_do_update(index_elements=[Provider.name], set_=values)
+            .returning(Provider.id)
+        )
+        provider_ids[p["name"]] = int((await session.execute(upsert)).scalar_one())
 
     for s in catalog.get("services", []):
         try:
@@ -76,7 +80,9 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
         for position, route in enumerate(s.get("routes", [])):
             provider_id = provider_ids.get(route["provider"])
             if provider_id is None:
-                provider_id = await session.scalar(select(Provider.id).where(Provider.name == route["provider"]))
+                provider_id = await session.scalar(
+                    select(Provider.id).where(Provider.name == route["provider"])
+                )
             if provider_id is None:
                 raise CatalogError(f"service {values['id']}: unknown provider {route['provider']!r}")
             session.add(

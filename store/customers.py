@@ -13,7 +13,9 @@ class CustomerNotFound(LookupError):
     code = "customer_not_found"
 
 
-async def create_customer(session: AsyncSession, name: str, external_ref: str | None = None) -> tuple[Customer, bool]:
+async def create_customer(
+    session: AsyncSession, name: str, external_ref: str | None = None
+) -> tuple[Customer, bool]:
     """Create a customer with its ledger account. An existing `external_ref` returns that customer instead."""
     if external_ref is not None:
         found = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))

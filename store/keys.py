@@ -43,19 +43,23 @@ async def create_key(
         raise ValueError("a customer key needs a customer id, and only a customer key has one")
     lookup = secrets.token_hex(6)
     secret = secrets.token_urlsafe(24)
-    session.add(ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id, label=label))
+    session.add(
+        ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id, label=label)
+    )
     await session.flush()
     return f"bo_{ROLE_PREFIX[role]}_{lookup}.{secret}"
 
 
-async def import_key(session: AsyncSession, key: str, role: str, *, customer_id: int | None = None,
-                     label: str = "") -> None:
+async def import_key(
+    session: AsyncSession, key: str, role: str, *, customer_id: int | None = None, label: str = ""
+) -> None:
     """Register a key that already exists in full (the dev stack keeps its demo keys across restarts)."""
     lookup, secret = _split(key)
     found = await session.scalar(select(ApiKey).where(ApiKey.lookup == lookup))
     if found is None:
-        session.add(ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id,
-                           label=label))
+        session.add(
+            ApiKey(lookup=lookup, secret_hash=_hash(secret), role=role, customer_id=customer_id, label=label)
+        )
         await session.flush()
 
 

@@ -187,6 +187,7 @@ async def check_invariants(session: AsyncSession) -> list[Breach]:
         )
     )
     for order_id, charge, refunded in over_refunded:
-        breaches.append(Breach("over_refunded", f"order {order_id}: refunded {refunded} of a {charge} charge"))
+        breaches.append(
+            Breach("over_refunded", f"order {order_id}: refunded {refunded} of a {charge} charge")
+        )
     return breaches
-

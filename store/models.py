@@ -121,7 +121,9 @@ class Order(Base):
     __table_args__ = (
         UniqueConstraint("created_by_key_id", "idempotency_key", name="orders_idempotency"),
         CheckConstraint("quantity > 0", name="orders_quantity"),
-        CheckConstraint("charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"),
+        CheckConstraint(
+            "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -181,7 +183,9 @@ class LedgerTransfer(Base):
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     kind: Mapped[str] = mapped_column(String(20), nullable=False)  # deposit, charge, revenue, refund
     debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
-    credit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
+    credit_account: Mapped[str] = mapped_column(
+        ForeignKey("ledger_accounts.name"), nullable=False, index=True
+    )
     amount_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     actor: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -193,7 +197,7 @@ SUBMISSION_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
 
 
 class ProviderSubmission(Base):
-    """One run sent to a provider. Written before the request leaves, so a lost answer is never re-sent blindly."""
+    """One run sent to a provider, written before the request leaves: a lost answer is never re-sent."""
 
     __tablename__ = "provider_submissions"
     __table_args__ = (

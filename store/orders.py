@@ -63,7 +63,9 @@ async def place_order(
         {"k": f"{caller.key_id}:{idempotency_key}"},
     )
     existing = await session.scalar(
-        select(Order).where(Order.created_by_key_id == caller.key_id, Order.idempotency_key == idempotency_key)
+        select(Order).where(
+            Order.created_by_key_id == caller.key_id, Order.idempotency_key == idempotency_key
+        )
     )
     if existing is not None:
         if existing.request_hash != fingerprint:
@@ -137,7 +139,7 @@ def _validate(service: Service, request: OrderRequest) -> None:
         if request.quantity > service.pace_per_hour:
             raise OrderRejected(
                 "run_exceeds_pace",
-                f"a drip-feed run may carry at most {service.pace_per_hour} units (the service's hourly pace)",
+                f"a drip-feed run may carry at most {service.pace_per_hour} units (the hourly pace)",
             )
 
 

@@ -118,7 +118,9 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture(scope="session")
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server: a 30-day timer takes a moment."""
-    env = await WorkflowEnvironment.start_time_skipping(test_server_existing_path=venv_bin("temporal-test-server"))
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_bin("temporal-test-server")
+    )
     try:
         types = {
             "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,

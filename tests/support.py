@@ -11,13 +11,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
-from activities.provider import REJECTED
+from activities.provider import NEEDS_RECONCILIATION, REJECTED
 from store import keys, ledger
 from store.catalog import load_catalog
 from store.customers import create_customer, deposit
@@ -60,7 +60,9 @@ class Shop:
     caller: keys.Caller
 
 
-async def open_shop(sessions: async_sessionmaker[AsyncSession], funds: int = 100_000_000, **service: Any) -> Shop:
+async def open_shop(
+    sessions: async_sessionmaker[AsyncSession], funds: int = 100_000_000, **service: Any
+) -> Shop:
     async with transaction(sessions) as session:
         await load_catalog(session, catalog(**service))
         customer, _ = await create_customer(session, "Alice")
@@ -71,12 +73,16 @@ async def open_shop(sessions: async_sessionmaker[AsyncSession], funds: int = 100
     return Shop(customer.id, caller)
 
 
-async def place(sessions: async_sessionmaker[AsyncSession], shop: Shop, quantity: int, **extra: Any) -> OrderInput:
+async def place(
+    sessions: async_sessionmaker[AsyncSession], shop: Shop, quantity: int, **extra: Any
+) -> OrderInput:
     async with transaction(sessions) as session:
         order, _ = await place_order(
             session,
             shop.caller,
-            OrderRequest(customer_id=shop.customer_id, service_id=SERVICE, link=LINK, quantity=quantity, **extra),
+            OrderRequest(
+                customer_id=shop.customer_id, service_id=SERVICE, link=LINK, quantity=quantity, **extra
+            ),
             idempotency_key=uuid.uuid4().hex,
         )
         return await workflow_input(session, order)
@@ -101,6 +107,7 @@ class ScriptedProvider:
 
     script: dict[int, list[tuple[str, int | None]]] = field(default_factory=dict)
     rejects: set[int] = field(default_factory=set)
+    lost_answers: set[int] = field(default_factory=set)  # providers whose submissions need reconciliation
     unavailable_checks: int = 0
     submitted: list[SubmitRun] = field(default_factory=list)
     checks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
@@ -109,6 +116,10 @@ class ScriptedProvider:
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
         if run.provider_id in self.rejects:
             raise ApplicationError("Incorrect service ID", type=REJECTED, non_retryable=True)
+        if run.provider_id in self.lost_answers:
+            raise ApplicationError(
+                "no answer to the submission", type=NEEDS_RECONCILIATION, non_retryable=True
+            )
         self.submitted.append(run)
         return SubmittedRun(f"{run.provider_id}-{len(self.submitted)}")
 
@@ -144,6 +155,10 @@ async def order_worker(
 
 
 async def run_order(client: Client, task_queue: str, order: OrderInput) -> Any:
-    return await client.execute_workflow(
+    return await (await start_order(client, task_queue, order)).result()
+
+
+async def start_order(client: Client, task_queue: str, order: OrderInput) -> WorkflowHandle[Any, Any]:
+    return await client.start_workflow(
         OrderWorkflow.run, order, id=f"order-{order.order_id}-{uuid.uuid4().hex[:6]}", task_queue=task_queue
     )

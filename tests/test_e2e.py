@@ -102,8 +102,12 @@ def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
 
         placed = http.post(
             "/v1/orders",
-            json={"customer_id": customer["id"], "service_id": 1, "link": "https://instagram.com/e2e.test",
-                  "quantity": 300},
+            json={
+                "customer_id": customer["id"],
+                "service_id": 1,
+                "link": "https://instagram.com/e2e.test",
+                "quantity": 300,
+            },
             headers={**storefront, "Idempotency-Key": "e2e-order-1"},
         )
         assert placed.status_code == 201, placed.text
@@ -111,7 +115,12 @@ def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
         assert order["charge"] == "0.270000"  # 300 at 0.90 per 1000
 
         done = _poll(http, f"/v1/orders/{order['id']}", storefront, {"Completed", "Partial", "Canceled"})
-        assert (done["status"], done["phase"], done["delivered"], done["remains"]) == ("Completed", "closed", 300, 0)
+        assert (done["status"], done["phase"], done["delivered"], done["remains"]) == (
+            "Completed",
+            "closed",
+            300,
+            0,
+        )
         balance = http.get(f"/v1/customers/{customer['id']}", headers=storefront).json()["balance"]
         assert balance == "4.730000"
 
@@ -120,7 +129,9 @@ def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
         assert mine.status_code == 200
 
     env = _stack_env() | {"DATABASE_URL": info["database_url"]}
-    check = subprocess.run([*BACKOFFICE, "ledger", "check"], env=env, capture_output=True, text=True, timeout=60)
+    check = subprocess.run(
+        [*BACKOFFICE, "ledger", "check"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ledger is sound" in check.stdout
 

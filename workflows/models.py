@@ -105,3 +105,13 @@ class Settlement:
     revenue_micros: int
     reason: str
     actor: str = "workflow"
+
+
+@dataclass(frozen=True)
+class RunReconciliation:
+    """Ops' answer for a run whose submission fate was unknown: what they found at the provider."""
+
+    run_no: int
+    provider_order_id: str | None  # the provider's order for this run; None: the provider never took it
+    actor: str
+    reason: str

@@ -6,9 +6,10 @@ Deterministic code only: every side effect is an activity, time is `workflow.now
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -23,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         Projection,
         RouteRef,
+        RunReconciliation,
         Settlement,
         SubmitRun,
     )
@@ -39,19 +41,34 @@ FINAL_PROVIDER_STATUSES = frozenset({policy.COMPLETED, policy.PARTIAL, policy.CA
 
 
 class RunAbandoned(Exception):
-    """A run that a route refused or that needs ops' reconciliation; the next route may take over."""
+    """A run its route cannot deliver (refused, or never taken as ops confirmed); the next route may try."""
 
 
 @workflow.defn
 class OrderWorkflow:
     def __init__(self) -> None:
         self._state: OrderState | None = None
+        self._awaiting_run: int | None = None  # the run ops must reconcile before delivery goes on
+        self._reconciliation: RunReconciliation | None = None
 
     @workflow.query
     def state(self) -> OrderState:
         if self._state is None:
             raise ApplicationError("the order has not started yet")
         return self._state
+
+    @workflow.update
+    async def reconcile_run(self, answer: RunReconciliation) -> OrderState:
+        """Ops tell what they found at the provider for a run whose submission fate was unknown."""
+        self._reconciliation = answer
+        return self.state()
+
+    @reconcile_run.validator
+    def _check_reconcile_run(self, answer: RunReconciliation) -> None:
+        if self._awaiting_run is None or self._awaiting_run != answer.run_no:
+            raise ApplicationError(f"run {answer.run_no} is not awaiting reconciliation", type="NotAwaiting")
+        if not answer.actor.strip() or not answer.reason.strip():
+            raise ApplicationError("a reconciliation needs who sent it and why", type="MissingReason")
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
@@ -94,18 +111,26 @@ class OrderWorkflow:
         await self._settle(order, delivered)
         return self._state
 
-    async def _deliver_run(self, order: OrderInput, route: RouteRef, run_no: int, units: int, before: int) -> int:
+    async def _deliver_run(
+        self, order: OrderInput, route: RouteRef, run_no: int, units: int, before: int
+    ) -> int:
         """Submit one run and poll it to its end; returns the units it delivered."""
         assert self._state is not None
         try:
             submitted = await workflow.execute_activity_method(
                 ProviderActivities.submit_run,
-                SubmitRun(order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id),
+                SubmitRun(
+                    order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id
+                ),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=PROVIDER_RETRY,
             )
+            provider_order_id = submitted.provider_order_id
         except ActivityError as err:
-            raise RunAbandoned(_reason(err)) from err
+            if _error_type(err) != NEEDS_RECONCILIATION:
+                raise RunAbandoned(_reason(err)) from err
+            # The provider may hold the run: sending it anywhere else could deliver it twice.
+            provider_order_id = await self._reconcile(run_no, _reason(err))
 
         self._state.provider_id = route.provider_id
         self._state.status, self._state.phase = policy.IN_PROGRESS, policy.DELIVERING
@@ -116,13 +141,16 @@ class OrderWorkflow:
             try:
                 seen = await workflow.execute_activity_method(
                     ProviderActivities.check_run,
-                    CheckRun(route.provider_id, submitted.provider_order_id),
+                    CheckRun(route.provider_id, provider_order_id),
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=PROVIDER_RETRY,
                 )
             except ActivityError as err:
-                raise RunAbandoned(_reason(err)) from err
-            remains = units if seen.remains is None and seen.status != policy.COMPLETED else (seen.remains or 0)
+                # The provider no longer knows the order it accepted: only ops can tell what happened.
+                provider_order_id = await self._reconcile(run_no, _reason(err))
+                continue
+            unknown_remains = units if seen.status != policy.COMPLETED else 0
+            remains = unknown_remains if seen.remains is None else seen.remains
             run_delivered = units - policy.clamp_remains(remains, units)
             changed = (before + run_delivered, seen.raw_status, seen.start_count) != (
                 self._state.delivered,
@@ -137,6 +165,23 @@ class OrderWorkflow:
                 return run_delivered
             if changed:
                 await self._publish()
+
+    async def _reconcile(self, run_no: int, why: str) -> str:
+        """Hold delivery until ops reconcile the run; returns the provider order to follow."""
+        assert self._state is not None
+        self._state.phase = policy.INTERRUPTED
+        self._state.note = f"run {run_no} needs reconciliation by ops: {why}"
+        await self._publish()
+        self._awaiting_run = run_no
+        await workflow.wait_condition(lambda: self._reconciliation is not None)
+        answer, self._reconciliation, self._awaiting_run = self._reconciliation, None, None
+        assert answer is not None
+        self._state.note = f"run {run_no} reconciled by {answer.actor}: {answer.reason}"
+        if answer.provider_order_id is None:
+            raise RunAbandoned(f"ops found the provider never took run {run_no}")
+        self._state.phase = policy.DELIVERING
+        await self._publish()
+        return answer.provider_order_id
 
     async def _settle(self, order: OrderInput, delivered: int) -> None:
         assert self._state is not None
@@ -155,7 +200,7 @@ class OrderWorkflow:
                 refund_micros=refund,
                 refund_no=1,
                 revenue_micros=order.charge_micros - refund,
-                reason=f"{order.quantity - delivered} of {order.quantity} units not delivered" if refund else "",
+                reason=f"{order.quantity - delivered} of {order.quantity} units not delivered",
             ),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STORE_RETRY,
@@ -169,7 +214,10 @@ class OrderWorkflow:
         state = self._state
         assert state is not None
         state.version += 1
-        updates = [sa.ORDER_STATUS.value_set(state.status), sa.ORDER_PHASE.value_set(state.phase)]
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.ORDER_STATUS.value_set(state.status),
+            sa.ORDER_PHASE.value_set(state.phase),
+        ]
         if state.provider_id is not None:
             updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
         workflow.upsert_search_attributes(updates)
@@ -195,6 +243,11 @@ class OrderWorkflow:
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STORE_RETRY,
         )
+
+
+def _error_type(err: ActivityError) -> str | None:
+    cause = err.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
 
 
 def _reason(err: ActivityError) -> str:

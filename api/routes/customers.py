@@ -66,7 +66,12 @@ async def deposit(
     except customers.CustomerNotFound as exc:
         raise ApiError(404, exc.code, str(exc)) from exc
     except ledger.TransferConflict as exc:
-        raise ApiError(422, "idempotency_conflict", "this Idempotency-Key was already used for another deposit") from exc
+        raise ApiError(
+            422, "idempotency_conflict", "this Idempotency-Key was already used for another deposit"
+        ) from exc
     return DepositOut(
-        customer_id=customer_id, amount=format_money(amount), balance=format_money(balance), replayed=result.replayed
+        customer_id=customer_id,
+        amount=format_money(amount),
+        balance=format_money(balance),
+        replayed=result.replayed,
     )

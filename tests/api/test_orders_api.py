@@ -10,6 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import LINK, SERVICE, open_shop
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -18,7 +19,6 @@ from store import keys
 from store.customers import create_customer
 from store.db import transaction
 from store.models import Order
-from support import LINK, SERVICE, open_shop
 
 
 @dataclass
@@ -31,8 +31,15 @@ class Api:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
     async def order(self, role: str = "storefront", key: str = "k1", **body: Any) -> httpx.Response:
-        payload = {"customer_id": self.customer_id, "service_id": SERVICE, "link": LINK, "quantity": 100} | body
-        return await self.http.post("/v1/orders", json=payload, headers={**self.as_(role), "Idempotency-Key": key})
+        payload = {
+            "customer_id": self.customer_id,
+            "service_id": SERVICE,
+            "link": LINK,
+            "quantity": 100,
+        } | body
+        return await self.http.post(
+            "/v1/orders", json=payload, headers={**self.as_(role), "Idempotency-Key": key}
+        )
 
 
 @pytest.fixture
@@ -65,7 +72,12 @@ async def test_an_order_is_charged_and_handed_to_its_workflow(
     response = await api.order()
     assert response.status_code == 201, response.text
     body = response.json()
-    assert (body["status"], body["phase"], body["charge"], body["remains"]) == ("Pending", "queued", "0.100000", 100)
+    assert (body["status"], body["phase"], body["charge"], body["remains"]) == (
+        "Pending",
+        "queued",
+        "0.100000",
+        100,
+    )
     described = await dev_server.client.get_workflow_handle(f"order-{body['id']}").describe()
     assert described.workflow_type == "OrderWorkflow"
     customer = await api.http.get(f"/v1/customers/{api.customer_id}", headers=api.as_("support"))
@@ -165,29 +177,38 @@ async def test_orders_are_listed_page_by_page(api: Api) -> None:
     ids = [(await api.order(key=f"k{n}")).json()["id"] for n in range(3)]
     page = (await api.http.get("/v1/orders?limit=2", headers=api.as_("support"))).json()
     assert [o["id"] for o in page["orders"]] == ids[:2]
-    rest = (await api.http.get(f"/v1/orders?limit=2&after={page['next_after']}", headers=api.as_("support"))).json()
+    rest = (
+        await api.http.get(f"/v1/orders?limit=2&after={page['next_after']}", headers=api.as_("support"))
+    ).json()
     assert ([o["id"] for o in rest["orders"]], rest["next_after"]) == (ids[2:], None)
 
 
 async def test_customers_and_deposits(api: Api) -> None:
     sf = api.as_("storefront")
     made = await api.http.post("/v1/customers", json={"name": "Carol", "external_ref": "shop-42"}, headers=sf)
-    again = await api.http.post("/v1/customers", json={"name": "Carol", "external_ref": "shop-42"}, headers=sf)
+    again = await api.http.post(
+        "/v1/customers", json={"name": "Carol", "external_ref": "shop-42"}, headers=sf
+    )
     assert (made.status_code, again.status_code, again.json()["id"]) == (201, 200, made.json()["id"])
     cid = made.json()["id"]
     url = f"/v1/customers/{cid}/deposits"
     first = await api.http.post(url, json={"amount": "12.5"}, headers={**sf, "Idempotency-Key": "d1"})
     replay = await api.http.post(url, json={"amount": "12.5"}, headers={**sf, "Idempotency-Key": "d1"})
     assert (first.json()["balance"], replay.json()["balance"], replay.json()["replayed"]) == (
-        "12.500000", "12.500000", True,
+        "12.500000",
+        "12.500000",
+        True,
     )
     clash = await api.http.post(url, json={"amount": "13"}, headers={**sf, "Idempotency-Key": "d1"})
     assert clash.json()["code"] == "idempotency_conflict"
     for amount in ("0", "-1", "1.0000001", "abc"):
-        bad = await api.http.post(url, json={"amount": amount}, headers={**sf, "Idempotency-Key": f"x{amount}"})
+        bad = await api.http.post(
+            url, json={"amount": amount}, headers={**sf, "Idempotency-Key": f"x{amount}"}
+        )
         assert bad.status_code == 422, amount
-    missing = await api.http.post("/v1/customers/999/deposits", json={"amount": "1"},
-                                  headers={**sf, "Idempotency-Key": "m"})
+    missing = await api.http.post(
+        "/v1/customers/999/deposits", json={"amount": "1"}, headers={**sf, "Idempotency-Key": "m"}
+    )
     assert (missing.status_code, missing.json()["code"]) == (404, "customer_not_found")
 
 

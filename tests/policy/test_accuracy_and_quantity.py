@@ -4,11 +4,11 @@ Partial and the shortfall is refunded; over-delivery is never charged."""
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
 from store import ledger
 from store.orders import get_order
-from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from workflows import policy
 
 
@@ -24,7 +24,14 @@ async def _deliver(
 ) -> tuple[object, dict[str, int], int]:
     shop = await open_shop(sessions)
     order = await place(sessions, shop, 1000)  # 1.00 per 1000: charge 1_000_000 micros
-    provider = ScriptedProvider(script={order.routes[0].provider_id: [("In progress", 600), ("Partial" if remains > 0 else "Completed", remains)]})
+    provider = ScriptedProvider(
+        script={
+            order.routes[0].provider_id: [
+                ("In progress", 600),
+                ("Partial" if remains > 0 else "Completed", remains),
+            ]
+        }
+    )
     async with order_worker(env.client, sessions, provider) as queue:
         state = await run_order(env.client, queue, order)
     async with sessions() as session:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import ScriptedProvider, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, open_shop, order_worker, place, run_order
 from workflows import policy
 
 
@@ -38,7 +38,12 @@ async def test_a_large_order_is_sent_in_hourly_runs(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [run.quantity for run in provider.submitted] == [1000, 1000, 500]
-    assert (state.status, state.delivered, state.runs_done, state.runs_total) == (policy.COMPLETED, 2500, 3, 3)
+    assert (state.status, state.delivered, state.runs_done, state.runs_total) == (
+        policy.COMPLETED,
+        2500,
+        3,
+        3,
+    )
 
 
 async def test_a_drip_feed_order_runs_as_ordered(

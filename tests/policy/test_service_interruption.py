@@ -4,9 +4,9 @@ next; when no route can deliver, the undelivered part is refunded."""
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from workflows import policy
 
 
@@ -15,7 +15,9 @@ async def test_an_outage_is_ridden_out(
 ) -> None:
     shop = await open_shop(sessions)
     order = await place(sessions, shop, 500)
-    provider = ScriptedProvider(script={order.routes[0].provider_id: [("Completed", 0)]}, unavailable_checks=3)
+    provider = ScriptedProvider(
+        script={order.routes[0].provider_id: [("Completed", 0)]}, unavailable_checks=3
+    )
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert (state.status, state.refunded_micros) == (policy.COMPLETED, 0)

@@ -21,7 +21,9 @@ async def _customer(sessions: async_sessionmaker[AsyncSession], funds: int) -> i
         return customer.id
 
 
-async def _charge(sessions: async_sessionmaker[AsyncSession], customer_id: int, order: int, amount: int) -> bool:
+async def _charge(
+    sessions: async_sessionmaker[AsyncSession], customer_id: int, order: int, amount: int
+) -> bool:
     async with transaction(sessions) as session:
         await ledger.ensure_account(session, ledger.escrow_account(order), "escrow")
         try:
@@ -58,7 +60,9 @@ async def test_a_key_reused_for_another_amount_is_refused(sessions: async_sessio
             await deposit(session, customer_id, 6_000_000, key="pay-1", actor="test")
 
 
-async def test_a_customer_cannot_spend_more_than_they_hold(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_customer_cannot_spend_more_than_they_hold(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     customer_id = await _customer(sessions, 1_000_000)
     assert not await _charge(sessions, customer_id, 1, 1_000_001)
     assert await _charge(sessions, customer_id, 1, 1_000_000)
@@ -66,7 +70,9 @@ async def test_a_customer_cannot_spend_more_than_they_hold(sessions: async_sessi
         assert await customer_balance(session, customer_id) == 0
 
 
-async def test_parallel_charges_on_one_account_never_overdraw(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_parallel_charges_on_one_account_never_overdraw(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     customer_id = await _customer(sessions, 10_000_000)
     # 40 orders of 0.30 against 10.00: exactly 33 fit, whatever the interleaving.
     results = await asyncio.gather(*(_charge(sessions, customer_id, n, 300_000) for n in range(1, 41)))
@@ -76,14 +82,18 @@ async def test_parallel_charges_on_one_account_never_overdraw(sessions: async_se
         assert await ledger.check_invariants(session) == []
 
 
-async def test_the_same_charge_sent_in_parallel_is_paid_once(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_the_same_charge_sent_in_parallel_is_paid_once(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     customer_id = await _customer(sessions, 10_000_000)
     await asyncio.gather(*(_charge(sessions, customer_id, 7, 300_000) for _ in range(10)))
     async with sessions() as session:
         assert await customer_balance(session, customer_id) == 9_700_000
 
 
-async def test_the_database_refuses_a_negative_customer_balance(sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_the_database_refuses_a_negative_customer_balance(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     customer_id = await _customer(sessions, 0)
     with pytest.raises(Exception, match="ledger_accounts_not_negative"):
         async with transaction(sessions) as session:

@@ -1,0 +1,74 @@
+"""A run whose submission fate is unknown is never sent elsewhere: the order waits for ops to reconcile it."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from support import ScriptedProvider, open_shop, order_worker, place, start_order
+from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from workflows import policy
+from workflows.models import OrderState, RunReconciliation
+from workflows.order import OrderWorkflow
+
+
+async def _until_interrupted(handle: WorkflowHandle) -> OrderState:  # type: ignore[type-arg]
+    for _ in range(200):
+        try:
+            state = await handle.query(OrderWorkflow.state)
+            if state.phase == policy.INTERRUPTED:
+                return state
+        except Exception:  # not started yet
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("the order never waited for reconciliation")
+
+
+async def _run(
+    env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], found: str | None
+) -> tuple:  # type: ignore[type-arg]
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 500)
+    first, second = (r.provider_id for r in order.routes)
+    provider = ScriptedProvider(
+        script={first: [("Completed", 0)], second: [("Completed", 0)]}, lost_answers={first}
+    )
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        waiting = await _until_interrupted(handle)
+        assert "reconciliation" in waiting.note
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                OrderWorkflow.reconcile_run, RunReconciliation(2, found, "ops:ann", "x")
+            )
+        with pytest.raises(WorkflowUpdateFailedError):
+            await handle.execute_update(
+                OrderWorkflow.reconcile_run, RunReconciliation(1, found, "ops:ann", " ")
+            )
+        await handle.execute_update(
+            OrderWorkflow.reconcile_run,
+            RunReconciliation(1, found, "ops:ann", "checked the provider's panel"),
+        )
+        state = await handle.result()
+    return state, provider, first, second
+
+
+async def test_a_run_found_at_the_provider_is_followed_there(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    state, provider, first, _ = await _run(temporal_env, sessions, found="alpha-777")
+    assert provider.submitted == []  # nothing was sent again, to anyone
+    assert provider.checks[first] >= 1
+    assert (state.status, state.delivered, state.provider_id) == (policy.COMPLETED, 500, first)
+    assert "ops:ann" in state.note
+
+
+async def test_a_run_the_provider_never_took_goes_to_the_next_route(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    state, provider, _, second = await _run(temporal_env, sessions, found=None)
+    assert [run.provider_id for run in provider.submitted] == [second]
+    assert (state.status, state.provider_id) == (policy.COMPLETED, second)
