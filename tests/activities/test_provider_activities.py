@@ -16,7 +16,6 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import open_shop, place
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -25,6 +24,7 @@ from providers.client import ProviderAmbiguous, ProviderUnavailable
 from providers.simulator import SimClock, create_simulator_app
 from store.db import transaction
 from store.models import Provider, ProviderSubmission
+from support import open_shop, place
 from workflows.models import CheckRun, OrderInput, SubmitRun
 
 SIM_SERVICE = "101"  # the simulator's "Instagram Followers": min 50, 1 s start delay, then 100 units/s

@@ -10,7 +10,6 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import LINK, SERVICE, open_shop
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
@@ -19,6 +18,7 @@ from store import keys
 from store.customers import create_customer
 from store.db import transaction
 from store.models import Order
+from support import LINK, SERVICE, open_shop
 
 
 @dataclass

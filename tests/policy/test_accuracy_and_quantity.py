@@ -4,11 +4,11 @@ Partial and the shortfall is refunded; over-delivery is never charged."""
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
 from store import ledger
 from store.orders import get_order
+from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from workflows import policy
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import ScriptedProvider, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
+from support import ScriptedProvider, open_shop, order_worker, place, run_order
 from workflows import policy
 
 

@@ -4,9 +4,9 @@ next; when no route can deliver, the undelivered part is refunded."""
 from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from temporalio.testing import WorkflowEnvironment
 
+from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
 from workflows import policy
 
 

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support import ScriptedProvider, open_shop, order_worker, place, start_order
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
+from support import ScriptedProvider, open_shop, order_worker, place, start_order
 from workflows import policy
 from workflows.models import OrderState, RunReconciliation
 from workflows.order import OrderWorkflow
