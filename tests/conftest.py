@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,13 @@ from store.migrate import upgrade
 from workflows import search_attributes as sa
 
 TEMPLATE_DB = "backoffice_template"
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # pytest then runs fixture teardown: the servers it started are stopped too
+
+
+signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
 
 def venv_bin(name: str) -> str:
