@@ -1,11 +1,18 @@
-"""Connecting to Temporal: the embedded dev server, a self-hosted cluster (mTLS) or Temporal Cloud."""
+"""Connecting to Temporal (the embedded dev server, a self-hosted cluster with mTLS, or Temporal Cloud), and
+starting order workflows."""
 
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import TLSConfig
 
 from settings import Settings
+from workflows import policy
+from workflows import search_attributes as sa
+from workflows.models import OrderInput
+from workflows.order import OrderWorkflow
 
 
 async def connect(settings: Settings) -> Client:
@@ -24,3 +31,29 @@ async def connect(settings: Settings) -> Client:
         tls=tls,
         api_key=settings.temporal_api_key,
     )
+
+
+def workflow_id(order_id: int) -> str:
+    return f"order-{order_id}"
+
+
+async def start_order_workflow(client: Client, task_queue: str, order: OrderInput) -> None:
+    """Start the order's workflow; one that already runs (a replay) is fine, a duplicate is never made."""
+    try:
+        await client.start_workflow(
+            OrderWorkflow.run,
+            order,
+            id=workflow_id(order.order_id),
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(sa.ORDER_STATUS, policy.PENDING),
+                    SearchAttributePair(sa.ORDER_PHASE, policy.QUEUED),
+                    SearchAttributePair(sa.CUSTOMER_ID, order.customer_id),
+                    SearchAttributePair(sa.SERVICE_ID, order.service_id),
+                ]
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        pass

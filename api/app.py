@@ -21,9 +21,9 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = make_engine(settings.require_database_url())
-        app.state.sessions = make_sessionmaker(engine)
-        app.state.temporal = temporal or await connect(settings)
         try:
+            app.state.sessions = make_sessionmaker(engine)
+            app.state.temporal = temporal or await connect(settings)
             yield
         finally:
             await engine.dispose()

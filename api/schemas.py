@@ -12,7 +12,8 @@ from workflows.policy import format_money
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
-Money = Annotated[str, StringConstraints(pattern=r"^\d{1,12}(\.\d{1,6})?$")]
+# At most 10 million a movement keeps every balance far inside a bigint of micro-units.
+Money = Annotated[str, StringConstraints(pattern=r"^\d{1,7}(\.\d{1,6})?$")]
 
 
 class Strict(BaseModel):

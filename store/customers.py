@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
@@ -17,13 +18,17 @@ async def create_customer(
     session: AsyncSession, name: str, external_ref: str | None = None
 ) -> tuple[Customer, bool]:
     """Create a customer with its ledger account. An existing `external_ref` returns that customer instead."""
-    if external_ref is not None:
+    created_id = await session.scalar(
+        insert(Customer)
+        .values(name=name, external_ref=external_ref)
+        .on_conflict_do_nothing(index_elements=[Customer.external_ref])
+        .returning(Customer.id)
+    )
+    if created_id is None:  # that external_ref exists (perhaps created by a concurrent request)
         found = await session.scalar(select(Customer).where(Customer.external_ref == external_ref))
-        if found is not None:
-            return found, False
-    customer = Customer(name=name, external_ref=external_ref)
-    session.add(customer)
-    await session.flush()
+        assert found is not None
+        return found, False
+    customer = await session.get_one(Customer, created_id)
     await ledger.ensure_account(session, ledger.customer_account(customer.id), "customer")
     return customer, True
 
@@ -51,8 +56,3 @@ async def deposit(
         actor=actor,
         reason=reason,
     )
-
-
-async def customer_balance(session: AsyncSession, customer_id: int) -> int:
-    await get_customer(session, customer_id)
-    return await ledger.balance(session, ledger.customer_account(customer_id))

@@ -11,11 +11,13 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Identity,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -119,7 +121,11 @@ class Order(Base):
 
     __tablename__ = "orders"
     __table_args__ = (
-        UniqueConstraint("created_by_key_id", "idempotency_key", name="orders_idempotency"),
+        # Idempotency keys are the customer's: a storefront that rotates its API key between retries still
+        # finds the first order.
+        UniqueConstraint("customer_id", "idempotency_key", name="orders_idempotency"),
+        # Orders whose workflow has not reported yet: the worker's sweeper looks here for unstarted ones.
+        Index("orders_unstarted", "created_at", postgresql_where=text("state_version = 0")),
         CheckConstraint("quantity > 0", name="orders_quantity"),
         CheckConstraint(
             "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"

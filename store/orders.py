@@ -60,11 +60,11 @@ async def place_order(
     # Serialise requests that share an idempotency key, so two concurrent replays cannot both create.
     await session.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"{caller.key_id}:{idempotency_key}"},
+        {"k": f"{request.customer_id}:{idempotency_key}"},
     )
     existing = await session.scalar(
         select(Order).where(
-            Order.created_by_key_id == caller.key_id, Order.idempotency_key == idempotency_key
+            Order.customer_id == request.customer_id, Order.idempotency_key == idempotency_key
         )
     )
     if existing is not None:
@@ -78,6 +78,8 @@ async def place_order(
     if service is None or not service.active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
     _validate(service, request)
+    if not await _has_route(session, service.id):
+        raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
     customer_id = await get_customer_or_reject(session, request.customer_id)
 
     charge = policy.charge_for(request.total_quantity, service.rate_micros)
@@ -141,6 +143,30 @@ def _validate(service: Service, request: OrderRequest) -> None:
                 "run_exceeds_pace",
                 f"a drip-feed run may carry at most {service.pace_per_hour} units (the hourly pace)",
             )
+
+
+async def _has_route(session: AsyncSession, service_id: int) -> bool:
+    found = await session.scalar(
+        select(Route.position)
+        .join(Provider, Provider.id == Route.provider_id)
+        .where(Route.service_id == service_id, Provider.active.is_(True))
+        .limit(1)
+    )
+    return found is not None
+
+
+async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit: int = 100) -> list[Order]:
+    """Charged orders whose workflow never reported: the API died, or Temporal was down, after the commit."""
+    rows = await session.scalars(
+        select(Order)
+        .where(
+            Order.state_version == 0,
+            Order.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+        )
+        .order_by(Order.created_at)
+        .limit(limit)
+    )
+    return list(rows)
 
 
 async def workflow_input(session: AsyncSession, order: Order) -> OrderInput:

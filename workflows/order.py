@@ -37,7 +37,6 @@ PROVIDER_RETRY = RetryPolicy(
     non_retryable_error_types=[REJECTED, NEEDS_RECONCILIATION],
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-FINAL_PROVIDER_STATUSES = frozenset({policy.COMPLETED, policy.PARTIAL, policy.CANCELED, policy.REFUNDED})
 
 
 class RunAbandoned(Exception):
@@ -59,13 +58,17 @@ class OrderWorkflow:
 
     @workflow.update
     async def reconcile_run(self, answer: RunReconciliation) -> OrderState:
-        """Ops tell what they found at the provider for a run whose submission fate was unknown."""
+        """Ops tell what they found at the provider for a run whose submission fate was unknown.
+
+        Answers once the order has acted on it, so the caller sees the outcome, not the question.
+        """
         self._reconciliation = answer
+        await workflow.wait_condition(lambda: self._reconciliation is not answer)
         return self.state()
 
     @reconcile_run.validator
     def _check_reconcile_run(self, answer: RunReconciliation) -> None:
-        if self._awaiting_run is None or self._awaiting_run != answer.run_no:
+        if self._awaiting_run != answer.run_no or self._reconciliation is not None:
             raise ApplicationError(f"run {answer.run_no} is not awaiting reconciliation", type="NotAwaiting")
         if not answer.actor.strip() or not answer.reason.strip():
             raise ApplicationError("a reconciliation needs who sent it and why", type="MissingReason")
@@ -82,9 +85,6 @@ class OrderWorkflow:
             quantity=order.quantity,
             runs_total=len(plan),
         )
-        workflow.upsert_search_attributes(
-            [sa.CUSTOMER_ID.value_set(order.customer_id), sa.SERVICE_ID.value_set(order.service_id)]
-        )
         await self._publish()
 
         started = workflow.now()
@@ -94,18 +94,23 @@ class OrderWorkflow:
             wait = started + timedelta(minutes=offset_minutes) - workflow.now()
             if wait > timedelta(0):
                 await workflow.sleep(wait)
-            run_delivered: int | None = None
-            while routes and run_delivered is None:
+            left = units
+            while routes and left > 0:
                 try:
-                    run_delivered = await self._deliver_run(order, routes[0], run_no, units, delivered)
+                    got, provider_status = await self._deliver_run(order, routes[0], run_no, left, delivered)
                 except RunAbandoned as why:
                     workflow.logger.warning("route %s gave up run %s: %s", routes[0].provider_id, run_no, why)
                     routes.pop(0)
-            if run_delivered is None:
+                    continue
+                delivered, left = delivered + got, left - got
+                if provider_status not in (policy.CANCELED, policy.REFUNDED):
+                    break  # Completed, or Partial: a shortfall the settlement judges by the tolerance
+                # The provider gave up on the rest of the run: the next route may deliver it.
+                routes.pop(0)
+            if left > 0 and not routes:
                 # No route can deliver: the service has completely failed for what is left.
                 self._state.note = "no provider route could deliver the order"
                 break
-            delivered += run_delivered
             self._state.runs_done = run_no
 
         await self._settle(order, delivered)
@@ -113,8 +118,8 @@ class OrderWorkflow:
 
     async def _deliver_run(
         self, order: OrderInput, route: RouteRef, run_no: int, units: int, before: int
-    ) -> int:
-        """Submit one run and poll it to its end; returns the units it delivered."""
+    ) -> tuple[int, str]:
+        """Submit one run and poll it to its end; returns the units delivered and the provider's verdict."""
         assert self._state is not None
         try:
             submitted = await workflow.execute_activity_method(
@@ -149,8 +154,9 @@ class OrderWorkflow:
                 # The provider no longer knows the order it accepted: only ops can tell what happened.
                 provider_order_id = await self._reconcile(run_no, _reason(err))
                 continue
-            unknown_remains = units if seen.status != policy.COMPLETED else 0
-            remains = unknown_remains if seen.remains is None else seen.remains
+            # A provider that leaves `remains` out is taken at its word only for Completed.
+            fallback = 0 if seen.status == policy.COMPLETED else units
+            remains = fallback if seen.remains is None else seen.remains
             run_delivered = units - policy.clamp_remains(remains, units)
             changed = (before + run_delivered, seen.raw_status, seen.start_count) != (
                 self._state.delivered,
@@ -161,8 +167,8 @@ class OrderWorkflow:
             self._state.provider_status_raw = seen.raw_status
             if self._state.start_count is None:
                 self._state.start_count = seen.start_count
-            if seen.status in FINAL_PROVIDER_STATUSES:
-                return run_delivered
+            if seen.status in policy.FINAL_STATUSES:
+                return run_delivered, seen.status
             if changed:
                 await self._publish()
 
@@ -174,12 +180,13 @@ class OrderWorkflow:
         await self._publish()
         self._awaiting_run = run_no
         await workflow.wait_condition(lambda: self._reconciliation is not None)
-        answer, self._reconciliation, self._awaiting_run = self._reconciliation, None, None
+        answer = self._reconciliation
         assert answer is not None
         self._state.note = f"run {run_no} reconciled by {answer.actor}: {answer.reason}"
+        self._state.phase = policy.DELIVERING
+        self._reconciliation, self._awaiting_run = None, None  # releases the update with this state
         if answer.provider_order_id is None:
             raise RunAbandoned(f"ops found the provider never took run {run_no}")
-        self._state.phase = policy.DELIVERING
         await self._publish()
         return answer.provider_order_id
 

@@ -7,9 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from sqlalchemy import select
-from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from api.auth import current_caller, own_customer, role
@@ -19,39 +16,10 @@ from api.schemas import Id, IdempotencyKey, OrderCreate, OrderList, OrderOut
 from store import orders as store_orders
 from store.keys import Caller
 from store.models import Order
-from workflows import policy
-from workflows import search_attributes as sa
-from workflows.models import OrderInput
-from workflows.order import OrderWorkflow
+from temporal_client import start_order_workflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 log = logging.getLogger(__name__)
-
-
-def workflow_id(order_id: int) -> str:
-    return f"order-{order_id}"
-
-
-async def start_order_workflow(client: Client, task_queue: str, order: OrderInput) -> None:
-    """Start the order's workflow; one that already runs (a replay) is fine, a duplicate is never made."""
-    try:
-        await client.start_workflow(
-            OrderWorkflow.run,
-            order,
-            id=workflow_id(order.order_id),
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.ORDER_STATUS, policy.PENDING),
-                    SearchAttributePair(sa.ORDER_PHASE, policy.QUEUED),
-                    SearchAttributePair(sa.CUSTOMER_ID, order.customer_id),
-                    SearchAttributePair(sa.SERVICE_ID, order.service_id),
-                ]
-            ),
-        )
-    except WorkflowAlreadyStartedError:
-        pass
 
 
 @router.post("", status_code=201, response_model=OrderOut, responses={200: {"model": OrderOut}})
@@ -90,9 +58,11 @@ async def create_order(
     except store_orders.OrderRejected as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
 
-    # The order is committed; starting its workflow is retried by a replay of the same request.
+    # The order is committed. Starting its workflow is retried by a replay of the same request, and by the
+    # worker's sweeper if no replay comes; an order whose workflow already reported needs no start.
     try:
-        await start_order_workflow(temporal, settings.temporal_task_queue, order_input)
+        if order.state_version == 0:
+            await start_order_workflow(temporal, settings.temporal_task_queue, order_input)
     except RPCError as exc:
         log.error("order %s saved but its workflow did not start: %s", order.id, exc)
         raise ApiError(
@@ -124,7 +94,7 @@ async def list_orders(
     caller: Annotated[Caller, Depends(current_caller)],
     customer_id: Id | None = None,
     status: Annotated[str | None, Query(max_length=20)] = None,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OrderList:
     """Newest first is what support wants, but stable paging wants ids: pages go by ascending id."""

@@ -159,9 +159,16 @@ def upgrade() -> None:
             ["services.id"],
         ),
         sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("created_by_key_id", "idempotency_key", name="orders_idempotency"),
+        sa.UniqueConstraint("customer_id", "idempotency_key", name="orders_idempotency"),
     )
     op.create_index(op.f("ix_orders_customer_id"), "orders", ["customer_id"], unique=False)
+    op.create_index(
+        "orders_unstarted",
+        "orders",
+        ["created_at"],
+        unique=False,
+        postgresql_where=sa.text("state_version = 0"),
+    )
     op.create_table(
         "ledger_transfers",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -241,6 +248,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_ledger_transfers_debit_account"), table_name="ledger_transfers")
     op.drop_index(op.f("ix_ledger_transfers_credit_account"), table_name="ledger_transfers")
     op.drop_table("ledger_transfers")
+    op.drop_index("orders_unstarted", table_name="orders", postgresql_where=sa.text("state_version = 0"))
     op.drop_index(op.f("ix_orders_customer_id"), table_name="orders")
     op.drop_table("orders")
     op.drop_table("routes")

@@ -47,3 +47,16 @@ async def test_when_no_route_can_deliver_the_order_is_refunded(
         state = await run_order(temporal_env.client, queue, order)
     assert (state.status, state.phase, state.refunded_micros) == (policy.CANCELED, policy.CLOSED, 500_000)
     assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
+
+
+async def test_what_a_provider_gives_up_on_goes_to_the_next_route(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 500)
+    first, second = (r.provider_id for r in order.routes)
+    provider = ScriptedProvider(script={first: [("Canceled", 200)], second: [("Completed", 0)]})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 200)]
+    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 500, 0)

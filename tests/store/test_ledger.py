@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store import ledger
-from store.customers import create_customer, customer_balance, deposit
+from store.customers import create_customer, deposit
 from store.db import transaction
 
 
@@ -19,6 +19,10 @@ async def _customer(sessions: async_sessionmaker[AsyncSession], funds: int) -> i
         if funds:
             await deposit(session, customer.id, funds, key="initial", actor="test")
         return customer.id
+
+
+async def customer_balance(session: AsyncSession, customer_id: int) -> int:
+    return await ledger.balance(session, ledger.customer_account(customer_id))
 
 
 async def _charge(

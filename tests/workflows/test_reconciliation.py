@@ -48,10 +48,11 @@ async def _run(
             await handle.execute_update(
                 OrderWorkflow.reconcile_run, RunReconciliation(1, found, "ops:ann", " ")
             )
-        await handle.execute_update(
+        answered = await handle.execute_update(
             OrderWorkflow.reconcile_run,
             RunReconciliation(1, found, "ops:ann", "checked the provider's panel"),
         )
+        assert answered.note == "run 1 reconciled by ops:ann: checked the provider's panel"
         state = await handle.result()
     return state, provider, first, second
 
