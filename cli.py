@@ -83,7 +83,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_simulator(settings: Settings, args: argparse.Namespace) -> int:
     from providers.simulator import main
 
-    main(host=args.host, port=args.port or settings.simulator_port)
+    main(host=args.host, port=args.port or settings.simulator_port, state_file=args.state_file)
     return 0
 
 
@@ -191,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser("simulator", help="serve the provider simulator (API v2)")
     sim.add_argument("--host", default="127.0.0.1")
     sim.add_argument("--port", type=int)
+    sim.add_argument("--state-file", type=Path, help="keep the simulator's orders across restarts here")
     sim.set_defaults(func=cmd_simulator)
     sub.add_parser("migrate", help="apply database migrations").set_defaults(func=cmd_migrate)
 

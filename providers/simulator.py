@@ -5,7 +5,8 @@ real providers do (HTTP 200, errors as `{"error": ...}`, numbers as strings) and
 (partial delivery, link faults, drops after completion, outages, slow or garbled answers) on demand.
 
 Delivery is a pure function of the clock, so advancing the clock (`POST /sim/clock/advance`) moves every
-order forward without any background task. State lives in memory in `app.state.sim`.
+order forward without any background task. State lives in memory in `app.state.sim`, saved to a state
+file at shutdown when one is given.
 
 Control endpoints (not API v2) live under `/sim`:
 - `POST /sim/clock/advance` `{"seconds": 60}`
@@ -25,12 +26,17 @@ clears the rules of its substring (null: all) and lets orders still under way de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import pickle
 import random
 import re
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
@@ -643,9 +649,45 @@ def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
     }
 
 
-def create_simulator_app(*, api_key: str = "sim-demo-key", clock: SimClock | None = None) -> FastAPI:
-    """A fresh simulator with its own state; tests create one per test."""
-    app = FastAPI(title="API v2 provider simulator", docs_url="/sim/docs", openapi_url="/sim/openapi.json")
+PERSISTED = ("orders", "refills", "idempotency", "rules", "next_order", "next_refill")
+
+
+def _load(state: SimState, path: Path) -> None:
+    """Orders of an earlier run: a real provider does not forget orders when it restarts, nor should this."""
+    with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError):
+        saved = pickle.loads(path.read_bytes())
+        for name in PERSISTED:
+            setattr(state, name, saved[name])
+
+
+def _save(state: SimState, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps({name: getattr(state, name) for name in PERSISTED}))
+    tmp.replace(path)
+
+
+def create_simulator_app(
+    *, api_key: str = "sim-demo-key", clock: SimClock | None = None, state_file: Path | None = None
+) -> FastAPI:
+    """A fresh simulator with its own state; tests create one per test.
+
+    With `state_file` its orders survive a restart (the dev stack keeps it under its data folder).
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if state_file is not None:
+            _load(app.state.sim, state_file)
+        yield
+        if state_file is not None:
+            _save(app.state.sim, state_file)
+
+    app = FastAPI(
+        title="API v2 provider simulator",
+        docs_url="/sim/docs",
+        openapi_url="/sim/openapi.json",
+        lifespan=lifespan,
+    )
     app.state.sim = SimState(clock=clock or SimClock(), api_key=api_key)
 
     app.add_api_route("/api/v2", _api_v2, methods=["GET", "POST"], include_in_schema=False)
@@ -680,11 +722,14 @@ def create_simulator_app(*, api_key: str = "sim-demo-key", clock: SimClock | Non
     return app
 
 
-def main(host: str = "127.0.0.1", port: int = 8100, api_key: str = "sim-demo-key") -> None:
+def main(
+    host: str = "127.0.0.1", port: int = 8100, api_key: str = "sim-demo-key", state_file: Path | None = None
+) -> None:
     """Run the simulator as its own HTTP server (the dev stack starts it this way)."""
     import uvicorn
 
-    uvicorn.run(create_simulator_app(api_key=api_key), host=host, port=port, log_level="warning")
+    app = create_simulator_app(api_key=api_key, state_file=state_file)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
 if __name__ == "__main__":

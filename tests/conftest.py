@@ -15,7 +15,6 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
@@ -130,15 +129,10 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
         test_server_existing_path=venv_bin("temporal-test-server")
     )
     try:
-        types = {
-            "Keyword": IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD,
-            "Int": IndexedValueType.INDEXED_VALUE_TYPE_INT,
-            "Datetime": IndexedValueType.INDEXED_VALUE_TYPE_DATETIME,
-        }
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={key.name: types[key._metadata_type] for key in sa.ALL},
+                search_attributes={key.name: key.indexed_value_type for key in sa.ALL},
             )
         )
         yield env

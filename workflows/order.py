@@ -90,6 +90,7 @@ class OrderWorkflow:
         started = workflow.now()
         routes = list(order.routes)
         delivered = 0
+        service_failed = False
         for run_no, (units, offset_minutes) in enumerate(plan, start=1):
             wait = started + timedelta(minutes=offset_minutes) - workflow.now()
             if wait > timedelta(0):
@@ -110,10 +111,11 @@ class OrderWorkflow:
             if left > 0 and not routes:
                 # No route can deliver: the service has completely failed for what is left.
                 self._state.note = "no provider route could deliver the order"
+                service_failed = True
                 break
             self._state.runs_done = run_no
 
-        await self._settle(order, delivered)
+        await self._settle(order, delivered, service_failed=service_failed)
         return self._state
 
     async def _deliver_run(
@@ -190,15 +192,17 @@ class OrderWorkflow:
         await self._publish()
         return answer.provider_order_id
 
-    async def _settle(self, order: OrderInput, delivered: int) -> None:
+    async def _settle(self, order: OrderInput, delivered: int, *, service_failed: bool) -> None:
         assert self._state is not None
         self._state.phase = policy.SETTLING
         await self._publish()
         status, refund = policy.settle_delivery(
-            order.quantity, order.quantity - delivered, order.charge_micros, order.tolerance_bp
+            order.quantity,
+            order.quantity - delivered,
+            order.charge_micros,
+            order.tolerance_bp,
+            service_failed=service_failed,
         )
-        if status == policy.PARTIAL and delivered == 0:
-            status = policy.CANCELED  # nothing was delivered: the whole charge goes back
         await workflow.execute_activity_method(
             LedgerActivities.settle_order,
             Settlement(

@@ -58,16 +58,21 @@ def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
     return shortfall * 10_000 <= quantity * tolerance_bp
 
 
-def settle_delivery(quantity: int, remains: int, charge: int, tolerance_bp: int) -> tuple[str, int]:
+def settle_delivery(
+    quantity: int, remains: int, charge: int, tolerance_bp: int, *, service_failed: bool = False
+) -> tuple[str, int]:
     """Final status and refund once delivery has ended with `remains` units not delivered.
 
     Within the accuracy tolerance the order is Completed and nothing is refunded; beyond it the order is
-    Partial and the whole shortfall is refunded. Over-delivery is never charged.
+    Partial and the whole shortfall is refunded. Over-delivery is never charged. When the service failed
+    completely (no route could deliver the rest), the tolerance does not apply: all that is missing is
+    refunded, and an order that received nothing is Canceled.
     """
     shortfall = clamp_remains(remains, quantity)
-    if shortfall == 0 or within_tolerance(shortfall, quantity, tolerance_bp):
+    if shortfall == 0 or (not service_failed and within_tolerance(shortfall, quantity, tolerance_bp)):
         return COMPLETED, 0
-    return PARTIAL, refund_for_shortfall(shortfall, charge, quantity)
+    status = CANCELED if shortfall == quantity else PARTIAL
+    return status, refund_for_shortfall(shortfall, charge, quantity)
 
 
 def format_money(micros: int) -> str:

@@ -16,7 +16,9 @@ def test_tolerance_is_a_share_of_the_quantity() -> None:
     assert policy.settle_delivery(1000, 20, 1_000_000, 200) == (policy.COMPLETED, 0)
     assert policy.settle_delivery(1000, 21, 1_000_000, 200) == (policy.PARTIAL, 21_000)
     assert policy.settle_delivery(1000, -50, 1_000_000, 200) == (policy.COMPLETED, 0)
-    assert policy.settle_delivery(1000, 5000, 1_000_000, 0) == (policy.PARTIAL, 1_000_000)
+    assert policy.settle_delivery(1000, 5000, 1_000_000, 0) == (policy.CANCELED, 1_000_000)
+    # A complete failure refunds what is missing even within the tolerance.
+    assert policy.settle_delivery(1000, 20, 1_000_000, 200, service_failed=True) == (policy.PARTIAL, 20_000)
 
 
 async def _deliver(

@@ -60,3 +60,15 @@ async def test_what_a_provider_gives_up_on_goes_to_the_next_route(
         state = await run_order(temporal_env.client, queue, order)
     assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 200)]
     assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 500, 0)
+
+
+async def test_a_complete_failure_refunds_even_a_shortfall_within_tolerance(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 1000)  # tolerance 2%: 10 missing units would normally be fine
+    first, second = (r.provider_id for r in order.routes)
+    provider = ScriptedProvider(script={first: [("Canceled", 10)]}, rejects={second})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 990, 10_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -445,3 +446,20 @@ async def test_connection_refused_is_unavailable_even_for_add() -> None:
             await client.status("1")
     finally:
         await client.aclose()
+
+
+async def test_the_simulator_keeps_its_orders_across_a_restart(tmp_path: Path) -> None:
+    state_file = tmp_path / "sim.pickle"
+    first = create_simulator_app(api_key="k", state_file=state_file)
+    async with first.router.lifespan_context(first):
+        transport = httpx.ASGITransport(app=first)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+            order_id = await ApiV2Client("http://sim/api/v2", "k", http=http).add(
+                service="101", link="https://instagram.com/keep", quantity=100
+            )
+    second = create_simulator_app(api_key="k", state_file=state_file)
+    async with second.router.lifespan_context(second):
+        transport = httpx.ASGITransport(app=second)
+        async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
+            status = await ApiV2Client("http://sim/api/v2", "k", http=http).status(order_id)
+    assert status.status in ("Pending", "In progress", "Completed")
