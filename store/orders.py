@@ -138,10 +138,12 @@ def _validate(service: Service, request: OrderRequest) -> None:
     if request.runs is not None:
         if not service.dripfeed:
             raise OrderRejected("dripfeed_not_allowed", f"service {service.id} does not allow drip-feed")
-        if request.quantity > service.pace_per_hour:
+        per_hour = policy.dripfeed_units_per_hour(request.quantity, request.interval or 1)
+        if per_hour > service.pace_per_hour:
             raise OrderRejected(
                 "run_exceeds_pace",
-                f"a drip-feed run may carry at most {service.pace_per_hour} units (the hourly pace)",
+                f"these runs would deliver up to {per_hour} units an hour; "
+                f"service {service.id} delivers at most {service.pace_per_hour}",
             )
 
 

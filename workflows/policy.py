@@ -109,6 +109,12 @@ def link_is_valid(link: str, pattern: str) -> bool:
     return re.fullmatch(pattern, link) is not None
 
 
+def dripfeed_units_per_hour(run_quantity: int, interval_minutes: int) -> int:
+    """The most units a drip-feed starts within any hour: the runs that fit in 60 minutes, each in full."""
+    runs_in_an_hour = -(-60 // interval_minutes)  # ceiling
+    return run_quantity * runs_in_an_hour
+
+
 def plan_runs(
     quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None
 ) -> list[tuple[int, int]]:

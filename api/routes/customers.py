@@ -45,15 +45,21 @@ async def get_customer(
     return CustomerOut.of(customer, await ledger.balance(session, ledger.customer_account(customer_id)))
 
 
-@router.post("/{customer_id}/deposits", status_code=201, response_model=DepositOut)
+@router.post(
+    "/{customer_id}/deposits",
+    status_code=201,
+    response_model=DepositOut,
+    responses={200: {"model": DepositOut}},
+)
 async def deposit(
     customer_id: Id,
     body: DepositCreate,
+    response: Response,
     session: Session,
     idempotency_key: Annotated[IdempotencyKey, Header(alias="Idempotency-Key")],
     caller: Annotated[Caller, Depends(role("storefront", "admin"))],
 ) -> DepositOut:
-    """Credit money paid in to the customer's balance, once per `Idempotency-Key`."""
+    """Credit money paid in to the customer's balance, once per `Idempotency-Key` (a replay answers 200)."""
     amount = parse_money(body.amount)
     if amount <= 0:
         raise ApiError(422, "invalid_amount", "a deposit must be positive")
@@ -69,6 +75,9 @@ async def deposit(
         raise ApiError(
             422, "idempotency_conflict", "this Idempotency-Key was already used for another deposit"
         ) from exc
+    if result.replayed:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
     return DepositOut(
         customer_id=customer_id,
         amount=format_money(amount),

@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -17,7 +17,7 @@ from settings import Settings
 from store import keys
 from store.customers import create_customer
 from store.db import transaction
-from store.models import Order
+from store.models import Order, Provider
 from support import LINK, SERVICE, open_shop
 
 
@@ -26,6 +26,7 @@ class Api:
     http: httpx.AsyncClient
     keys: dict[str, str]
     customer_id: int
+    sessions: async_sessionmaker[AsyncSession]
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -58,7 +59,7 @@ async def api(
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield Api(http, made, shop.customer_id)
+            yield Api(http, made, shop.customer_id, sessions)
 
 
 async def _order_count(sessions: async_sessionmaker[AsyncSession]) -> int:
@@ -112,6 +113,7 @@ async def test_a_key_reused_with_another_body_is_refused(api: Api) -> None:
         ({"customer_id": 999}, "customer_not_found"),
         ({"runs": 3}, "bad_dripfeed"),
         ({"runs": 3, "interval": 10, "quantity": 5000}, "run_exceeds_pace"),
+        ({"runs": 3, "interval": 10, "quantity": 200}, "run_exceeds_pace"),  # 6 runs an hour: 1200 > 1000
         ({"surprise": 1}, "invalid_request"),
         ({"quantity": "many"}, "invalid_request"),
         ({"quantity": 10**12}, "invalid_request"),
@@ -194,6 +196,7 @@ async def test_customers_and_deposits(api: Api) -> None:
     url = f"/v1/customers/{cid}/deposits"
     first = await api.http.post(url, json={"amount": "12.5"}, headers={**sf, "Idempotency-Key": "d1"})
     replay = await api.http.post(url, json={"amount": "12.5"}, headers={**sf, "Idempotency-Key": "d1"})
+    assert (first.status_code, replay.status_code) == (201, 200)
     assert (first.json()["balance"], replay.json()["balance"], replay.json()["replayed"]) == (
         "12.500000",
         "12.500000",
@@ -215,3 +218,22 @@ async def test_customers_and_deposits(api: Api) -> None:
 async def test_the_policy_is_published(api: Api) -> None:
     response = await api.http.get("/v1/policy")
     assert response.status_code == 200 and "Partial" in response.text
+
+
+async def test_idempotency_keys_belong_to_the_customer(api: Api) -> None:
+    """A storefront that rotates its API key between retries still gets the first order back."""
+    first = await api.order(key="rotate")
+    async with api.sessions() as session, session.begin():
+        api.keys["storefront2"] = await keys.create_key(session, "storefront")
+    again = await api.order(role="storefront2", key="rotate")
+    assert (again.status_code, again.json()["id"]) == (200, first.json()["id"])
+    # The customer's own key shares that key space: same key, same order.
+    mine = await api.order(role="customer", key="rotate", customer_id=None)
+    assert mine.json()["id"] == first.json()["id"]
+
+
+async def test_a_service_without_a_provider_takes_no_orders(api: Api) -> None:
+    async with api.sessions() as session, session.begin():
+        await session.execute(update(Provider).values(active=False))
+    response = await api.order(key="no-route")
+    assert (response.status_code, response.json()["code"]) == (409, "service_unavailable")
