@@ -27,6 +27,7 @@ class OrderInput:
     routes: list[RouteRef]
     runs: int | None = None
     interval_minutes: int | None = None
+    progress: Progress | None = None  # set only when the order continues as new
 
 
 @dataclass
@@ -46,6 +47,27 @@ class OrderState:
     runs_done: int = 0
     version: int = 0
     note: str = ""
+
+
+@dataclass(frozen=True)
+class RunInFlight:
+    """A run submitted to a route and still being followed there."""
+
+    run_no: int
+    units: int  # what this route was asked to deliver for the run
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an order left off when it continued as new (its history had grown long)."""
+
+    state: OrderState
+    started_at: str  # ISO time the order's first run was due; later runs keep their offsets from it
+    next_run: int
+    delivered: int  # units of finished runs, and of finished parts of the run in flight
+    routes: list[RouteRef]
+    in_flight: RunInFlight | None
 
 
 # Activity inputs and outputs.

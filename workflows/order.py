@@ -5,7 +5,8 @@ Deterministic code only: every side effect is an activity, time is `workflow.now
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -22,8 +23,10 @@ with workflow.unsafe.imports_passed_through():
         CheckRun,
         OrderInput,
         OrderState,
+        Progress,
         Projection,
         RouteRef,
+        RunInFlight,
         RunReconciliation,
         Settlement,
         SubmitRun,
@@ -48,6 +51,9 @@ class OrderWorkflow:
     def __init__(self) -> None:
         self._state: OrderState | None = None
         self._awaiting_run: int | None = None  # the run ops must reconcile before delivery goes on
+        self._started = datetime.min  # when run 1 was due; later runs keep their offsets from it
+        self._routes: list[RouteRef] = []  # routes still willing to deliver, best first
+        self._delivered = 0  # units of finished runs, and of finished parts of the run in flight
         self._reconciliation: RunReconciliation | None = None
 
     @workflow.query
@@ -78,70 +84,92 @@ class OrderWorkflow:
         plan = policy.plan_runs(
             order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
         )
-        self._state = OrderState(
-            order_id=order.order_id,
-            status=policy.PENDING,
-            phase=policy.QUEUED,
-            quantity=order.quantity,
-            runs_total=len(plan),
-        )
-        await self._publish()
+        progress = order.progress
+        if progress is None:
+            self._state = OrderState(
+                order_id=order.order_id,
+                status=policy.PENDING,
+                phase=policy.QUEUED,
+                quantity=order.quantity,
+                runs_total=len(plan),
+            )
+            await self._publish()
+            self._started, self._routes, self._delivered = workflow.now(), list(order.routes), 0
+            first_run, in_flight = 1, None
+        else:
+            self._state = progress.state
+            self._started = datetime.fromisoformat(progress.started_at)
+            self._routes, self._delivered = list(progress.routes), progress.delivered
+            first_run, in_flight = progress.next_run, progress.in_flight
 
-        started = workflow.now()
-        routes = list(order.routes)
-        delivered = 0
         service_failed = False
-        for run_no, (units, offset_minutes) in enumerate(plan, start=1):
-            wait = started + timedelta(minutes=offset_minutes) - workflow.now()
-            if wait > timedelta(0):
+        for run_no in range(first_run, len(plan) + 1):
+            units, offset_minutes = plan[run_no - 1]
+            following, in_flight = in_flight, None  # a run this order had submitted before continuing as new
+            wait = self._started + timedelta(minutes=offset_minutes) - workflow.now()
+            if following is None and wait > timedelta(0):
                 await workflow.sleep(wait)
-            left = units
-            while routes and left > 0:
+            left = following.units if following else units
+            while self._routes and left > 0:
+                route = self._routes[0]
                 try:
-                    got, provider_status = await self._deliver_run(order, routes[0], run_no, left, delivered)
+                    got, provider_status = await self._deliver_run(order, route, run_no, left, following)
                 except RunAbandoned as why:
-                    workflow.logger.warning("route %s gave up run %s: %s", routes[0].provider_id, run_no, why)
-                    routes.pop(0)
+                    workflow.logger.warning("route %s gave up run %s: %s", route.provider_id, run_no, why)
+                    self._routes.pop(0)
                     continue
-                delivered, left = delivered + got, left - got
+                finally:
+                    following = None
+                self._delivered, left = self._delivered + got, left - got
                 if provider_status not in (policy.CANCELED, policy.REFUNDED):
                     break  # Completed, or Partial: a shortfall the settlement judges by the tolerance
                 # The provider gave up on the rest of the run: the next route may deliver it.
-                routes.pop(0)
-            if left > 0 and not routes:
+                self._routes.pop(0)
+            if left > 0 and not self._routes:
                 # No route can deliver: the service has completely failed for what is left.
                 self._state.note = "no provider route could deliver the order"
                 service_failed = True
                 break
             self._state.runs_done = run_no
+            await self._continue_as_new_if_suggested(order, run_no + 1, None)
 
-        await self._settle(order, delivered, service_failed=service_failed)
+        await self._settle(order, self._delivered, service_failed=service_failed)
         return self._state
 
-    async def _deliver_run(
-        self, order: OrderInput, route: RouteRef, run_no: int, units: int, before: int
-    ) -> tuple[int, str]:
-        """Submit one run and poll it to its end; returns the units delivered and the provider's verdict."""
+    async def _continue_as_new_if_suggested(
+        self, order: OrderInput, next_run: int, in_flight: RunInFlight | None
+    ) -> None:
+        """Keep the history small: a long order goes on in a fresh run of the same workflow id."""
+        if not workflow.info().is_continue_as_new_suggested():
+            return
+        await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._state is not None
-        try:
-            submitted = await workflow.execute_activity_method(
-                ProviderActivities.submit_run,
-                SubmitRun(
-                    order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id
-                ),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=PROVIDER_RETRY,
-            )
-            provider_order_id = submitted.provider_order_id
-        except ActivityError as err:
-            if _error_type(err) != NEEDS_RECONCILIATION:
-                raise RunAbandoned(_reason(err)) from err
-            # The provider may hold the run: sending it anywhere else could deliver it twice.
-            provider_order_id = await self._reconcile(run_no, _reason(err))
+        progress = Progress(
+            state=self._state,
+            started_at=self._started.isoformat(),
+            next_run=next_run,
+            delivered=self._delivered,
+            routes=list(self._routes),
+            in_flight=in_flight,
+        )
+        workflow.continue_as_new(dataclasses.replace(order, progress=progress))
 
-        self._state.provider_id = route.provider_id
-        self._state.status, self._state.phase = policy.IN_PROGRESS, policy.DELIVERING
-        await self._publish()
+    async def _deliver_run(
+        self, order: OrderInput, route: RouteRef, run_no: int, units: int, following: RunInFlight | None
+    ) -> tuple[int, str]:
+        """Submit one run (or follow one submitted before) and poll it to its end.
+
+        Returns the units delivered and the provider's verdict.
+        """
+        assert self._state is not None
+        before = self._delivered
+        if following is not None:
+            provider_order_id = following.provider_order_id
+        else:
+            provider_order_id = await self._submit(order, route, run_no, units)
+            self._state.provider_id = route.provider_id
+            self._state.status, self._state.phase = policy.IN_PROGRESS, policy.DELIVERING
+            await self._publish()
 
         while True:
             await workflow.sleep(timedelta(seconds=route.poll_interval_seconds))
@@ -173,6 +201,27 @@ class OrderWorkflow:
                 return run_delivered, seen.status
             if changed:
                 await self._publish()
+            await self._continue_as_new_if_suggested(
+                order, run_no, RunInFlight(run_no, units, provider_order_id)
+            )
+
+    async def _submit(self, order: OrderInput, route: RouteRef, run_no: int, units: int) -> str:
+        """Send the run to the route exactly once; returns the provider's order id."""
+        try:
+            submitted = await workflow.execute_activity_method(
+                ProviderActivities.submit_run,
+                SubmitRun(
+                    order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROVIDER_RETRY,
+            )
+            return submitted.provider_order_id
+        except ActivityError as err:
+            if _error_type(err) != NEEDS_RECONCILIATION:
+                raise RunAbandoned(_reason(err)) from err
+            # The provider may hold the run: sending it anywhere else could deliver it twice.
+            return await self._reconcile(run_no, _reason(err))
 
     async def _reconcile(self, run_no: int, why: str) -> str:
         """Hold delivery until ops reconcile the run; returns the provider order to follow."""
