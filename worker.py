@@ -46,9 +46,12 @@ async def start_unstarted_orders(
     """Start every order that was charged but whose workflow never reported; returns how many were found."""
     async with sessions() as session:
         found = await orders.unstarted_orders(session, UNSTARTED_AFTER_SECONDS)
-        inputs = [await orders.workflow_input(session, order) for order in found]
+        inputs = [orders.order_input(order) for order in found]
     for order_input in inputs:
-        await start_order_workflow(client, task_queue, order_input)  # a running one is left alone
+        try:
+            await start_order_workflow(client, task_queue, order_input)  # a running one is left alone
+        except Exception:  # noqa: BLE001 - one order's trouble must not hold up the others
+            log.exception("sweeper: could not start order %s", order_input.order_id)
     return len(inputs)
 
 

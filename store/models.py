@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -147,6 +149,8 @@ class Order(Base):
     start_count: Mapped[int | None] = mapped_column(Integer)
     provider_id: Mapped[int | None] = mapped_column(ForeignKey("providers.id"))
     provider_status_raw: Mapped[str | None] = mapped_column(String(100))
+    # What the workflow starts with, frozen at intake: a late start (replay, sweeper) uses the same catalog.
+    workflow_input: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
     # Bumped by every workflow projection; an older write never overwrites a newer one.
     state_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False)

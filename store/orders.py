@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,6 +21,8 @@ from store.keys import Caller
 from store.models import Order, Provider, Route, Service
 from workflows import policy
 from workflows.models import OrderInput, Projection, RouteRef
+
+ORDER_INPUT = TypeAdapter(OrderInput)
 
 
 class OrderRejected(Exception):
@@ -96,6 +99,7 @@ async def place_order(
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         created_by_key_id=caller.key_id,
+        workflow_input={},
     )
     session.add(order)
     await session.flush()
@@ -116,7 +120,15 @@ async def place_order(
             )
         except ledger.InsufficientFunds as exc:
             raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
+    order.workflow_input = ORDER_INPUT.dump_python(await _frozen_input(session, order), mode="json")
+    await session.flush()
+    await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
     return order, True
+
+
+def order_input(order: Order) -> OrderInput:
+    """What the order's workflow starts with, as frozen at intake."""
+    return ORDER_INPUT.validate_python(order.workflow_input)
 
 
 async def get_customer_or_reject(session: AsyncSession, customer_id: int) -> int:
@@ -171,8 +183,8 @@ async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit
     return list(rows)
 
 
-async def workflow_input(session: AsyncSession, order: Order) -> OrderInput:
-    """The frozen order description the workflow starts with (catalog values as of intake)."""
+async def _frozen_input(session: AsyncSession, order: Order) -> OrderInput:
+    """The order description the workflow starts with: the catalog's values as of intake."""
     service = await session.get(Service, order.service_id)
     assert service is not None
     rows = await session.execute(

@@ -22,7 +22,7 @@ from store import keys, ledger
 from store.catalog import load_catalog
 from store.customers import create_customer, deposit
 from store.db import transaction
-from store.orders import OrderRequest, place_order, workflow_input
+from store.orders import OrderRequest, order_input, place_order
 from workflows.models import CheckRun, OrderInput, RunStatus, SubmitRun, SubmittedRun
 from workflows.order import OrderWorkflow
 
@@ -85,7 +85,7 @@ async def place(
             ),
             idempotency_key=uuid.uuid4().hex,
         )
-        return await workflow_input(session, order)
+        return order_input(order)
 
 
 async def balances(sessions: async_sessionmaker[AsyncSession], order: OrderInput) -> dict[str, int]:

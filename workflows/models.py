@@ -54,6 +54,7 @@ class RunInFlight:
     """A run submitted to a route and still being followed there."""
 
     run_no: int
+    provider_id: int
     units: int  # what this route was asked to deliver for the run
     provider_order_id: str
 

@@ -101,6 +101,7 @@ class OrderWorkflow:
             self._started = datetime.fromisoformat(progress.started_at)
             self._routes, self._delivered = list(progress.routes), progress.delivered
             first_run, in_flight = progress.next_run, progress.in_flight
+            self._show_details()  # the Web UI summary does not carry over by itself
 
         service_failed = False
         for run_no in range(first_run, len(plan) + 1):
@@ -164,6 +165,7 @@ class OrderWorkflow:
         assert self._state is not None
         before = self._delivered
         if following is not None:
+            assert following.provider_id == route.provider_id, "routes travel with the order"
             provider_order_id = following.provider_order_id
         else:
             provider_order_id = await self._submit(order, route, run_no, units)
@@ -202,7 +204,7 @@ class OrderWorkflow:
             if changed:
                 await self._publish()
             await self._continue_as_new_if_suggested(
-                order, run_no, RunInFlight(run_no, units, provider_order_id)
+                order, run_no, RunInFlight(run_no, route.provider_id, units, provider_order_id)
             )
 
     async def _submit(self, order: OrderInput, route: RouteRef, run_no: int, units: int) -> str:
@@ -269,6 +271,16 @@ class OrderWorkflow:
         self._state.status, self._state.phase = status, policy.CLOSED
         await self._publish(finished=True)
 
+    def _show_details(self) -> None:
+        """The one-line summary ops see in the Web UI."""
+        state = self._state
+        assert state is not None
+        workflow.set_current_details(
+            f"{state.status} ({state.phase}): {state.delivered}/{state.quantity} delivered, "
+            f"run {state.runs_done}/{state.runs_total}"
+            + (f", refunded {policy.format_money(state.refunded_micros)}" if state.refunded_micros else "")
+        )
+
     async def _publish(self, *, finished: bool = False) -> None:
         """Project the state into the read model, the search attributes and the Web UI summary."""
         state = self._state
@@ -281,11 +293,7 @@ class OrderWorkflow:
         if state.provider_id is not None:
             updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
         workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(
-            f"{state.status} ({state.phase}): {state.delivered}/{state.quantity} delivered, "
-            f"run {state.runs_done}/{state.runs_total}"
-            + (f", refunded {policy.format_money(state.refunded_micros)}" if state.refunded_micros else "")
-        )
+        self._show_details()
         await workflow.execute_activity_method(
             ProjectionActivities.project_order,
             Projection(

@@ -54,7 +54,7 @@ async def create_order(
     try:
         async with session.begin():
             order, created = await store_orders.place_order(session, caller, request, idempotency_key)
-            order_input = await store_orders.workflow_input(session, order)
+            order_input = store_orders.order_input(order)
     except store_orders.OrderRejected as exc:
         raise ApiError(exc.status, exc.code, exc.message) from exc
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -131,6 +132,7 @@ def upgrade() -> None:
         sa.Column("start_count", sa.Integer(), nullable=True),
         sa.Column("provider_id", sa.BigInteger(), nullable=True),
         sa.Column("provider_status_raw", sa.String(length=100), nullable=True),
+        sa.Column("workflow_input", postgresql.JSONB(astext_type=sa.Text()), nullable=False),
         sa.Column("state_version", sa.Integer(), nullable=False),
         sa.Column("idempotency_key", sa.String(length=200), nullable=False),
         sa.Column("request_hash", sa.String(length=64), nullable=False),
