@@ -212,6 +212,19 @@ async def get_order(session: AsyncSession, order_id: int) -> Order | None:
     return await session.get(Order, order_id)
 
 
+async def list_orders(
+    session: AsyncSession, *, customer_id: int | None, status: str | None, after: int, limit: int
+) -> tuple[list[Order], bool]:
+    """One page of orders with ids above `after`; the flag says whether more follow."""
+    query = select(Order).where(Order.id > after).order_by(Order.id).limit(limit + 1)
+    if customer_id is not None:
+        query = query.where(Order.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    rows = list(await session.scalars(query))
+    return rows[:limit], len(rows) > limit
+
+
 async def project(session: AsyncSession, p: Projection) -> bool:
     """Write the workflow's state into the read model; an older version never overwrites a newer one."""
     values: dict[str, Any] = {
