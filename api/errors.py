@@ -7,10 +7,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from store.customers import CustomerNotFound
+from store.orders import OrderRejected
+
 log = logging.getLogger(__name__)
+
+
+def mark_replayed(response: Response) -> None:
+    """An idempotent replay answers 200 with the first result, and says so."""
+    response.status_code = 200
+    response.headers["Idempotent-Replayed"] = "true"
 
 
 class ApiError(Exception):
@@ -30,6 +39,15 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status)
+
+    # Refusals raised by store/ carry their own stable code.
+    @app.exception_handler(OrderRejected)
+    async def _order_rejected(_: Request, exc: OrderRejected) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
+
+    @app.exception_handler(CustomerNotFound)
+    async def _no_customer(_: Request, exc: CustomerNotFound) -> JSONResponse:
+        return JSONResponse(error_body(exc.code, str(exc)), status_code=404)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

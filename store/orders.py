@@ -6,6 +6,7 @@ Intake writes the order and its charge in one transaction; afterwards only the o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -46,8 +47,7 @@ class OrderRequest:
 
     def fingerprint(self) -> str:
         """A stable hash of the request body, to tell a replay from a different request with the same key."""
-        body: dict[str, Any] = {k: v for k, v in self.__dict__.items()}
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
 
     @property
     def total_quantity(self) -> int:
@@ -81,9 +81,10 @@ async def place_order(
     if service is None or not service.active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
     _validate(service, request)
-    if not await _has_route(session, service.id):
+    routes = await _active_routes(session, service.id)
+    if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
-    customer_id = await get_customer_or_reject(session, request.customer_id)
+    customer_id = await _customer_or_reject(session, request.customer_id)
 
     charge = policy.charge_for(request.total_quantity, service.rate_micros)
     order = Order(
@@ -120,7 +121,7 @@ async def place_order(
             )
         except ledger.InsufficientFunds as exc:
             raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
-    order.workflow_input = ORDER_INPUT.dump_python(await _frozen_input(session, order), mode="json")
+    order.workflow_input = ORDER_INPUT.dump_python(_frozen_input(order, service, routes), mode="json")
     await session.flush()
     await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
     return order, True
@@ -131,7 +132,7 @@ def order_input(order: Order) -> OrderInput:
     return ORDER_INPUT.validate_python(order.workflow_input)
 
 
-async def get_customer_or_reject(session: AsyncSession, customer_id: int) -> int:
+async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
     try:
         return (await get_customer(session, customer_id)).id
     except LookupError as exc:
@@ -159,14 +160,15 @@ def _validate(service: Service, request: OrderRequest) -> None:
             )
 
 
-async def _has_route(session: AsyncSession, service_id: int) -> bool:
-    found = await session.scalar(
-        select(Route.position)
+async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRef]:
+    """The service's routes whose provider is active, best first."""
+    rows = await session.execute(
+        select(Route.provider_id, Route.provider_service_id, Provider.poll_interval_seconds)
         .join(Provider, Provider.id == Route.provider_id)
         .where(Route.service_id == service_id, Provider.active.is_(True))
-        .limit(1)
+        .order_by(Route.position)
     )
-    return found is not None
+    return [RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows]
 
 
 async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit: int = 100) -> list[Order]:
@@ -183,16 +185,8 @@ async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit
     return list(rows)
 
 
-async def _frozen_input(session: AsyncSession, order: Order) -> OrderInput:
+def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> OrderInput:
     """The order description the workflow starts with: the catalog's values as of intake."""
-    service = await session.get(Service, order.service_id)
-    assert service is not None
-    rows = await session.execute(
-        select(Route.provider_id, Route.provider_service_id, Provider.poll_interval_seconds)
-        .join(Provider, Provider.id == Route.provider_id)
-        .where(Route.service_id == order.service_id, Provider.active.is_(True))
-        .order_by(Route.position)
-    )
     return OrderInput(
         order_id=order.id,
         customer_id=order.customer_id,
@@ -202,7 +196,7 @@ async def _frozen_input(session: AsyncSession, order: Order) -> OrderInput:
         charge_micros=order.charge_micros,
         tolerance_bp=service.tolerance_bp,
         pace_per_hour=service.pace_per_hour,
-        routes=[RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows],
+        routes=routes,
         runs=order.runs,
         interval_minutes=order.interval_minutes,
     )

@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -18,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
+from devstack import venv_binary
 from store.db import make_engine, make_sessionmaker
 from store.migrate import upgrade
 from workflows import search_attributes as sa
@@ -30,12 +29,6 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
 
 
 signal.signal(signal.SIGTERM, _stop_on_sigterm)
-
-
-def venv_bin(name: str) -> str:
-    path = Path(sys.executable).parent / name
-    assert path.exists(), f"{path} is missing: install the dev extra (make test does)"
-    return str(path)
 
 
 def _with_database(url: str, database: str) -> str:
@@ -114,7 +107,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     (Workflows the API starts with no worker to run them would stall the time-skipping server's clock.)
     """
     env = await WorkflowEnvironment.start_local(
-        search_attributes=sa.ALL, dev_server_existing_path=venv_bin("temporal"), ui=False
+        search_attributes=sa.ALL, dev_server_existing_path=venv_binary("temporal"), ui=False
     )
     try:
         yield env
@@ -126,7 +119,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
     """Temporal's time-skipping test server: a 30-day timer takes a moment."""
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_bin("temporal-test-server")
+        test_server_existing_path=venv_binary("temporal-test-server")
     )
     try:
         await env.client.operator_service.add_search_attributes(

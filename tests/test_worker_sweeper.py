@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from store.db import transaction
@@ -32,6 +34,11 @@ async def test_an_order_whose_start_was_lost_is_started(
     assert await start_unstarted_orders(dev_server.client, sessions, queue) == 1
     described = await dev_server.client.get_workflow_handle(workflow_id(lost.order_id)).describe()
     assert described.task_queue == queue
+    # A fresh order is left to the API's own start, and one that has reported needs no start.
+    for untouched in (fresh, reported):
+        with pytest.raises(RPCError):
+            await dev_server.client.get_workflow_handle(workflow_id(untouched.order_id)).describe()
     # Sweeping again finds the same order (it has not reported: no worker runs here) and starts nothing new.
     assert await start_unstarted_orders(dev_server.client, sessions, queue) == 1
-    assert fresh.order_id != lost.order_id
+    again = await dev_server.client.get_workflow_handle(workflow_id(lost.order_id)).describe()
+    assert again.run_id == described.run_id

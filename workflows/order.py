@@ -122,10 +122,9 @@ class OrderWorkflow:
                 finally:
                     following = None
                 self._delivered, left = self._delivered + got, left - got
-                if provider_status not in (policy.CANCELED, policy.REFUNDED):
-                    break  # Completed, or Partial: a shortfall the settlement judges by the tolerance
-                # The provider gave up on the rest of the run: the next route may deliver it.
-                self._routes.pop(0)
+                if not policy.provider_gave_up(provider_status):
+                    break
+                self._routes.pop(0)  # the next route may deliver what is left of the run
             if left > 0 and not self._routes:
                 # No route can deliver: the service has completely failed for what is left.
                 self._state.note = "no provider route could deliver the order"
@@ -134,7 +133,7 @@ class OrderWorkflow:
             self._state.runs_done = run_no
             await self._continue_as_new_if_suggested(order, run_no + 1, None)
 
-        await self._settle(order, self._delivered, service_failed=service_failed)
+        await self._settle(order, service_failed=service_failed)
         return self._state
 
     async def _continue_as_new_if_suggested(
@@ -186,10 +185,7 @@ class OrderWorkflow:
                 # The provider no longer knows the order it accepted: only ops can tell what happened.
                 provider_order_id = await self._reconcile(run_no, _reason(err))
                 continue
-            # A provider that leaves `remains` out is taken at its word only for Completed.
-            fallback = 0 if seen.status == policy.COMPLETED else units
-            remains = fallback if seen.remains is None else seen.remains
-            run_delivered = units - policy.clamp_remains(remains, units)
+            run_delivered = policy.delivered_in_run(units, seen.status, seen.remains)
             changed = (before + run_delivered, seen.raw_status, seen.start_count) != (
                 self._state.delivered,
                 self._state.provider_status_raw,
@@ -243,8 +239,9 @@ class OrderWorkflow:
         await self._publish()
         return answer.provider_order_id
 
-    async def _settle(self, order: OrderInput, delivered: int, *, service_failed: bool) -> None:
+    async def _settle(self, order: OrderInput, *, service_failed: bool) -> None:
         assert self._state is not None
+        delivered = self._delivered
         self._state.phase = policy.SETTLING
         await self._publish()
         status, refund = policy.settle_delivery(

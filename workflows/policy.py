@@ -53,6 +53,25 @@ def clamp_remains(remains: int, quantity: int) -> int:
     return min(max(remains, 0), quantity)
 
 
+def delivered_in_run(units: int, status: str, remains: int | None) -> int:
+    """Units a run has delivered, from the provider's status and `remains`.
+
+    A provider that leaves `remains` out is taken at its word only for Completed; over-delivery counts as
+    the units asked for.
+    """
+    if remains is None:
+        remains = 0 if status == COMPLETED else units
+    return units - clamp_remains(remains, units)
+
+
+def provider_gave_up(status: str) -> bool:
+    """A run ended by the provider without delivering it all: what is left may go to the next route.
+
+    (Partial is not giving up: it is a shortfall the settlement judges by the tolerance.)
+    """
+    return status in (CANCELED, REFUNDED)
+
+
 def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
     """A shortfall of at most tolerance (basis points of the quantity) is normal variation, not a failure."""
     return shortfall * 10_000 <= quantity * tolerance_bp

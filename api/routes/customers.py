@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Header, Response
 
 from api.auth import current_caller, own_customer, role
 from api.deps import Session
-from api.errors import ApiError
+from api.errors import ApiError, mark_replayed
 from api.schemas import CustomerCreate, CustomerOut, DepositCreate, DepositOut, Id, IdempotencyKey
 from store import customers, ledger
 from store.keys import Caller
@@ -38,10 +38,7 @@ async def get_customer(
     customer_id: Id, session: Session, caller: Annotated[Caller, Depends(current_caller)]
 ) -> CustomerOut:
     own_customer(caller, customer_id)
-    try:
-        customer = await customers.get_customer(session, customer_id)
-    except customers.CustomerNotFound as exc:
-        raise ApiError(404, exc.code, str(exc)) from exc
+    customer = await customers.get_customer(session, customer_id)
     return CustomerOut.of(customer, await ledger.balance(session, ledger.customer_account(customer_id)))
 
 
@@ -69,15 +66,12 @@ async def deposit(
                 session, customer_id, amount, key=idempotency_key, actor=caller.actor, reason=body.reason
             )
             balance = await ledger.balance(session, ledger.customer_account(customer_id))
-    except customers.CustomerNotFound as exc:
-        raise ApiError(404, exc.code, str(exc)) from exc
     except ledger.TransferConflict as exc:
         raise ApiError(
             422, "idempotency_conflict", "this Idempotency-Key was already used for another deposit"
         ) from exc
     if result.replayed:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response)
     return DepositOut(
         customer_id=customer_id,
         amount=format_money(amount),

@@ -10,7 +10,7 @@ from temporalio.service import RPCError
 
 from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
-from api.errors import ApiError
+from api.errors import ApiError, mark_replayed
 from api.schemas import Id, IdempotencyKey, OrderCreate, OrderList, OrderOut
 from store import orders as store_orders
 from store.keys import Caller
@@ -49,12 +49,9 @@ async def create_order(
         runs=body.runs,
         interval=body.interval,
     )
-    try:
-        async with session.begin():
-            order, created = await store_orders.place_order(session, caller, request, idempotency_key)
-            order_input = store_orders.order_input(order)
-    except store_orders.OrderRejected as exc:
-        raise ApiError(exc.status, exc.code, exc.message) from exc
+    async with session.begin():
+        order, created = await store_orders.place_order(session, caller, request, idempotency_key)
+        order_input = store_orders.order_input(order)
 
     # The order is committed. Starting its workflow is retried by a replay of the same request, and by the
     # worker's sweeper if no replay comes; an order whose workflow already reported needs no start.
@@ -71,8 +68,7 @@ async def create_order(
             order_id=order.id,
         ) from exc
     if not created:
-        response.status_code = 200
-        response.headers["Idempotent-Replayed"] = "true"
+        mark_replayed(response)
     return OrderOut.of(order)
 
 

@@ -67,3 +67,11 @@ async def test_over_delivery_is_never_charged(
     state, money, refunded = await _deliver(temporal_env, sessions, remains=-40)
     assert (state.status, state.delivered) == (policy.COMPLETED, 1000)
     assert money == {"customer": 99_000_000, "escrow": 0, "revenue": 1_000_000}
+
+
+def test_what_a_run_delivered_is_read_from_remains() -> None:
+    assert policy.delivered_in_run(500, policy.IN_PROGRESS, 120) == 380
+    assert policy.delivered_in_run(500, policy.COMPLETED, None) == 500  # no remains: trusted only when done
+    assert policy.delivered_in_run(500, policy.CANCELED, None) == 0
+    assert policy.delivered_in_run(500, policy.COMPLETED, -30) == 500  # over-delivery is not counted
+    assert policy.delivered_in_run(500, policy.PARTIAL, 900) == 0

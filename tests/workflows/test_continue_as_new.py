@@ -6,11 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import venv_bin
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from devstack import venv_binary
 from store import ledger
 from store.db import transaction
 from store.models import Provider
@@ -24,7 +24,7 @@ async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that suggests continue-as-new after a few dozen events instead of thousands."""
     env = await WorkflowEnvironment.start_local(
         search_attributes=sa.ALL,
-        dev_server_existing_path=venv_bin("temporal"),
+        dev_server_existing_path=venv_binary("temporal"),
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )
     try:
