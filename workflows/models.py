@@ -101,6 +101,51 @@ class RunStatus:
     raw_status: str
     remains: int | None
     start_count: int | None
+    # Set when the provider ended the run because of the link (private, deleted, renamed, invalid);
+    # `remains` still tells what was delivered before.
+    link_fault: str | None = None
+
+
+@dataclass(frozen=True)
+class CancelRun:
+    """Ask the provider to cancel a run; the refund waits until its status confirms the cancel."""
+
+    order_id: int
+    provider_id: int
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class CancelAnswer:
+    accepted: bool
+    message: str  # the provider's error text when not accepted
+
+
+@dataclass(frozen=True)
+class SubmitRefill:
+    """Forward a customer's refill to the provider that delivered the run. Sent at most once per refill_no."""
+
+    order_id: int
+    refill_no: int
+    provider_id: int
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class SubmittedRefill:
+    provider_refill_id: str
+
+
+@dataclass(frozen=True)
+class CheckRefill:
+    provider_id: int
+    provider_refill_id: str
+
+
+@dataclass(frozen=True)
+class RefillStatus:
+    status: str  # normalised: Pending, In progress, Completed, Rejected, Error
+    raw_status: str
 
 
 @dataclass(frozen=True)
@@ -138,3 +183,45 @@ class RunReconciliation:
     provider_order_id: str | None  # the provider's order for this run; None: the provider never took it
     actor: str
     reason: str
+
+
+# Messages to a running order (workflow updates). Each carries who sent it and why; the validators refuse
+# with ApplicationError(type=<stable code>, message=<the standard text where API v2 has one>).
+
+
+@dataclass(frozen=True)
+class OrderAction:
+    """cancel, pause, resume, report_link_fault. `actor` is e.g. "customer:12", "support:key:5"."""
+
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RefillRequest:
+    actor: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RefillTicket:
+    refill_id: int  # the panel's refill id (API v2 `refill`), unique across orders
+    refill_no: int  # 1, 2, ... within the order
+
+
+@dataclass(frozen=True)
+class SupportRefund:
+    """A refund support sends: exactly one of amount_micros or units; capped at what is refundable."""
+
+    actor: str
+    reason: str
+    idempotency_key: str
+    amount_micros: int | None = None
+    units: int | None = None
+
+
+@dataclass(frozen=True)
+class RefundReceipt:
+    refunded_micros: int  # what this refund moved (0 when the key was already used: a replay)
+    total_refunded_micros: int
+    status: str
