@@ -161,6 +161,64 @@ class Order(Base):
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the order waits for or does next, in the panel's words ("run 3 of 10 at 14:00").
+    note: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
+    refill_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class OrderEvent(Base):
+    """The order's timeline: runs, interruptions, refunds, refills, messages and who sent them.
+
+    Written by the order's workflow through the projection activity; `seq` makes a retried write harmless.
+    """
+
+    __tablename__ = "order_events"
+    __table_args__ = (UniqueConstraint("order_id", "seq", name="order_events_seq"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # workflow time
+    kind: Mapped[str] = mapped_column(String(40), nullable=False)
+    actor: Mapped[str] = mapped_column(String(100), nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+REFILL_STATUSES = ("Pending", "In progress", "Completed", "Rejected", "Error")
+
+
+class Refill(Base):
+    """A customer's refill request on a completed order; `id` is the refill id API v2 clients see."""
+
+    __tablename__ = "refills"
+    __table_args__ = (
+        UniqueConstraint("order_id", "refill_no", name="refills_order_no"),
+        CheckConstraint(f"status IN {REFILL_STATUSES!r}", name="refills_status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    refill_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    requested_by: Mapped[str] = mapped_column(String(100), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ProviderSlot(Base):
+    """An order's place at a provider: waiting (granted_at null, FIFO by `id`) or holding one of its
+    `capacity` slots while it delivers there."""
+
+    __tablename__ = "provider_slots"
+    __table_args__ = (
+        UniqueConstraint("order_id", "provider_id", name="provider_slots_order"),
+        Index("provider_slots_waiting", "provider_id", "id", postgresql_where=text("granted_at IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    granted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 ACCOUNT_KINDS = ("customer", "escrow", "revenue", "external")
