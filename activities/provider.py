@@ -21,6 +21,7 @@ from workflows.models import CheckRun, RunStatus, SubmitRun, SubmittedRun
 # Error types the workflow tells apart (ApplicationError.type); both are final for the activity.
 REJECTED = "ProviderRejected"
 NEEDS_RECONCILIATION = "NeedsReconciliation"
+LINK_FAULT = "LinkFault"  # the provider refused the link: private, deleted, renamed or invalid
 
 
 class ProviderActivities:

@@ -218,6 +218,7 @@ class ProviderSlot(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    workflow_id: Mapped[str] = mapped_column(String(100), nullable=False)  # woken when a slot frees
     granted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("order_id", sa.BigInteger(), nullable=False),
         sa.Column("provider_id", sa.BigInteger(), nullable=False),
+        sa.Column("workflow_id", sa.String(length=100), nullable=False),
         sa.Column("granted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"]),
         sa.ForeignKeyConstraint(["provider_id"], ["providers.id"]),
