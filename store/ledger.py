@@ -17,7 +17,7 @@ from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import TRANSFER_KINDS, LedgerAccount, LedgerTransfer
+from store.models import TRANSFER_KINDS, LedgerAccount, LedgerTransfer, Order
 
 EXTERNAL = "external"
 REVENUE = "revenue"
@@ -172,8 +172,12 @@ async def refund_order(
 
     When the escrow holds less than `amount`, the difference first comes back from revenue (kind
     "reversal", key `<key>:reversal`), but never more than this order's own recognised revenue: an order
-    cannot be refunded beyond its charge. Both transfers happen in the caller's transaction.
+    cannot be refunded beyond its charge. Both transfers happen in the caller's transaction. The order
+    must be the customer's (LedgerError otherwise).
     """
+    owner = await session.scalar(select(Order.customer_id).where(Order.id == order_id))
+    if owner != customer_id:
+        raise LedgerError(f"order {order_id} does not belong to customer {customer_id}")
     escrow, customer = escrow_account(order_id), customer_account(customer_id)
     await ensure_account(session, REVENUE, "revenue")
     # All three accounts up front, in the global order: the refund locks `customer:` after `escrow:` and
@@ -304,7 +308,7 @@ async def check_invariants(session: AsyncSession) -> list[Breach]:
     - `negative_balance`: a customer, escrow or revenue account below 0;
     - `unbalanced`: all balances together are not 0 (each transfer is one debit and one equal credit);
     - `misdirected_transfer`: a transfer between the wrong kinds of account for its kind, or touching an
-      escrow other than its order's;
+      escrow other than its order's, or a customer other than its order's;
     - `charge_mismatch`: an order's charge transfer differs from the charge on the order;
     - `over_refunded` / `over_reversed`: an order's refunds exceed its charge, or its reversals its revenue;
     - `closed_order_escrow`: a closed order still holds money in escrow;
@@ -351,12 +355,15 @@ async def check_invariants(session: AsyncSession) -> list[Breach]:
             FROM ledger_transfers t
             JOIN ledger_accounts d ON d.name = t.debit_account
             JOIN ledger_accounts c ON c.name = t.credit_account
+            LEFT JOIN orders o ON o.id = t.order_id
             WHERE NOT EXISTS (
                     SELECT 1 FROM unnest(CAST(:kinds AS text[]), CAST(:debits AS text[]),
                                          CAST(:credits AS text[])) AS r(kind, debit, credit)
                     WHERE r.kind = t.kind AND r.debit = d.kind AND r.credit = c.kind)
                OR (d.kind = 'escrow' AND t.debit_account IS DISTINCT FROM 'escrow:' || t.order_id)
                OR (c.kind = 'escrow' AND t.credit_account IS DISTINCT FROM 'escrow:' || t.order_id)
+               OR (d.kind = 'customer' AND t.debit_account <> 'customer:' || o.customer_id)
+               OR (c.kind = 'customer' AND t.credit_account <> 'customer:' || o.customer_id)
             ORDER BY t.id
             """
         ),

@@ -189,6 +189,17 @@ async def test_a_refund_key_reused_for_another_refund_is_refused(
                 actor="support:key1",
                 reason="wrong order",
             )
+    with pytest.raises(ledger.LedgerError, match="does not belong"):  # another customer's order
+        async with transaction(sessions) as session:
+            await ledger.refund_order(
+                session,
+                order_id=order.order_id,
+                customer_id=await _customer(sessions, 0),
+                amount=100_000,
+                key="to-a-stranger",
+                actor="support:key1",
+                reason="wrong customer",
+            )
     assert await _transfers(sessions, order.order_id) == {
         "charge": 1_000_000,
         "revenue": 1_000_000,

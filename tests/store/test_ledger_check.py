@@ -88,6 +88,19 @@ async def _deposit_out_of_revenue(s: AsyncSession, w: World) -> None:
     await _move(s, "deposit", ledger.REVENUE, w.customer, 100_000, None)
 
 
+async def _refund_to_a_stranger(s: AsyncSession, w: World) -> None:
+    stranger = (
+        await s.execute(text("INSERT INTO customers (name) VALUES ('Mallory') RETURNING id"))
+    ).scalar()
+    await s.execute(
+        text("INSERT INTO ledger_accounts (name, kind, balance_micros) VALUES (:n, 'customer', 0)"),
+        {"n": ledger.customer_account(int(stranger or 0))},
+    )
+    await _move(
+        s, "refund", ledger.escrow_account(w.open), ledger.customer_account(int(stranger or 0)), 1, w.open
+    )
+
+
 async def _charge_rewritten(s: AsyncSession, w: World) -> None:
     await s.execute(
         text("UPDATE orders SET charge_micros = charge_micros + 1 WHERE id = :id"), {"id": w.open}
@@ -121,6 +134,7 @@ async def _closed_order_emptied_elsewhere(s: AsyncSession, w: World) -> None:
         (_tampered_balance, {"balance_mismatch", "unbalanced"}),
         (_overdrawn_customer, {"negative_balance"}),
         (_deposit_out_of_revenue, {"misdirected_transfer"}),
+        (_refund_to_a_stranger, {"misdirected_transfer"}),
         (_charge_rewritten, {"charge_mismatch"}),
         (
             _refunded_twice,
