@@ -239,6 +239,10 @@ class LedgerAccount(Base):
     created_at: Mapped[datetime] = _created()
 
 
+# revenue: delivery recognised; reversal: revenue back to escrow for a refund; adjustment: by an admin
+TRANSFER_KINDS = ("deposit", "charge", "revenue", "refund", "reversal", "adjustment")
+
+
 class LedgerTransfer(Base):
     """Append-only: rows are never updated or deleted."""
 
@@ -246,15 +250,17 @@ class LedgerTransfer(Base):
     __table_args__ = (
         CheckConstraint("amount_micros > 0", name="ledger_transfers_positive"),
         CheckConstraint("debit_account <> credit_account", name="ledger_transfers_distinct"),
+        CheckConstraint(f"kind IN {TRANSFER_KINDS!r}", name="ledger_transfers_kind"),
+        # An account's transfers by id, from either side: statements page through them newest first.
+        Index("ledger_transfers_debit_account_id", "debit_account", "id"),
+        Index("ledger_transfers_credit_account_id", "credit_account", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
-    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # deposit, charge, revenue, refund
-    debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
-    credit_account: Mapped[str] = mapped_column(
-        ForeignKey("ledger_accounts.name"), nullable=False, index=True
-    )
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False)
+    credit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False)
     amount_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     actor: Mapped[str] = mapped_column(String(100), nullable=False)

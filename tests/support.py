@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
@@ -66,6 +67,31 @@ def catalog(**service: Any) -> dict[str, Any]:
         for name in ("alpha", "beta")
     ]
     return {"providers": providers, "services": [base]}
+
+
+@dataclass
+class Api:
+    """The REST API in-process, with a key of each role (see the `api` fixture in tests/api/conftest.py)."""
+
+    http: httpx.AsyncClient
+    keys: dict[str, str]
+    customer_id: int  # Alice, funded 1.00, who owns the "customer" key
+    sessions: async_sessionmaker[AsyncSession]
+    other_customer_id: int  # Bob, unfunded, who owns the "other_customer" key
+
+    def as_(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def order(self, role: str = "storefront", key: str = "k1", **body: Any) -> httpx.Response:
+        payload = {
+            "customer_id": self.customer_id,
+            "service_id": SERVICE,
+            "link": LINK,
+            "quantity": 100,
+        } | body
+        return await self.http.post(
+            "/v1/orders", json=payload, headers={**self.as_(role), "Idempotency-Key": key}
+        )
 
 
 @dataclass
