@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 
 from providers.client import (
     ApiV2Client,
+    CancelResult,
     ProviderAmbiguous,
     ProviderRejected,
     ProviderUnavailable,
@@ -201,9 +203,19 @@ async def test_protocol_errors_are_http_200(sim: Sim) -> None:
 
 
 async def test_batch_status_and_services(sim: Sim) -> None:
+    raw = (await sim.raw(action="services")).json()
+    assert all(isinstance(s["rate"], str) and isinstance(s["min"], str) for s in raw)
     services = await sim.client.services()
-    assert {s["service"] for s in services} == {101, 102, 103, 104}
-    assert all(isinstance(s["rate"], str) and isinstance(s["min"], str) for s in services)
+    assert [s.service for s in services] == ["101", "102", "103", "104"]
+    first = services[0]
+    assert (first.rate, first.min, first.max, first.refill, first.cancel, first.dripfeed) == (
+        Decimal("0.45"),
+        50,
+        10000,
+        True,
+        True,
+        False,
+    )
 
     order_id = await sim.client.add(service="104", link=LINK, quantity=1000)
     answer = (await sim.raw(action="status", orders=f"{order_id},999999")).json()
@@ -226,7 +238,7 @@ async def test_dripfeed_delivers_run_by_run(sim: Sim) -> None:
         await sim.client.add(service="101", link=LINK, quantity=100, runs=3, interval=10)
 
 
-async def test_cancel_only_while_pending(sim: Sim) -> None:
+async def test_cancel_while_pending_or_in_progress_never_after_the_end(sim: Sim) -> None:
     pending = await sim.client.add(service="101", link=LINK, quantity=100)
     answer = (await sim.raw(action="cancel", orders=f"{pending},31337")).json()
     assert answer == [
@@ -236,10 +248,30 @@ async def test_cancel_only_while_pending(sim: Sim) -> None:
     canceled = await sim.client.status(pending)
     assert (canceled.status, canceled.remains) == ("Canceled", 100)
 
+    # In progress: delivery stops where it is and the order ends Partial with the undelivered remains.
     running = await sim.client.add(service="101", link=LINK, quantity=1000)
     sim.clock.advance(3.0)
-    answer = (await sim.raw(action="cancel", order=running)).json()
-    assert answer == [{"order": int(running), "cancel": {"error": "The order cannot be canceled"}}]
+    assert await sim.client.cancel([running]) == {running: CancelResult(True, "")}
+    stopped = await sim.client.status(running)
+    assert stopped.status == "Partial"
+    assert stopped.remains is not None and 0 < stopped.remains < 1000
+    sim.clock.advance(60.0)
+    assert (await sim.client.status(running)).remains == stopped.remains, "nothing delivered after a cancel"
+
+    done = await sim.client.add(service="101", link=LINK, quantity=100)
+    no_cancel = await sim.client.add(service="104", link=LINK, quantity=100)  # a service without cancel
+    sim.clock.advance(60.0)
+    fresh = await sim.client.add(service="104", link=LINK, quantity=100)
+    refused = CancelResult(False, "The order cannot be canceled")
+    assert await sim.client.cancel([done, no_cancel, fresh, running]) == {
+        done: refused,
+        no_cancel: refused,
+        fresh: refused,
+        running: refused,
+    }
+    # A single order is sent as both `order` and `orders`; a provider that reads `order` answers the same.
+    single = (await sim.raw(action="cancel", order=done)).json()
+    assert single == [{"order": int(done), "cancel": {"error": "The order cannot be canceled"}}]
 
 
 async def test_refill_after_a_drop(sim: Sim) -> None:
