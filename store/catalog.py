@@ -29,6 +29,15 @@ def read_catalog(path: Path, **substitutions: str) -> dict[str, Any]:
     return data
 
 
+def _optional_rate(value: object) -> float | None:
+    if value is None:
+        return None
+    rate = float(str(value))
+    if not rate > 0:
+        raise CatalogError(f"rate_limit_per_second must be positive, not {value!r}")
+    return rate
+
+
 async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[int, int]:
     """Upsert providers and services; a service's routes are replaced by the file's. Returns the counts."""
     provider_ids: dict[str, int] = {}
@@ -40,6 +49,7 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "capacity": int(p.get("capacity", 100)),
             "poll_interval_seconds": int(p.get("poll_interval_seconds", 60)),
             "accepts_idempotency_key": bool(p.get("accepts_idempotency_key", False)),
+            "rate_limit_per_second": _optional_rate(p.get("rate_limit_per_second")),
         }
         upsert = (
             insert(Provider)
