@@ -19,4 +19,12 @@ def build_activities(
     ledger = LedgerActivities(sessions)
     projection = ProjectionActivities(sessions)
     provider = ProviderActivities(sessions, http)
-    return [ledger.settle_order, projection.project_order, provider.submit_run, provider.check_run]
+    return [
+        ledger.settle_order,
+        projection.project_order,
+        provider.submit_run,
+        provider.check_run,
+        provider.cancel_run,
+        provider.submit_refill,
+        provider.check_refill,
+    ]
