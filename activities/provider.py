@@ -80,10 +80,12 @@ class ProviderActivities:
         http: httpx.AsyncClient,
         *,
         batch_window: float = BATCH_WINDOW_SECONDS,
+        request_timeout: float = 15.0,
     ) -> None:
         self._sessions = sessions
         self._http = http
         self._batch_window = batch_window
+        self._request_timeout = request_timeout
         self._upstreams: dict[int, _Upstream] = {}
 
     async def _upstream(self, provider_id: int) -> _Upstream:
@@ -104,6 +106,7 @@ class ProviderActivities:
             provider.api_url,
             provider.api_key,
             http=self._http,
+            timeout=self._request_timeout,
             limiter=TokenBucket(rate) if rate else None,
         )
 

@@ -371,7 +371,9 @@ class ApiV2Client:
         if code == 429:
             raise ProviderUnavailable(f"{action}: HTTP 429 rate limited")
         error = answer.get("error") if isinstance(answer, dict) else None
-        if code < 500 and error not in (None, "") and not (action == "add" and _id_text(answer.get("order"))):
+        # An error beside an order id (add) or a status is a note about it, not a refusal of the call.
+        noted = isinstance(answer, dict) and (_id_text(answer.get("order")) or answer.get("status"))
+        if code < 500 and error not in (None, "") and not (noted and 200 <= code < 300):
             raise error_for(_error_text(error))
         if code >= 500:
             raise uncertain(f"{action}: HTTP {code}")

@@ -26,9 +26,9 @@ undelivered remains and a `reason` text beside the status, as providers do for p
 `drop` (`value` share, default 0.1, of a completed order's units disappears; a refill puts them back). Call
 scenarios change answers, for `seconds` of simulated time when given: `outage` (HTTP 503, nothing done),
 `slow` (does the work, then answers after `value` seconds, default 2: an `add` is taken even if the client
-gave up), `garbled` (`status` answers broken JSON), `lost_answer` (`add` takes the order, then answers HTTP
-502). Rules stack; `normal` clears the rules of its scope (none: all) and lets orders still under way
-deliver in full.
+gave up), `garbled` (`status` answers broken JSON), `lost_answer` (`add` or `refill` takes the order or
+refill, then answers HTTP 502). Rules stack; `normal` clears the rules of its scope (none: all) and lets
+orders still under way deliver in full.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ class Logged:
     at: float  # simulated time
     action: str
     params: dict[str, str]  # without the key
-    http_status: int
+    http_status: int  # 0 while the answer is still on its way
 
 
 @dataclass
@@ -302,13 +302,16 @@ class SimState:
     request_count: int = 0
     requests_by_action: dict[str, int] = field(default_factory=dict)
 
-    def log_request(self, action: str, params: dict[str, str], http_status: int) -> None:
+    def log_request(self, action: str, params: dict[str, str]) -> Logged:
+        """Log a request as it arrives (a slow answer is counted before it leaves); status set later."""
         self.request_count += 1
         self.requests_by_action[action] = self.requests_by_action.get(action, 0) + 1
         shown = {k: v for k, v in params.items() if k not in ("key", "action")}
-        self.requests.append(Logged(self.request_count, self.clock.now(), action, shown, http_status))
+        entry = Logged(self.request_count, self.clock.now(), action, shown, 0)
+        self.requests.append(entry)
         if len(self.requests) > REQUEST_LOG_SIZE:
             del self.requests[: len(self.requests) - REQUEST_LOG_SIZE]
+        return entry
 
     def set_rule(self, rule: Rule) -> None:
         """Rules stack in the order they are set; `normal` clears the rules of its scope (none: all)."""
@@ -669,13 +672,17 @@ _ACTIONS = {"services", "add", "status", "refill", "refill_status", "cancel", "b
 
 async def _api_v2(request: Request) -> Response:
     sim: SimState = request.app.state.sim
-    p: dict[str, str] = {}
     try:
         p = await _params(request)
+    except _Error as exc:
+        sim.log_request("", {}).http_status = 200
+        return JSONResponse({"error": exc.text})
+    entry = sim.log_request(p.get("action", "").strip(), p)
+    try:
         response = await _answer(sim, p)
     except _Error as exc:
         response = JSONResponse({"error": exc.text})
-    sim.log_request(p.get("action", "").strip(), p, response.status_code)
+    entry.http_status = response.status_code
     return response
 
 
@@ -696,9 +703,10 @@ async def _answer(sim: SimState, p: dict[str, str]) -> Response:
     response: Response
     if scenario == "garbled" and action == "status":
         response = Response('{"charge": "0.2781", "status": "In pro', media_type="application/json")
-    elif scenario == "lost_answer" and action == "add":
-        _add(sim, p)
-        # The order was taken, but the answer is lost on the way back: the case idempotency is for.
+    elif scenario == "lost_answer" and action in ("add", "refill"):
+        with contextlib.suppress(_Error):
+            _dispatch(sim, action, p)
+        # The order (refill) was taken, but the answer is lost on the way back: the case idempotency is for.
         response = PlainTextResponse("502 Bad Gateway", status_code=502)
     else:
         try:
