@@ -679,7 +679,7 @@ class OrderWorkflow:
         delay = timedelta(seconds=policy.interruption_backoff_seconds(self._interruption_attempt))
         self._interruption_attempt += 1
         state.note = f"provider {route.provider_id} not answering since {since:%Y-%m-%d %H:%M} UTC"
-        await self._publish()
+        await self._publish_if_changed()
         self._wake = False
         await self._wait(
             lambda: self._wake, delay, f"try provider {route.provider_id} again in {_minutes(delay)}"
@@ -966,7 +966,7 @@ class OrderWorkflow:
         events, self._events = self._events, []
         refills, self._refill_progress = self._refill_progress, []
         self._projected = self._projection_key()
-        await workflow.execute_activity_method(
+        await (workflow.execute_local_activity_method if local else workflow.execute_activity_method)(
             ProjectionActivities.project_order,
             Projection(
                 order_id=state.order_id,

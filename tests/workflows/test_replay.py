@@ -1,45 +1,100 @@
 """Recorded order histories replay against the current workflow code, so a change that would break orders
 already running fails here first.
 
-To record the histories anew (after a deliberate, versioned change): RECORD_HISTORIES=1 make test
+To record the histories anew (see docs/policy.md, "Changing the workflow"):
+RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py -k record
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowHistory
+from temporalio.client import WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
-from support import ScriptedProvider, open_shop, order_worker, place, start_order
+from support import ScriptedProvider, open_shop, order_worker, place, start_order, until
+from workflows import policy
+from workflows.models import OrderAction, RefillRequest, SupportRefund
 from workflows.order import OrderWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
+
+
+async def _refill_and_refund(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+    await env.sleep(timedelta(hours=25))
+    await handle.execute_update(OrderWorkflow.request_refill, RefillRequest("customer:1", "drops"))
+    await handle.execute_update(
+        OrderWorkflow.refund, SupportRefund("support:lee", "goodwill", "k-1", amount_micros=100_000)
+    )
+
+
+async def _cancel(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.delivered > 0)
+    await handle.execute_update(OrderWorkflow.cancel, OrderAction("customer:1", "changed my mind"))
+
+
+async def _pause_and_resume(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+    await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "provider outage"))
+    await env.sleep(timedelta(hours=2))
+    await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
+
+
+Driver = Callable[[WorkflowEnvironment, WorkflowHandle[Any, Any]], Awaitable[None]]
+
+# name: (quantity, extra order fields, provider script by route index, provider faults, driver)
+SCENARIOS: dict[str, tuple[int, dict[str, Any], dict[str, Any], Driver | None]] = {
+    "completed-in-two-runs": (1500, {}, {"script": {0: [("In progress", 400), ("Completed", 0)]}}, None),
+    "partial-refund": (1000, {}, {"script": {0: [("Partial", 300)]}}, None),
+    "failover-then-completed": (500, {}, {"script": {1: [("Completed", 0)]}, "rejects": {0}}, None),
+    "interrupted-then-failover": (500, {}, {"script": {1: [("Completed", 0)]}, "down": {0}}, None),
+    "link-fault-mid-delivery": (
+        500,
+        {},
+        {"script": {0: [("In progress", 400), ("Canceled", 300, "account is private")]}},
+        None,
+    ),
+    "drip-feed-refill-and-refund": (
+        200,
+        {"runs": 3, "interval": 30},
+        {"script": {0: [("In progress", 100), ("Completed", 0)]}},
+        _refill_and_refund,
+    ),
+    "canceled-in-progress": (500, {}, {"script": {0: [("In progress", 350)]}}, _cancel),
+    "paused-and-resumed": (
+        500,
+        {},
+        {"script": {0: [("In progress", 300), ("In progress", 200), ("Completed", 0)]}},
+        _pause_and_resume,
+    ),
+}
 
 
 @pytest.mark.skipif(not os.environ.get("RECORD_HISTORIES"), reason="records histories only when asked")
 async def test_record_histories(
     temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    shop = await open_shop(sessions)
-    scenarios = {
-        "completed-in-two-runs": (1500, {"script": {0: [("In progress", 400), ("Completed", 0)]}}),
-        "partial-refund": (1000, {"script": {0: [("Partial", 300)]}}),
-        "failover-then-completed": (500, {"script": {1: [("Completed", 0)]}, "rejects": {0}}),
-    }
-    for name, (quantity, plan) in scenarios.items():
-        order = await place(sessions, shop, quantity)
+    shop = await open_shop(sessions, refill_days=2, cancel=True, link_fault_refund="remaining")
+    for name, (quantity, extra, faults, drive) in SCENARIOS.items():
+        order = await place(sessions, shop, quantity, **extra)
         ids = [r.provider_id for r in order.routes]
         provider = ScriptedProvider(
-            script={ids[i]: answers for i, answers in plan.get("script", {}).items()},
-            rejects={ids[i] for i in plan.get("rejects", set())},
+            script={ids[i]: answers for i, answers in faults.get("script", {}).items()},
+            rejects={ids[i] for i in faults.get("rejects", set())},
+            down={ids[i] for i in faults.get("down", set())},
         )
         async with order_worker(temporal_env.client, sessions, provider) as queue:
             handle = await start_order(temporal_env.client, queue, order)
+            if drive is not None:
+                await drive(temporal_env, handle)
             await handle.result()
         history = await handle.fetch_history()
         (HISTORIES / f"{name}.json").write_text(history.to_json())
