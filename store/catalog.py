@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -95,3 +95,19 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             )
     await session.flush()
     return len(catalog.get("providers", [])), len(catalog.get("services", []))
+
+
+async def public_services(session: AsyncSession) -> list[tuple[Service, bool]]:
+    """The active services as customers see them, each with whether some active provider can deliver it now.
+
+    Routes and providers stay inside: the flag is all a customer learns about them.
+    """
+    deliverable = (
+        exists()
+        .where(Route.service_id == Service.id, Route.provider_id == Provider.id, Provider.active.is_(True))
+        .correlate(Service)
+    )
+    rows = await session.execute(
+        select(Service, deliverable.label("available")).where(Service.active.is_(True)).order_by(Service.id)
+    )
+    return [(service, bool(available)) for service, available in rows.tuples()]

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, Header, Response
 from api.auth import current_caller, own_customer, role
 from api.deps import Session
 from api.errors import ApiError, mark_replayed
-from api.schemas import CustomerCreate, CustomerOut, DepositCreate, DepositOut, Id, IdempotencyKey
+from api.schemas import (
+    CustomerCreate,
+    CustomerOut,
+    DepositCreate,
+    DepositOut,
+    Id,
+    IdempotencyKey,
+    error_responses,
+)
 from store import customers, ledger
 from store.keys import Caller
 from workflows.policy import format_money, parse_money
@@ -17,7 +25,13 @@ from workflows.policy import format_money, parse_money
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
-@router.post("", status_code=201, response_model=CustomerOut, responses={200: {"model": CustomerOut}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=CustomerOut,
+    responses={200: {"model": CustomerOut, "description": "the customer with this external_ref"}}
+    | error_responses(401, 403, 422),
+)
 async def create_customer(
     body: CustomerCreate,
     response: Response,
@@ -33,7 +47,7 @@ async def create_customer(
     return CustomerOut.of(customer, balance)
 
 
-@router.get("/{customer_id}", response_model=CustomerOut)
+@router.get("/{customer_id}", response_model=CustomerOut, responses=error_responses(401, 404, 422))
 async def get_customer(
     customer_id: Id, session: Session, caller: Annotated[Caller, Depends(current_caller)]
 ) -> CustomerOut:
@@ -46,7 +60,8 @@ async def get_customer(
     "/{customer_id}/deposits",
     status_code=201,
     response_model=DepositOut,
-    responses={200: {"model": DepositOut}},
+    responses={200: {"model": DepositOut, "description": "a replay of the same Idempotency-Key"}}
+    | error_responses(401, 403, 404, 422),
 )
 async def deposit(
     customer_id: Id,
