@@ -110,4 +110,4 @@ async def public_services(session: AsyncSession) -> list[tuple[Service, bool]]:
     rows = await session.execute(
         select(Service, deliverable.label("available")).where(Service.active.is_(True)).order_by(Service.id)
     )
-    return [(service, bool(available)) for service, available in rows.tuples()]
+    return [(row[0], bool(row[1])) for row in rows]
