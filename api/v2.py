@@ -453,7 +453,6 @@ ACTIONS: dict[str, Callable[[Api2], Awaitable[Any]]] = {
 }
 
 
-@router.api_route("/api/v2", methods=["GET", "POST"], openapi_extra=OPENAPI, response_model=None)
 async def api_v2(request: Request) -> JSONResponse:
     """The SMM API v2 endpoint: `key` + `action`, answered with HTTP 200 JSON whatever happens."""
     try:
@@ -464,6 +463,18 @@ async def api_v2(request: Request) -> JSONResponse:
         log.exception("API v2 call failed")
         answer = {"error": UNAVAILABLE}
     return JSONResponse(answer)
+
+
+for _method in ("GET", "POST"):
+    router.add_api_route(
+        "/api/v2",
+        api_v2,
+        methods=[_method],
+        operation_id=f"api_v2_{_method.lower()}",
+        openapi_extra=OPENAPI,
+        response_model=None,
+        summary=f"SMM API v2 ({_method})",
+    )
 
 
 async def _answer(request: Request) -> Any:
