@@ -8,7 +8,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from api_support import Api
 from sqlalchemy import update
 
@@ -71,9 +70,7 @@ async def test_a_customer_cancels_a_waiting_order_and_gets_the_charge_back(api: 
     order = await _eventually(api, order_id, lambda o: o["status"] == "Canceled")
     assert order["refunded"] == order["charge"] == "0.100000"
     assert await _balance(api) == "1.000000"
-    assert any(
-        e["actor"] == "customer" and "changed my mind" in e["message"] for e in order["timeline"]
-    ) or any(e["actor"] == "customer" for e in order["timeline"])
+    assert any(e["actor"] == "customer" for e in order["timeline"])
     again = await api.http.post(f"/v1/orders/{order_id}/cancel", headers=api.as_("customer"))
     assert again.status_code == 409 and again.json()["code"] in ("cannot_cancel", "order_closed")
 
@@ -115,12 +112,6 @@ async def test_support_refunds_once_per_key_and_never_more_than_the_charge(api: 
     order = await _eventually(api, order_id, lambda o: o["refunded"] == "0.100000")
     refunds = [e for e in order["timeline"] if e["kind"] == "refund"]
     assert len(refunds) == 3 and all(e["actor"].startswith("support:key") for e in refunds)
-    assert (
-        await api.http.post(
-            f"/v1/orders/{order_id}/refunds", json={"amount": "1", "reason": "r"}, headers=api.as_("customer")
-        )
-        is not None
-    )
 
 
 async def test_ops_pause_and_resume_an_order(api: Api) -> None:
@@ -284,6 +275,3 @@ async def test_an_ended_order_refuses_with_order_closed(api: Api) -> None:
             break
         await asyncio.sleep(0.2)
     assert (response.status_code, response.json()["code"]) == (409, "order_closed")
-
-
-pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
