@@ -109,12 +109,12 @@ async def get_order(
     """The order with its timeline (runs, interruptions, refunds, messages and who sent them) and refills."""
     order = await visible_order(session, caller, order_id)
     for_customer = caller.role == "customer"
-    events, truncated = await store_orders.timeline(session, order_id, TIMELINE_LIMIT)
-    refills = await store_orders.refills_of(session, order_id)
+    events = await store_orders.timeline(session, order_id, TIMELINE_LIMIT + 1)
+    refills = await store_orders.refills(session, order_id)
     return OrderDetail(
         **OrderOut.of(order).model_dump(),
-        timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events],
-        timeline_truncated=truncated,
+        timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events[:TIMELINE_LIMIT]],
+        timeline_truncated=len(events) > TIMELINE_LIMIT,
         refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
     )
 
@@ -261,5 +261,5 @@ async def list_refills(
 ) -> RefillList:
     """The order's refills, oldest first."""
     await visible_order(session, caller, order_id)
-    refills = await store_orders.refills_of(session, order_id)
+    refills = await store_orders.refills(session, order_id)
     return RefillList(refills=[RefillOut.of(r, for_customer=caller.role == "customer") for r in refills])

@@ -1,5 +1,6 @@
-"""The API in-process (ASGI) on a real database and the Temporal dev server, with a worker running the real
-OrderWorkflow against a scripted provider, so order actions reach a real workflow."""
+"""The `api` fixture: the app in-process over HTTP, on a real database and the Temporal dev server, with a
+worker running the real OrderWorkflow against a scripted provider, so order actions reach a real workflow.
+`served`: the same app over TCP (uvicorn), for clients that speak real HTTP."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 import uvicorn
-from api_support import Api
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -21,7 +21,7 @@ from store import keys
 from store.customers import create_customer
 from store.db import transaction
 from store.models import Provider
-from support import ScriptedProvider, open_shop, order_worker
+from support import Api, ScriptedProvider, open_shop, order_worker
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ async def api(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                yield Api(http, made, shop.customer_id, other.id, sessions, provider, providers)
+                yield Api(http, made, shop.customer_id, sessions, other.id, provider, providers)
 
 
 def _free_port() -> int:

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from api_support import Api
+
+from support import Api
 
 BIN = Path(sys.executable).parent
 

@@ -8,13 +8,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from api_support import Api
 from sqlalchemy import update
 
 from store.catalog import load_catalog
 from store.db import transaction
 from store.models import Provider
-from support import LINK, SERVICE, catalog
+from support import LINK, SERVICE, Api, catalog
 
 # 100 units at this pace take a fraction of a second: the first status check comes at once.
 FAST = {"pace_per_hour": 3_600_000}

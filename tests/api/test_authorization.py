@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from api_support import Api
+
+from support import Api
 
 ALL = ("storefront", "support", "ops", "admin", "customer")
 
@@ -48,6 +49,14 @@ ROUTES = [
     Route("POST", "/v1/orders/{order}/pause", ("ops", "admin"), {"reason": "r"}),
     Route("POST", "/v1/orders/{order}/resume", ("ops", "admin"), {"reason": "r"}),
     Route("GET", "/v1/customers/{customer}", ALL),
+    Route("GET", "/v1/customers/{customer}/statement", ALL),
+    Route(
+        "POST",
+        "/v1/customers/{customer}/adjustments",
+        ("admin",),
+        {"amount": "1", "reason": "r"},
+        idempotent=True,
+    ),
     Route(
         "POST", "/v1/customers/{customer}/deposits", ("storefront", "admin"), {"amount": "1"}, idempotent=True
     ),

@@ -8,7 +8,6 @@ import asyncio
 from typing import Any
 
 import schemathesis
-from api_support import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -19,6 +18,8 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from support import Api
 
 CHECKS = [
     not_a_server_error,

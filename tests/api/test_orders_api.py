@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from api_support import Api
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from store import keys
 from store.models import Order, Provider
-from support import LINK, SERVICE
+from support import LINK, SERVICE, Api
 
 
 async def _order_count(sessions: async_sessionmaker[AsyncSession]) -> int:

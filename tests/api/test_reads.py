@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from api_support import Api
 from sqlalchemy import update
 
 from store.catalog import load_catalog
 from store.db import transaction
 from store.models import Order, OrderEvent, Refill
-from support import catalog
+from support import Api, catalog
 
 # A read-model version no projection of these tests' workflows reaches: the rows keep what the test wrote.
 FROZEN = 10**6

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 import smm
-from api_support import Api
 from sqlalchemy import select
 
 from store.db import transaction
 from store.models import Order, Refill
-from support import LINK, SERVICE
+from support import LINK, SERVICE, Api
 
 
 async def v2(api: Api, how: str = "form", key: str | None = None, **params: Any) -> Any:
