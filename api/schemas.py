@@ -285,6 +285,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route can answer, all with the error shape."""
     text = {
         401: "no key, or an unknown or revoked key (`unauthorized`)",
+        402: "the balance does not cover it (`insufficient_funds`)",
         403: "the role may not do this (`forbidden`)",
         404: "no such object, or not the customer key's own",
         409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",

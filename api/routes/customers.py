@@ -105,7 +105,7 @@ async def deposit(
     status_code=201,
     response_model=AdjustmentOut,
     responses={200: {"model": AdjustmentOut, "description": "a replay of the same Idempotency-Key"}}
-    | error_responses(401, 403, 404, 422),
+    | error_responses(401, 402, 403, 404, 422),
 )
 async def adjust(
     customer_id: Id,

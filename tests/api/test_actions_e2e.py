@@ -69,7 +69,10 @@ async def test_a_customer_cancels_a_waiting_order_and_gets_the_charge_back(api: 
     order = await _eventually(api, order_id, lambda o: o["status"] == "Canceled")
     assert order["refunded"] == order["charge"] == "0.100000"
     assert await _balance(api) == "1.000000"
-    assert any(e["actor"] == "customer" for e in order["timeline"])
+    [cancel] = [e for e in order["timeline"] if e["kind"] == "cancel"]
+    assert cancel["actor"].startswith("customer:key")
+    mine = (await api.http.get(f"/v1/orders/{order_id}", headers=api.as_("customer"))).json()
+    assert {e["actor"] for e in mine["timeline"]} == {"customer", "workflow"}
     again = await api.http.post(f"/v1/orders/{order_id}/cancel", headers=api.as_("customer"))
     assert again.status_code == 409 and again.json()["code"] in ("cannot_cancel", "order_closed")
 
@@ -105,8 +108,10 @@ async def test_support_refunds_once_per_key_and_never_more_than_the_charge(api: 
         "0.070000",
         "0.100000",
     )
+    # Refunded in full, the order stops delivering and settles: nothing more is refunded, whatever it says.
     nothing = await refund("r4", amount="0.01")
-    assert (nothing.status_code, nothing.json()["code"]) == (409, "nothing_refundable")
+    assert nothing.status_code == 409
+    assert nothing.json()["code"] in ("nothing_refundable", "order_settling", "order_closed")
     assert await _balance(api) == "1.000000"
     order = await _eventually(api, order_id, lambda o: o["refunded"] == "0.100000")
     refunds = [e for e in order["timeline"] if e["kind"] == "refund"]
@@ -179,57 +184,55 @@ async def test_support_reports_a_link_fault(api: Api) -> None:
     reported = await api.http.post(url, json={"reason": "account is private"}, headers=api.as_("support"))
     assert reported.status_code == 200, reported.text
     order = await _eventually(api, order_id, lambda o: o["status"] in ("Partial", "Canceled", "Completed"))
-    assert any(
-        e["actor"].startswith("support:key") and "account is private" in e["message"]
-        for e in order["timeline"]
-    )
+    assert any(e["actor"].startswith("support:key") and e["kind"] == "link_fault" for e in order["timeline"])
     again = await api.http.post(url, json={"reason": "again"}, headers=api.as_("support"))
     assert again.status_code == 409 and again.json()["code"] in ("cannot_report_link_fault", "order_closed")
 
 
 async def test_refills_over_rest_and_api_v2(api: Api) -> None:
-    await _catalog(api, refill_days=30, refill_max=3)
+    await _catalog(api, refill_days=30, refill_max=3, refill_cooldown_hours=0)
     _script(api, ("Completed", 0))
     order_id = await _order(api)
     await _eventually(api, order_id, lambda o: o["phase"] == "refill_window")
     customer = api.as_("customer")
     made = await api.http.post(f"/v1/orders/{order_id}/refills", json={"reason": "dropped"}, headers=customer)
     assert made.status_code == 201, made.text
-    refill = made.json()
-    assert (refill["order_id"], refill["refill_no"]) == (order_id, 1)
-    too_soon = await api.http.post(f"/v1/orders/{order_id}/refills", headers=customer)
-    assert too_soon.status_code == 409 and too_soon.json()["code"] in (
-        "refill_in_progress",
-        "refill_too_soon",
-    )
+    first = made.json()
+    assert (first["order_id"], first["refill_no"], first["status"]) == (order_id, 1, "Pending")
+    busy = await api.http.post(f"/v1/orders/{order_id}/refills", headers=customer)
+    assert (busy.status_code, busy.json()["code"]) == (409, "refill_in_progress")
     key = api.keys["customer"]
-    v2 = await api.http.post("/api/v2", data={"key": key, "action": "refill", "order": order_id})
-    assert v2.json()["error"] in (
-        "The order was completed or refill was requested less than 24 hours ago",
-        too_soon.json()["message"],
-    )
-    for _ in range(100):
-        status = (
-            await api.http.post(
-                "/api/v2", data={"key": key, "action": "refill_status", "refill": refill["id"]}
-            )
-        ).json()
-        if status == {"status": "Completed"}:
-            break
-        await asyncio.sleep(0.2)
-    assert status == {"status": "Completed"}
+
+    async def refill_status(refill_id: object) -> object:
+        form = {"key": key, "action": "refill_status", "refill": refill_id}
+        return (await api.http.post("/api/v2", data=form)).json()
+
+    # The provider's progress is read every 10 minutes of workflow time (the refill-window tests follow a
+    # refill to its end on the time-skipping server); here the refill is open and API v2 sees it.
+    assert await refill_status(first["id"]) in ({"status": "Pending"}, {"status": "In progress"})
+    second = (await api.http.post("/api/v2", data={"key": key, "action": "refill", "order": order_id})).json()
+    assert second == {"error": busy.json()["message"]}
     listed = (await api.http.get(f"/v1/orders/{order_id}/refills", headers=customer)).json()["refills"]
-    assert [(r["id"], r["status"], r["requested_by"]) for r in listed] == [
-        (refill["id"], "Completed", "customer")
-    ]
+    assert [(r["id"], r["refill_no"], r["requested_by"]) for r in listed] == [(first["id"], 1, "customer")]
+    order = (await api.http.get(f"/v1/orders/{order_id}", headers=api.as_("support"))).json()
+    assert any(
+        e["kind"] == "refill_requested" and e["actor"].startswith("customer:key") for e in order["timeline"]
+    )
 
 
 async def test_refills_are_refused_with_the_standard_texts(api: Api) -> None:
-    await _catalog(api)  # no refill on this service
+    async with transaction(api.sessions) as session:  # service 11 refills, at most once a day
+        await load_catalog(session, catalog(id=11, refill_days=30, refill_max=3, **FAST))
+    await _catalog(api)  # service 10: no refill
+    _script(api, ("Completed", 0))
+    completed = await _order(api, key="c", service_id=11)
+    await _eventually(api, completed, lambda o: o["phase"] == "refill_window")
+    key = api.keys["customer"]
+    soon = await api.http.post("/api/v2", data={"key": key, "action": "refill", "order": completed})
+    assert soon.json() == {"error": "The order was completed or refill was requested less than 24 hours ago"}
     _script(api, ("In progress", None))
     delivering = await _order(api, key="d")
     await _eventually(api, delivering, lambda o: o["phase"] == "delivering")
-    key = api.keys["customer"]
     refused = await api.http.post(f"/v1/orders/{delivering}/refills", headers=api.as_("customer"))
     assert refused.status_code == 409 and refused.json()["code"] in ("refill_disabled", "not_completed")
     v2 = await api.http.post("/api/v2", data={"key": key, "action": "refill", "orders": f"{delivering},1"})
