@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
@@ -25,6 +28,7 @@ from store import orders as orders_store
 from store.catalog import load_catalog
 from store.customers import create_customer, deposit
 from store.db import transaction
+from store.models import Provider
 from store.orders import OrderRequest, order_input, place_order
 from workflows.models import (
     CancelAnswer,
@@ -32,6 +36,7 @@ from workflows.models import (
     CheckRefill,
     CheckRun,
     OrderInput,
+    OrderState,
     RefillStatus,
     RunStatus,
     SubmitRefill,
@@ -123,7 +128,10 @@ async def place(
             session,
             shop.caller,
             OrderRequest(
-                customer_id=shop.customer_id, service_id=SERVICE, link=LINK, quantity=quantity, **extra
+                customer_id=shop.customer_id,
+                service_id=SERVICE,
+                quantity=quantity,
+                **({"link": LINK} | extra),
             ),
             idempotency_key=uuid.uuid4().hex,
         )
@@ -137,6 +145,37 @@ async def balances(sessions: async_sessionmaker[AsyncSession], order: OrderInput
             "escrow": await ledger.balance(session, ledger.escrow_account(order.order_id)),
             "revenue": await ledger.balance(session, ledger.REVENUE),
         }
+
+
+async def until(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, Any],
+    reached: Callable[[OrderState], bool],
+    *,
+    step: timedelta = timedelta(minutes=1),
+    limit: int = 2000,
+) -> OrderState:
+    """Skip time in `step`s until the order's state satisfies `reached`; returns that state."""
+    for _ in range(limit):
+        try:
+            state: OrderState = await handle.query(OrderWorkflow.state)
+        except WorkflowQueryFailedError:
+            state = None  # type: ignore[assignment]  # not started yet
+        if state is not None and reached(state):
+            return state
+        await env.sleep(step)
+    raise AssertionError(f"the order never got there; last state {state}")
+
+
+async def event_times(sessions: async_sessionmaker[AsyncSession], order_id: int, kind: str) -> list[datetime]:
+    """When the order's timeline recorded events of `kind` (workflow time)."""
+    async with sessions() as session:
+        return [e.at for e in await orders_store.timeline(session, order_id) if e.kind == kind]
+
+
+async def set_capacity(sessions: async_sessionmaker[AsyncSession], provider_id: int, capacity: int) -> None:
+    async with transaction(sessions) as session:
+        await session.execute(update(Provider).where(Provider.id == provider_id).values(capacity=capacity))
 
 
 async def timeline(sessions: async_sessionmaker[AsyncSession], order_id: int) -> list[tuple[str, str, str]]:

@@ -420,6 +420,7 @@ class OrderWorkflow:
         service_failed = await self._deliver(order, plan, first_run, in_flight)
         await self._settle(order, service_failed=service_failed)
         await self._refill_window(order)
+        await workflow.wait_condition(workflow.all_handlers_finished)  # answer every message first
         self._set_phase(policy.CLOSED)
         self.state().note = ""
         self._event("closed", f"closed as {self.state().status}")
@@ -560,12 +561,12 @@ class OrderWorkflow:
                 f"(their order {provider_order_id})",
             )
         self._in_flight = RunInFlight(run_no, route.provider_id, units, provider_order_id)
-        run_delivered, first = 0, True
+        run_delivered, checks = 0, 0
         while True:
             interval = policy.poll_interval_seconds(
-                units, order.pace_per_hour, route.poll_interval_seconds, first=first
+                units, order.pace_per_hour, route.poll_interval_seconds, checks
             )
-            first = False
+            checks += 1
             state.note = f"run {run_no} of {runs_total} at provider {route.provider_id}"
             await self._publish_if_changed()
             self._wake = False
@@ -1001,4 +1002,6 @@ def _error_type(err: ActivityError) -> str | None:
 
 def _reason(err: ActivityError) -> str:
     cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
     return str(cause) if cause is not None else str(err)

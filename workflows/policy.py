@@ -254,12 +254,13 @@ def interruption_backoff_seconds(attempt: int, *, first: int = 60, cap: int = 18
     return min(first * 2 ** max(attempt, 0), cap)
 
 
-def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, *, first: bool) -> int:
-    """When to read a run's status next, from the service's expected speed.
+def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, checks_done: int) -> int:
+    """When to read a run's status next: soon at first, then less and less often.
 
-    The first check comes when the run should be done; later ones every quarter of that. Never more often
-    than the provider's floor, never less often than every 30 minutes.
+    The wait doubles from the provider's floor with each check, up to a quarter of the run's expected
+    duration at the service's pace (and never beyond 30 minutes): a fast provider is seen finishing at once,
+    a slow run costs a few calls per expected duration.
     """
     expected = units * 3600 // max(pace_per_hour, 1)
-    wanted = expected if first else expected // 4
-    return max(floor_seconds, min(wanted, 1800))
+    ceiling = max(floor_seconds, min(expected // 4, 1800))
+    return min(floor_seconds * 2 ** min(checks_done, 20), ceiling)

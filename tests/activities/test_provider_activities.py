@@ -573,7 +573,7 @@ async def test_lost_refill_answer_is_resent_only_with_a_key(h: Harness, dedupes:
         refill_id = await h.refill(1, provider_order_id)
         assert refill_id == "501", "the provider's first refill, found again by its key"
         keys = [r["params"]["idempotency_key"] for r in await h.sim_requests("refill")]
-        assert keys == [f"order-{h.order.order_id}-refill-1-p{h.provider_id}"] * 2
+        assert keys == [f"order-{h.order.order_id}-refill-1-p{h.provider_id}-{provider_order_id}"] * 2
         assert (await h.refill_rows())[0].state == "accepted"
     else:
         with pytest.raises(ApplicationError) as caught:
