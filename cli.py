@@ -174,6 +174,37 @@ def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
         return 2
 
 
+def cmd_keys_list(settings: Settings, args: argparse.Namespace) -> int:
+    from store.keys import list_keys
+
+    async def work(session: Any) -> int:
+        rows = await list_keys(session, include_revoked=args.all)
+        header = ("id", "role", "customer", "key prefix", "created", "revoked", "name")
+        print("{:>6}  {:<10} {:>8}  {:<26} {:<20} {:<20} {}".format(*header))
+        for k in rows:
+            print(
+                f"{k.id:>6}  {k.role:<10} {k.customer_id or '-':>8}  {k.prefix:<26} "
+                f"{k.created_at:%Y-%m-%d %H:%M:%S}  "
+                f"{f'{k.revoked_at:%Y-%m-%d %H:%M:%S}' if k.revoked_at else '-':<20} {k.label}"
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+def cmd_keys_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from store.keys import revoke_key
+
+    async def work(session: Any) -> int:
+        if await revoke_key(session, args.key_id):
+            print(f"key {args.key_id} revoked; it is refused from the next request on")
+            return 0
+        print(f"error: no active key {args.key_id}", file=sys.stderr)
+        return 1
+
+    return asyncio.run(_with_session(settings, work))
+
+
 def cmd_ledger_check(settings: Settings, args: argparse.Namespace) -> int:
     from store.ledger import check_invariants
 
@@ -264,9 +295,15 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--role", required=True, choices=["storefront", "support", "ops", "admin", "customer"]
     )
-    create.add_argument("--customer-id", type=int)
-    create.add_argument("--label", default="")
+    create.add_argument("--customer-id", "--customer", dest="customer_id", type=int)
+    create.add_argument("--name", "--label", dest="label", default="", help="who or what the key is for")
     create.set_defaults(func=cmd_keys_create)
+    listing = keys.add_parser("list", help="list keys (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include revoked keys")
+    listing.set_defaults(func=cmd_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key at once (by the id `keys list` shows)")
+    revoke.add_argument("key_id", type=int)
+    revoke.set_defaults(func=cmd_keys_revoke)
 
     ledger = sub.add_parser("ledger", help="the money ledger").add_subparsers(dest="what", required=True)
     ledger.add_parser("check", help="prove the ledger invariants; exit 1 on a breach").set_defaults(

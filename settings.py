@@ -20,6 +20,7 @@ class Settings(BaseSettings):
     temporal_address: str | None = Field(default=None, description="host:port; unset = embedded dev server")
     temporal_namespace: str = "default"
     temporal_task_queue: str = "orders"
+    currency: str = "USD"  # what API v2 answers name the money in
     # A remote Temporal (self-hosted with mTLS, or Temporal Cloud with mTLS or an API key).
     temporal_tls_cert: Path | None = None
     temporal_tls_key: Path | None = None

@@ -8,8 +8,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from temporalio.client import Client
 
+from api import v2
 from api.errors import install_error_handlers
-from api.routes import customers, meta, orders
+from api.routes import catalog, customers, meta, ops, orders, support
 from settings import Settings
 from store.db import make_engine, make_sessionmaker
 from temporal_client import connect
@@ -31,12 +32,21 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     app = FastAPI(
         title="SMM order back office",
         version="0.1.0",
-        description="Orders as durable Temporal workflows. Authenticate with `Authorization: Bearer <key>`.",
+        description=(
+            "Orders as durable Temporal workflows. REST `/v1`: authenticate with "
+            "`Authorization: Bearer <key>` "
+            "or `X-Api-Key: <key>`; errors are JSON `{code, message}`. `/api/v2`: the SMM API v2 for "
+            "resellers (customer keys). See docs/api.md."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     install_error_handlers(app)
     app.include_router(orders.router)
+    app.include_router(support.router)
+    app.include_router(ops.router)
     app.include_router(customers.router)
+    app.include_router(catalog.router)
     app.include_router(meta.router)
+    app.include_router(v2.router)
     return app

@@ -5,23 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from store.keys import Caller, authenticate
 
+# Declared as OpenAPI security schemes; either one authenticates (Bearer wins when both are sent).
+bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="`Authorization: Bearer <key>`")
+api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, scheme_name="apiKey")
+
 
 async def current_caller(
     request: Request,
-    authorization: Annotated[str | None, Header()] = None,
-    x_api_key: Annotated[str | None, Header()] = None,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    x_api_key: Annotated[str | None, Depends(api_key_header)],
 ) -> Caller:
-    key = x_api_key
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value:
-            key = value.strip()
-    if not key:
+    key = credentials.credentials.strip() if credentials and credentials.credentials.strip() else x_api_key
+    if not key or len(key) > 300:
         raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer <key>)")
     async with request.app.state.sessions() as session:  # its own session: the handler's stays fresh
         caller = await authenticate(session, key)

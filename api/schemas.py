@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from decimal import Decimal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from store.ledger import StatementLine
-from store.models import Customer, Order
+from store.models import Customer, Order, OrderEvent, Refill, Service
+from workflows.models import OrderState
 from workflows.policy import format_money
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
@@ -18,8 +20,27 @@ Money = Annotated[str, StringConstraints(pattern=r"^\d{1,7}(\.\d{1,6})?$")]
 SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?\d{1,7}(\.\d{1,6})?$")]
 
 
+Status = Literal["Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded"]
+Phase = Literal["queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed"]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    problem: str
+
+
+class ErrorOut(BaseModel):
+    """Every error: a stable machine-readable `code` and a human `message`."""
+
+    code: str = Field(examples=["order_not_found"])
+    message: str
+    details: list[ErrorDetail] | None = Field(default=None, description="validation errors only")
+    order_id: int | None = Field(default=None, description="workflow_unavailable only")
 
 
 class OrderCreate(Strict):
@@ -49,6 +70,8 @@ class OrderOut(BaseModel):
     interval: int | None
     start_count: int | None
     provider_status: str | None
+    note: str = Field(description="what the order waits for or does next, in the panel's words")
+    refill_deadline: datetime | None = Field(description="end of the refill window, once it is open")
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
@@ -71,6 +94,8 @@ class OrderOut(BaseModel):
             interval=o.interval_minutes,
             start_count=o.start_count,
             provider_status=o.provider_status_raw,
+            note=o.note,
+            refill_deadline=o.refill_deadline,
             created_at=o.created_at,
             updated_at=o.updated_at,
             finished_at=o.finished_at,
@@ -79,7 +104,196 @@ class OrderOut(BaseModel):
 
 class OrderList(BaseModel):
     orders: list[OrderOut]
-    next_after: int | None = Field(description="pass as `after` for the next page; null on the last page")
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+class TimelineEvent(BaseModel):
+    seq: int
+    at: datetime
+    kind: str
+    actor: str = Field(description="who: `workflow`, `<role>:key<id>`; a customer key sees only the role")
+    message: str
+
+    @classmethod
+    def of(cls, e: OrderEvent, *, for_customer: bool) -> TimelineEvent:
+        actor = e.actor.split(":", 1)[0] if for_customer else e.actor
+        return cls(seq=e.seq, at=e.at, kind=e.kind, actor=actor, message=e.message)
+
+
+class RefillOut(BaseModel):
+    id: int = Field(description="the refill id (API v2 `refill`), unique across orders")
+    order_id: int
+    refill_no: int
+    status: Literal["Pending", "In progress", "Completed", "Rejected", "Error"]
+    requested_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Refill, *, for_customer: bool) -> RefillOut:
+        return cls(
+            id=r.id,
+            order_id=r.order_id,
+            refill_no=r.refill_no,
+            status=r.status,  # type: ignore[arg-type]  # the table's check constraint holds it to these
+            requested_by=r.requested_by.split(":", 1)[0] if for_customer else r.requested_by,
+            created_at=r.created_at,
+            finished_at=r.finished_at,
+        )
+
+
+class RefillList(BaseModel):
+    refills: list[RefillOut]
+
+
+class OrderDetail(OrderOut):
+    """The order with its timeline and refills, as support reviews it."""
+
+    timeline: list[TimelineEvent]
+    timeline_truncated: bool = Field(description="true when only the first events are shown")
+    refills: list[RefillOut]
+
+
+class ServiceOut(BaseModel):
+    """A catalog service as customers see it: its terms, never its providers."""
+
+    id: int
+    name: str
+    category: str
+    type: str
+    rate: str = Field(description="price per 1000 units")
+    min: int
+    max: int
+    dripfeed: bool
+    cancel: bool
+    refill: bool
+    refill_days: int
+    refill_cooldown_hours: int
+    refill_max: int
+    tolerance_pct: str
+    pace_per_hour: int
+    link_fault_refund: Literal["none", "remaining"]
+    link_pattern: str
+    available: bool = Field(description="false while no provider can deliver it (orders are refused)")
+
+    @classmethod
+    def of(cls, s: Service, available: bool) -> ServiceOut:
+        return cls(
+            id=s.id,
+            name=s.name,
+            category=s.category,
+            type=s.type,
+            rate=format_money(s.rate_micros),
+            min=s.min_quantity,
+            max=s.max_quantity,
+            dripfeed=s.dripfeed,
+            cancel=s.cancel,
+            refill=s.refill_days > 0,
+            refill_days=s.refill_days,
+            refill_cooldown_hours=s.refill_cooldown_hours,
+            refill_max=s.refill_max,
+            tolerance_pct=str((Decimal(s.tolerance_bp) / 100).normalize()),
+            pace_per_hour=s.pace_per_hour,
+            link_fault_refund=s.link_fault_refund,  # type: ignore[arg-type]  # check constraint
+            link_pattern=s.link_pattern,
+            available=available,
+        )
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceOut]
+
+
+class OptionalReason(Strict):
+    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class RequiredReason(Strict):
+    reason: Reason
+
+
+class RefundCreate(Strict):
+    """Exactly one of `amount` or `units`; the order caps it at what is still refundable."""
+
+    amount: Money | None = Field(default=None, description='decimal string, e.g. "0.50"')
+    units: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+        default=None, description="refund these undelivered units at the order's price per unit"
+    )
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _one_measure(self) -> Self:
+        if (self.amount is None) == (self.units is None):
+            raise ValueError("send exactly one of amount or units")
+        if self.amount is not None and Decimal(self.amount) <= 0:
+            raise ValueError("amount must be positive")
+        return self
+
+
+class OrderStateOut(BaseModel):
+    """The order's state as its workflow answered the action (the read model follows a moment later)."""
+
+    order_id: int
+    status: str
+    phase: str
+    quantity: int
+    delivered: int
+    remains: int
+    refunded: str
+    note: str
+
+    @classmethod
+    def of(cls, s: OrderState) -> OrderStateOut:
+        return cls(
+            order_id=s.order_id,
+            status=s.status,
+            phase=s.phase,
+            quantity=s.quantity,
+            delivered=s.delivered,
+            remains=max(s.quantity - s.delivered, 0),
+            refunded=format_money(s.refunded_micros),
+            note=s.note,
+        )
+
+
+class RefundOut(BaseModel):
+    order_id: int
+    refunded: str = Field(description="what this refund moved; 0 on a replay of the same Idempotency-Key")
+    total_refunded: str
+    status: str
+    replayed: bool
+
+
+class ActionRefusal(BaseModel):
+    order_id: int
+    code: str
+    message: str
+
+
+class ProviderActionOut(BaseModel):
+    """A pause or resume sent to every order a provider holds (as the read model saw them)."""
+
+    provider_id: int
+    action: Literal["pause", "resume"]
+    orders: int
+    accepted: int
+    refused: int
+    refusals: list[ActionRefusal]
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, all with the error shape."""
+    text = {
+        401: "no key, or an unknown or revoked key (`unauthorized`)",
+        402: "the balance does not cover it (`insufficient_funds`)",
+        403: "the role may not do this (`forbidden`)",
+        404: "no such object, or not the customer key's own",
+        409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
+        422: "the request does not fit the schema (`invalid_request`) or the rules",
+        503: "Temporal is unavailable (`workflow_unavailable`)",
+        504: "the order did not answer in time (`action_timeout`); the action may still take effect",
+    }
+    return {status: {"model": ErrorOut, "description": text.get(status, "error")} for status in statuses}
 
 
 class CustomerCreate(Strict):

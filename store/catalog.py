@@ -11,7 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -109,6 +109,22 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             )
     await session.flush()
     return len(catalog.get("providers", [])), len(catalog.get("services", []))
+
+
+async def public_services(session: AsyncSession) -> list[tuple[Service, bool]]:
+    """The active services as customers see them, each with whether some active provider can deliver it now.
+
+    Routes and providers stay inside: the flag is all a customer learns about them.
+    """
+    deliverable = (
+        exists()
+        .where(Route.service_id == Service.id, Route.provider_id == Provider.id, Provider.active.is_(True))
+        .correlate(Service)
+    )
+    rows = await session.execute(
+        select(Service, deliverable.label("available")).where(Service.active.is_(True)).order_by(Service.id)
+    )
+    return [(row[0], bool(row[1])) for row in rows]
 
 
 # ---------------------------------------------------------------------------------------------- import

@@ -6,8 +6,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import ROLES, ApiKey
@@ -72,6 +73,48 @@ def _split(key: str) -> tuple[str, str]:
     if _bo != "bo" or prefix not in PREFIX_ROLE:
         return "", ""
     return lookup, secret
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """A key as operators see it: never its secret."""
+
+    id: int
+    prefix: str  # bo_<role>_<lookup>: enough to recognise a key, useless to call with
+    role: str
+    customer_id: int | None
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def list_keys(session: AsyncSession, *, include_revoked: bool = False) -> list[KeyInfo]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return [
+        KeyInfo(
+            id=k.id,
+            prefix=f"bo_{ROLE_PREFIX[k.role]}_{k.lookup}",
+            role=k.role,
+            customer_id=k.customer_id,
+            label=k.label,
+            created_at=k.created_at,
+            revoked_at=k.revoked_at,
+        )
+        for k in await session.scalars(query)
+    ]
+
+
+async def revoke_key(session: AsyncSession, key_id: int) -> bool:
+    """Revoke a key at once: `authenticate` reads the row on every request, so no cache keeps it alive.
+
+    Returns False when no such key exists or it was already revoked.
+    """
+    result = await session.execute(
+        update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)).values(revoked_at=func.now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
 async def authenticate(session: AsyncSession, key: str) -> Caller | None:

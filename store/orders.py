@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +27,7 @@ from workflows import policy
 from workflows.models import OpenRefill, OrderInput, Projection, RouteRef
 
 ORDER_INPUT = TypeAdapter(OrderInput)
+MAX_ORDER_UNITS = 2**31 - 1  # orders.quantity is an integer column: a drip-feed's runs x quantity stays in it
 
 
 class OrderRejected(Exception):
@@ -148,6 +150,8 @@ def _validate(service: Service, request: OrderRequest) -> None:
         raise OrderRejected("quantity_below_min", f"quantity less than minimal {service.min_quantity}")
     if request.quantity > service.max_quantity:
         raise OrderRejected("quantity_above_max", f"quantity more than maximum {service.max_quantity}")
+    if request.total_quantity > MAX_ORDER_UNITS:
+        raise OrderRejected("quantity_above_max", f"quantity more than maximum {MAX_ORDER_UNITS} in all")
     if (request.runs is None) != (request.interval is None):
         raise OrderRejected("bad_dripfeed", "a drip-feed order needs both runs and interval")
     if request.runs is not None:
@@ -215,17 +219,75 @@ async def get_order(session: AsyncSession, order_id: int) -> Order | None:
     return await session.get(Order, order_id)
 
 
+@dataclass(frozen=True)
+class OrderFilter:
+    """What a listing may be narrowed by; every field is optional."""
+
+    customer_id: int | None = None
+    status: str | None = None
+    phase: str | None = None
+    service_id: int | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
 async def list_orders(
-    session: AsyncSession, *, customer_id: int | None, status: str | None, after: int, limit: int
+    session: AsyncSession, where: OrderFilter, *, after: int, limit: int
 ) -> tuple[list[Order], bool]:
-    """One page of orders with ids above `after`; the flag says whether more follow."""
+    """One page of orders with ids above `after`, by ascending id; the flag says whether more follow."""
     query = select(Order).where(Order.id > after).order_by(Order.id).limit(limit + 1)
-    if customer_id is not None:
-        query = query.where(Order.customer_id == customer_id)
-    if status is not None:
-        query = query.where(Order.status == status)
+    if where.customer_id is not None:
+        query = query.where(Order.customer_id == where.customer_id)
+    if where.status is not None:
+        query = query.where(Order.status == where.status)
+    if where.phase is not None:
+        query = query.where(Order.phase == where.phase)
+    if where.service_id is not None:
+        query = query.where(Order.service_id == where.service_id)
+    if where.created_from is not None:
+        query = query.where(Order.created_at >= where.created_from)
+    if where.created_to is not None:
+        query = query.where(Order.created_at < where.created_to)
     rows = list(await session.scalars(query))
     return rows[:limit], len(rows) > limit
+
+
+async def orders_of_customer(session: AsyncSession, customer_id: int, ids: Sequence[int]) -> dict[int, Order]:
+    """The customer's orders among `ids`; another customer's order is simply absent."""
+    rows = await session.scalars(select(Order).where(Order.id.in_(ids), Order.customer_id == customer_id))
+    return {o.id: o for o in rows}
+
+
+async def timeline(session: AsyncSession, order_id: int, limit: int | None = None) -> list[OrderEvent]:
+    """The order's timeline in order; its first `limit` events when a limit is given."""
+    query = select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.seq)
+    return list(await session.scalars(query if limit is None else query.limit(limit)))
+
+
+async def refills_of_customer(
+    session: AsyncSession, customer_id: int, ids: Sequence[int]
+) -> dict[int, Refill]:
+    """The customer's refills among `ids` (a refill belongs to whoever owns its order)."""
+    rows = await session.scalars(
+        select(Refill)
+        .join(Order, Order.id == Refill.order_id)
+        .where(Refill.id.in_(ids), Order.customer_id == customer_id)
+    )
+    return {r.id: r for r in rows}
+
+
+# Phases in which an order is in the hands of a provider (or waiting for one): what a provider pause reaches.
+IN_FLIGHT_PHASES = (policy.QUEUED, policy.DELIVERING, policy.INTERRUPTED, policy.PAUSED)
+
+
+async def in_flight_at(session: AsyncSession, provider_id: int) -> list[Order]:
+    """The orders a provider holds now, as the read model last saw them."""
+    rows = await session.scalars(
+        select(Order)
+        .where(Order.provider_id == provider_id, Order.phase.in_(IN_FLIGHT_PHASES))
+        .order_by(Order.id)
+    )
+    return list(rows)
 
 
 async def project(session: AsyncSession, p: Projection) -> bool:
@@ -292,14 +354,6 @@ async def open_refill(session: AsyncSession, refill: OpenRefill) -> int:
     )
     assert refill_id is not None
     return int(refill_id)
-
-
-async def timeline(session: AsyncSession, order_id: int) -> list[OrderEvent]:
-    return list(
-        await session.scalars(
-            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.seq)
-        )
-    )
 
 
 async def refills(session: AsyncSession, order_id: int) -> list[Refill]:

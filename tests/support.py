@@ -83,6 +83,8 @@ class Api:
     customer_id: int  # Alice, funded 1.00, who owns the "customer" key
     sessions: async_sessionmaker[AsyncSession]
     other_customer_id: int  # Bob, unfunded, who owns the "other_customer" key
+    provider: ScriptedProvider | None = None  # what the fixture's worker delivers with
+    providers: dict[str, int] = field(default_factory=dict)  # provider name -> id
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}

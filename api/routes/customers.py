@@ -21,6 +21,7 @@ from api.schemas import (
     IdempotencyKey,
     Statement,
     StatementEntry,
+    error_responses,
 )
 from store import customers, ledger
 from store.keys import Caller
@@ -29,7 +30,13 @@ from workflows.policy import format_money, parse_money
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 
 
-@router.post("", status_code=201, response_model=CustomerOut, responses={200: {"model": CustomerOut}})
+@router.post(
+    "",
+    status_code=201,
+    response_model=CustomerOut,
+    responses={200: {"model": CustomerOut, "description": "the customer with this external_ref"}}
+    | error_responses(401, 403, 422),
+)
 async def create_customer(
     body: CustomerCreate,
     response: Response,
@@ -45,7 +52,7 @@ async def create_customer(
     return CustomerOut.of(customer, balance)
 
 
-@router.get("/{customer_id}", response_model=CustomerOut)
+@router.get("/{customer_id}", response_model=CustomerOut, responses=error_responses(401, 404, 422))
 async def get_customer(
     customer_id: Id, session: Session, caller: Annotated[Caller, Depends(current_caller)]
 ) -> CustomerOut:
@@ -58,7 +65,8 @@ async def get_customer(
     "/{customer_id}/deposits",
     status_code=201,
     response_model=DepositOut,
-    responses={200: {"model": DepositOut}},
+    responses={200: {"model": DepositOut, "description": "a replay of the same Idempotency-Key"}}
+    | error_responses(401, 403, 404, 422),
 )
 async def deposit(
     customer_id: Id,
@@ -96,7 +104,8 @@ async def deposit(
     "/{customer_id}/adjustments",
     status_code=201,
     response_model=AdjustmentOut,
-    responses={200: {"model": AdjustmentOut}},
+    responses={200: {"model": AdjustmentOut, "description": "a replay of the same Idempotency-Key"}}
+    | error_responses(401, 402, 403, 404, 422),
 )
 async def adjust(
     customer_id: Id,
@@ -137,7 +146,7 @@ async def adjust(
     )
 
 
-@router.get("/{customer_id}/statement", response_model=Statement)
+@router.get("/{customer_id}/statement", response_model=Statement, responses=error_responses(401, 404, 422))
 async def statement(
     customer_id: Id,
     session: Session,

@@ -1,26 +1,56 @@
-"""Orders: placed by the storefront (or a customer key), read by every role."""
+"""Orders: placed by the storefront (or a customer key), read by every role, cancelled and refilled through
+their workflow."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Body, Depends, Header, Query, Response
 from temporalio.service import RPCError
 
+from api.actions import send_action, visible_order
 from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError, mark_replayed
-from api.schemas import Id, IdempotencyKey, OrderCreate, OrderList, OrderOut
+from api.schemas import (
+    Id,
+    IdempotencyKey,
+    OptionalReason,
+    OrderCreate,
+    OrderDetail,
+    OrderList,
+    OrderOut,
+    OrderStateOut,
+    Phase,
+    RefillList,
+    RefillOut,
+    Status,
+    TimelineEvent,
+    error_responses,
+)
 from store import orders as store_orders
 from store.keys import Caller
+from store.models import Refill
 from temporal_client import start_order_workflow
+from workflows.models import OrderAction, OrderState, RefillRequest, RefillTicket
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 log = logging.getLogger(__name__)
 
+TIMELINE_LIMIT = 1000
 
-@router.post("", status_code=201, response_model=OrderOut, responses={200: {"model": OrderOut}})
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=OrderOut,
+    responses={200: {"model": OrderOut, "description": "a replay of the same Idempotency-Key"}}
+    | error_responses(401, 402, 403, 409, 422, 503),
+)
 async def create_order(
     body: OrderCreate,
     response: Response,
@@ -72,31 +102,164 @@ async def create_order(
     return OrderOut.of(order)
 
 
-@router.get("/{order_id}", response_model=OrderOut)
+@router.get("/{order_id}", response_model=OrderDetail, responses=error_responses(401, 404, 422))
 async def get_order(
     order_id: Id, session: Session, caller: Annotated[Caller, Depends(current_caller)]
-) -> OrderOut:
-    order = await store_orders.get_order(session, order_id)
-    if order is None or (caller.role == "customer" and order.customer_id != caller.customer_id):
-        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
-    return OrderOut.of(order)
+) -> OrderDetail:
+    """The order with its timeline (runs, interruptions, refunds, messages and who sent them) and refills."""
+    order = await visible_order(session, caller, order_id)
+    for_customer = caller.role == "customer"
+    events = await store_orders.timeline(session, order_id, TIMELINE_LIMIT + 1)
+    refills = await store_orders.refills(session, order_id)
+    return OrderDetail(
+        **OrderOut.of(order).model_dump(),
+        timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events[:TIMELINE_LIMIT]],
+        timeline_truncated=len(events) > TIMELINE_LIMIT,
+        refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
+    )
 
 
-@router.get("", response_model=OrderList)
+def _encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"o:{last_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = text.partition(":")
+        last_id = int(value)
+        if kind != "o" or not 0 <= last_id < 2**63:
+            raise ValueError(text)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise ApiError(422, "invalid_cursor", "the cursor is not one this API gave out") from exc
+    return last_id
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A time without a zone is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+@router.get("", response_model=OrderList, responses=error_responses(401, 404, 422))
 async def list_orders(
     session: Session,
     caller: Annotated[Caller, Depends(current_caller)],
     customer_id: Id | None = None,
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
+    status: Status | None = None,
+    phase: Phase | None = None,
+    service_id: Id | None = None,
+    created_from: Annotated[datetime | None, Query(description="inclusive; ISO 8601, UTC if no zone")] = None,
+    created_to: Annotated[datetime | None, Query(description="exclusive; ISO 8601, UTC if no zone")] = None,
+    cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OrderList:
-    """Orders page by page, by ascending id (stable while new orders arrive); a customer key sees its own."""
+    """Orders page by page, oldest first (stable while new orders arrive); a customer key sees its own.
+
+    The cursor is opaque: pass `next_cursor` back with the same filters to get the next page.
+    """
     if caller.role == "customer":
         if customer_id is not None:
             own_customer(caller, customer_id)
         customer_id = caller.customer_id
-    rows, more = await store_orders.list_orders(
-        session, customer_id=customer_id, status=status, after=after, limit=limit
+    where = store_orders.OrderFilter(
+        customer_id=customer_id,
+        status=status,
+        phase=phase,
+        service_id=service_id,
+        created_from=_utc(created_from),
+        created_to=_utc(created_to),
     )
-    return OrderList(orders=[OrderOut.of(o) for o in rows], next_after=rows[-1].id if more else None)
+    after = _decode_cursor(cursor) if cursor else 0
+    rows, more = await store_orders.list_orders(session, where, after=after, limit=limit)
+    return OrderList(
+        orders=[OrderOut.of(o) for o in rows], next_cursor=_encode_cursor(rows[-1].id) if more else None
+    )
+
+
+@router.post(
+    "/{order_id}/cancel",
+    response_model=OrderStateOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
+)
+async def cancel_order(
+    order_id: Id,
+    session: Session,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: Annotated[Caller, Depends(role("storefront", "support", "admin", "customer"))],
+    body: Annotated[OptionalReason | None, Body()] = None,
+) -> OrderStateOut:
+    """Ask the order to cancel. Honoured while the service allows it and the order has not started
+    delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
+    reason = body.reason if body else ""
+    order = await visible_order(session, caller, order_id)
+    state = await send_action(
+        temporal,
+        settings.temporal_task_queue,
+        order,
+        caller,
+        "cancel",
+        OrderAction(actor=caller.actor, reason=reason),
+        OrderState,
+        reason=reason,
+    )
+    return OrderStateOut.of(state)
+
+
+REFILL_ROLES = ("storefront", "support", "admin", "customer")
+
+
+@router.post(
+    "/{order_id}/refills",
+    status_code=201,
+    response_model=RefillOut,
+    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
+)
+async def request_refill(
+    order_id: Id,
+    session: Session,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: Annotated[Caller, Depends(role(*REFILL_ROLES))],
+    body: Annotated[OptionalReason | None, Body()] = None,
+) -> RefillOut:
+    """Request a refill of a completed order inside its refill window; the order forwards it to the provider
+    and tracks it to its end. Refusals: `refill_disabled`, `not_completed`, `refill_too_soon`,
+    `refill_window_closed`, `refill_limit`, `refill_in_progress`, `order_closed`."""
+    reason = body.reason if body else ""
+    order = await visible_order(session, caller, order_id)
+    ticket = await send_action(
+        temporal,
+        settings.temporal_task_queue,
+        order,
+        caller,
+        "request_refill",
+        RefillRequest(actor=caller.actor, reason=reason),
+        RefillTicket,
+        reason=reason,
+    )
+    refill = await session.get(Refill, ticket.refill_id)
+    if refill is not None:
+        return RefillOut.of(refill, for_customer=caller.role == "customer")
+    # The order answered before its projection of the refill was visible here: answer from the ticket.
+    return RefillOut(
+        id=ticket.refill_id,
+        order_id=order_id,
+        refill_no=ticket.refill_no,
+        status="Pending",
+        requested_by=caller.role if caller.role == "customer" else caller.actor,
+        created_at=datetime.now(UTC),
+        finished_at=None,
+    )
+
+
+@router.get("/{order_id}/refills", response_model=RefillList, responses=error_responses(401, 403, 404, 422))
+async def list_refills(
+    order_id: Id,
+    session: Session,
+    caller: Annotated[Caller, Depends(role(*REFILL_ROLES, "ops"))],
+) -> RefillList:
+    """The order's refills, oldest first."""
+    await visible_order(session, caller, order_id)
+    refills = await store_orders.refills(session, order_id)
+    return RefillList(refills=[RefillOut.of(r, for_customer=caller.role == "customer") for r in refills])

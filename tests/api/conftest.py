@@ -1,11 +1,17 @@
-"""The `api` fixture: the app in-process over HTTP, on a real database and the Temporal dev server."""
+"""The `api` fixture: the app in-process over HTTP, on a real database and the Temporal dev server, with a
+worker running the real OrderWorkflow against a scripted provider, so order actions reach a real workflow.
+`served`: the same app over TCP (uvicorn), for clients that speak real HTTP."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import uvicorn
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -14,7 +20,8 @@ from settings import Settings
 from store import keys
 from store.customers import create_customer
 from store.db import transaction
-from support import Api, open_shop
+from store.models import Provider
+from support import Api, ScriptedProvider, open_shop, order_worker
 
 
 @pytest.fixture
@@ -29,8 +36,39 @@ async def api(
         made["customer"] = await keys.create_key(session, "customer", customer_id=shop.customer_id)
         other, _ = await create_customer(session, "Bob")
         made["other_customer"] = await keys.create_key(session, "customer", customer_id=other.id)
-    app = create_app(Settings(database_url=db_url, temporal_address="unused"), temporal=dev_server.client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield Api(http, made, shop.customer_id, sessions, other.id)
+        providers = {p.name: p.id for p in await session.scalars(select(Provider))}
+    # Runs stay in progress at the provider unless a test scripts otherwise.
+    provider = ScriptedProvider(script={pid: [("In progress", None)] for pid in providers.values()})
+    async with order_worker(dev_server.client, sessions, provider) as task_queue:
+        settings = Settings(database_url=db_url, temporal_address="unused", temporal_task_queue=task_queue)
+        app = create_app(settings, temporal=dev_server.client)
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+                yield Api(http, made, shop.customer_id, sessions, other.id, provider, providers)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def served(api: Api) -> AsyncIterator[str]:
+    """The same app, served over TCP by uvicorn, as resellers reach it."""
+    app = api.http._transport.app  # type: ignore[attr-defined]
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    task = asyncio.create_task(server.serve())
+    for _ in range(500):  # uvicorn sets a flag, not an event
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -35,8 +35,9 @@ async def test_an_order_is_charged_and_handed_to_its_workflow(
     assert described.workflow_type == "OrderWorkflow"
     customer = await api.http.get(f"/v1/customers/{api.customer_id}", headers=api.as_("support"))
     assert customer.json()["balance"] == "0.900000"
-    got = await api.http.get(f"/v1/orders/{body['id']}", headers=api.as_("ops"))
-    assert got.json() == body
+    got = (await api.http.get(f"/v1/orders/{body['id']}", headers=api.as_("ops"))).json()
+    same = ("id", "customer_id", "service_id", "link", "quantity", "charge", "created_at")
+    assert {k: got[k] for k in same} == {k: body[k] for k in same}
 
 
 async def test_a_replay_returns_the_same_order_and_charges_once(api: Api) -> None:
@@ -132,9 +133,11 @@ async def test_orders_are_listed_page_by_page(api: Api) -> None:
     page = (await api.http.get("/v1/orders?limit=2", headers=api.as_("support"))).json()
     assert [o["id"] for o in page["orders"]] == ids[:2]
     rest = (
-        await api.http.get(f"/v1/orders?limit=2&after={page['next_after']}", headers=api.as_("support"))
+        await api.http.get(
+            "/v1/orders", params={"limit": 2, "cursor": page["next_cursor"]}, headers=api.as_("support")
+        )
     ).json()
-    assert ([o["id"] for o in rest["orders"]], rest["next_after"]) == (ids[2:], None)
+    assert ([o["id"] for o in rest["orders"]], rest["next_cursor"]) == (ids[2:], None)
 
 
 async def test_customers_and_deposits(api: Api) -> None:

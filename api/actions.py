@@ -1,0 +1,91 @@
+"""Sending an order one of its messages (workflow updates) on behalf of an API caller, and the audit log.
+
+The order's workflow decides: its validator refuses with a stable code and writes nothing, or it accepts and
+records the action in the order's timeline (`order_events`, with the actor). Refusals never reach the
+timeline, so every outcome, accepted or refused, is also written here as one structured log line on the
+`backoffice.audit` logger: refused support and ops actions are not silently lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError
+
+from api.errors import ApiError
+from store import orders as store_orders
+from store.keys import Caller
+from store.models import Order
+from temporal_client import OrderActionRefused, send_order_update, start_order_workflow
+
+T = TypeVar("T")
+
+audit = logging.getLogger("backoffice.audit")
+
+# An action answers once the order has acted on it; past this the caller is told to look again later.
+ACTION_TIMEOUT_SECONDS = 20.0
+
+
+async def visible_order(session: AsyncSession, caller: Caller, order_id: int) -> Order:
+    """The order, if this caller may see it: a customer key sees only its own, others are not found."""
+    order = await store_orders.get_order(session, order_id)
+    if order is None or (caller.role == "customer" and order.customer_id != caller.customer_id):
+        raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
+    return order
+
+
+def audit_line(**fields: Any) -> None:
+    audit.info("%s", json.dumps({"event": "order_action", **fields}, default=str, sort_keys=True))
+
+
+async def send_action(
+    temporal: Client,
+    task_queue: str,
+    order: Order,
+    caller: Caller,
+    action: str,
+    arg: Any,
+    result_type: type[T],
+    *,
+    reason: str = "",
+    via: str = "rest",
+) -> T:
+    """Send `action` to the order's workflow and return its answer.
+
+    An order whose workflow has not reported yet may not have been started (the API died after the commit):
+    it is started first, exactly as a replay of its creation would. Refusals raise ApiError 409 with the
+    validator's code; Temporal being unreachable raises 503.
+    """
+    base = {"action": action, "order_id": order.id, "actor": caller.actor, "reason": reason, "via": via}
+    try:
+        if order.state_version == 0:
+            await start_order_workflow(temporal, task_queue, store_orders.order_input(order))
+        async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
+            result = await send_order_update(temporal, order.id, action, arg, result_type)
+    except OrderActionRefused as exc:
+        audit_line(**base, outcome="refused", code=exc.code, message=exc.message)
+        raise ApiError(409, exc.code, exc.message) from exc
+    except WorkflowUpdateFailedError as exc:  # the handler failed without a stable code
+        audit_line(**base, outcome="failed", code="action_failed", message=str(exc.cause or exc))
+        message = f"order {order.id} could not {action}: {exc.cause or exc}"
+        raise ApiError(409, "action_failed", message) from exc
+    except TimeoutError as exc:
+        audit_line(**base, outcome="timeout", code="action_timeout")
+        raise ApiError(
+            504,
+            "action_timeout",
+            f"order {order.id} did not answer within {ACTION_TIMEOUT_SECONDS:.0f} s; "
+            "the action may still take effect: look at the order's timeline",
+        ) from exc
+    except RPCError as exc:
+        audit_line(**base, outcome="failed", code="workflow_unavailable", message=str(exc))
+        raise ApiError(
+            503, "workflow_unavailable", f"order {order.id} cannot be reached right now; try again"
+        ) from exc
+    audit_line(**base, outcome="accepted")
+    return result
