@@ -9,9 +9,11 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api.errors import install_error_handlers
+from api.metrics import install_metrics
 from api.routes import customers, meta, orders
 from settings import Settings
 from store.db import make_engine, make_sessionmaker
+from telemetry import temporal_sdk_metrics
 from temporal_client import connect
 
 
@@ -23,7 +25,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
         engine = make_engine(settings.require_database_url())
         try:
             app.state.sessions = make_sessionmaker(engine)
-            app.state.temporal = temporal or await connect(settings)
+            # The Temporal client's own metrics join /metrics when the app connects its client itself.
+            sdk = temporal_sdk_metrics() if temporal is None and settings.temporal_sdk_metrics else None
+            app.state.sdk_metrics = sdk
+            app.state.temporal = temporal or await connect(settings, runtime=sdk.runtime if sdk else None)
             yield
         finally:
             await engine.dispose()
@@ -36,6 +41,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(orders.router)
     app.include_router(customers.router)
     app.include_router(meta.router)

@@ -24,6 +24,9 @@ from workflows import policy
 from workflows.models import OrderInput, Projection, RouteRef
 
 ORDER_INPUT = TypeAdapter(OrderInput)
+# An order whose workflow has not reported this long after intake lost its start (the API died between the
+# commit and the start, or Temporal was down and the client never replayed): the worker's sweeper starts it.
+UNSTARTED_AFTER_SECONDS = 60
 
 
 class OrderRejected(Exception):
