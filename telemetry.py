@@ -97,8 +97,23 @@ class MeteredTransport(httpx.AsyncBaseTransport):
             outcome = "connect_error"
             raise
         finally:
+            seconds = time.perf_counter() - started
             PROVIDER_REQUESTS.labels(provider, action, outcome).inc()
-            PROVIDER_SECONDS.labels(provider, action).observe(time.perf_counter() - started)
+            PROVIDER_SECONDS.labels(provider, action).observe(seconds)
+            log.log(
+                logging.DEBUG if outcome == "ok" else logging.WARNING,
+                "provider %s %s: %s in %.3fs",
+                provider,
+                action,
+                outcome,
+                seconds,
+                extra={
+                    "provider": provider,
+                    "action": action,
+                    "outcome": outcome,
+                    "seconds": round(seconds, 3),
+                },
+            )
 
     async def aclose(self) -> None:
         await self._inner.aclose()

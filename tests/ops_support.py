@@ -51,10 +51,16 @@ def settings_for(db_url: str, env: WorkflowEnvironment, **extra: Any) -> Setting
 
 
 async def open_sim_shop(
-    sessions: async_sessionmaker[AsyncSession], api_url: str = "http://sim/api/v2", **service: Any
+    sessions: async_sessionmaker[AsyncSession],
+    api_url: str = "http://sim/api/v2",
+    routes: list[dict[str, str]] | None = None,
+    **service: Any,
 ) -> Shop:
-    """Service 10 routed to the simulator's service 104 (alpha), polled every second."""
-    shop = await open_shop(sessions, routes=[{"provider": "alpha", "service": SIM_SERVICE}], **service)
+    """Service 10 routed to the simulator's service 104 (alpha, unless `routes`), providers polled every
+    second."""
+    shop = await open_shop(
+        sessions, routes=routes or [{"provider": "alpha", "service": SIM_SERVICE}], **service
+    )
     async with transaction(sessions) as session:
         await session.execute(
             update(Provider).values(poll_interval_seconds=1, api_url=api_url, api_key=SIM_KEY)
