@@ -118,14 +118,19 @@ class TextFormatter(logging.Formatter):
         return text if order_id is None else f"{text} [order {order_id}]"
 
 
+_installed: logging.Handler | None = None
+
+
 def setup_logging(level: str = "INFO", fmt: str = "json", stream: IO[str] | None = None) -> logging.Handler:
     """Send every logger's lines to one handler on stderr (or `stream`), as JSON or as text lines."""
+    global _installed
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(OrderContextFilter())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
+    if _installed is not None:  # set up again (tests, or the CLI run in process): replace our own only
+        root.removeHandler(_installed)
+    _installed = handler
     root.addHandler(handler)
     root.setLevel(level.upper())
     for chatty in _CHATTY:

@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -19,14 +20,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store import ledger
 from store.customers import get_customer
 from store.keys import Caller
-from store.models import Order, Provider, Route, Service
+from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
 from workflows import policy
 from workflows.models import OrderInput, Projection, RouteRef
 
 ORDER_INPUT = TypeAdapter(OrderInput)
-# An order whose workflow has not reported this long after intake lost its start (the API died between the
-# commit and the start, or Temporal was down and the client never replayed): the worker's sweeper starts it.
-UNSTARTED_AFTER_SECONDS = 60
 
 
 class OrderRejected(Exception):
@@ -174,6 +172,11 @@ async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRe
     return [RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows]
 
 
+# An order whose workflow has not reported this long after intake lost its start (the API died between the
+# commit and the start, or Temporal was down and the client never replayed): the worker's sweeper starts it.
+UNSTARTED_AFTER_SECONDS = 60
+
+
 async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit: int = 100) -> list[Order]:
     """Charged orders whose workflow never reported: the API died, or Temporal was down, after the commit."""
     rows = await session.scalars(
@@ -209,17 +212,88 @@ async def get_order(session: AsyncSession, order_id: int) -> Order | None:
     return await session.get(Order, order_id)
 
 
+@dataclass(frozen=True)
+class OrderFilter:
+    """What a listing may be narrowed by; every field is optional."""
+
+    customer_id: int | None = None
+    status: str | None = None
+    phase: str | None = None
+    service_id: int | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
 async def list_orders(
-    session: AsyncSession, *, customer_id: int | None, status: str | None, after: int, limit: int
+    session: AsyncSession,
+    where: OrderFilter | None = None,
+    *,
+    customer_id: int | None = None,
+    status: str | None = None,
+    after: int,
+    limit: int,
 ) -> tuple[list[Order], bool]:
-    """One page of orders with ids above `after`; the flag says whether more follow."""
+    """One page of orders with ids above `after`, by ascending id; the flag says whether more follow."""
+    where = where or OrderFilter(customer_id=customer_id, status=status)
     query = select(Order).where(Order.id > after).order_by(Order.id).limit(limit + 1)
-    if customer_id is not None:
-        query = query.where(Order.customer_id == customer_id)
-    if status is not None:
-        query = query.where(Order.status == status)
+    if where.customer_id is not None:
+        query = query.where(Order.customer_id == where.customer_id)
+    if where.status is not None:
+        query = query.where(Order.status == where.status)
+    if where.phase is not None:
+        query = query.where(Order.phase == where.phase)
+    if where.service_id is not None:
+        query = query.where(Order.service_id == where.service_id)
+    if where.created_from is not None:
+        query = query.where(Order.created_at >= where.created_from)
+    if where.created_to is not None:
+        query = query.where(Order.created_at < where.created_to)
     rows = list(await session.scalars(query))
     return rows[:limit], len(rows) > limit
+
+
+async def timeline(session: AsyncSession, order_id: int, limit: int) -> tuple[list[OrderEvent], bool]:
+    """The order's first `limit` timeline events in order; the flag says whether more exist."""
+    rows = list(
+        await session.scalars(
+            select(OrderEvent)
+            .where(OrderEvent.order_id == order_id)
+            .order_by(OrderEvent.seq)
+            .limit(limit + 1)
+        )
+    )
+    return rows[:limit], len(rows) > limit
+
+
+async def refills_of(session: AsyncSession, order_id: int) -> list[Refill]:
+    return list(
+        await session.scalars(select(Refill).where(Refill.order_id == order_id).order_by(Refill.refill_no))
+    )
+
+
+# Phases in which an order is in the hands of a provider (or waiting for one): what a provider pause reaches.
+IN_FLIGHT_PHASES = (policy.QUEUED, policy.DELIVERING, policy.INTERRUPTED, policy.PAUSED)
+
+
+async def in_flight_at(session: AsyncSession, provider_id: int) -> list[Order]:
+    """The orders a provider holds now, as the read model last saw them."""
+    rows = await session.scalars(
+        select(Order)
+        .where(Order.provider_id == provider_id, Order.phase.in_(IN_FLIGHT_PHASES))
+        .order_by(Order.id)
+    )
+    return list(rows)
+
+
+async def submissions_of(session: AsyncSession, order_id: int) -> list[ProviderSubmission]:
+    """The order's runs as sent to providers (what ops check when a run needs reconciliation)."""
+    return list(
+        await session.scalars(
+            select(ProviderSubmission)
+            .where(ProviderSubmission.order_id == order_id)
+            .order_by(ProviderSubmission.run_no, ProviderSubmission.id)
+        )
+    )
 
 
 async def project(session: AsyncSession, p: Projection) -> bool:

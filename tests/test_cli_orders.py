@@ -1,0 +1,158 @@
+"""`backoffice orders list` and `orders show`, run in process against a real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+import cli
+from settings import get_settings
+from store.db import transaction
+from store.models import Order, OrderEvent, ProviderSubmission, Refill
+from support import SERVICE, open_shop, place
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+Backoffice = Callable[..., Awaitable[Ran]]
+
+
+@pytest.fixture
+def backoffice(
+    db_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Iterator[Backoffice]:
+    """`backoffice ARGS...` as ops type it, in process (a thread: the CLI runs its own event loop)."""
+    monkeypatch.setenv("DATABASE_URL", db_url)
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    get_settings.cache_clear()
+
+    def run(*argv: str) -> Ran:
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(list(argv))
+        captured = capsys.readouterr()
+        return Ran(int(exit_.value.code or 0), captured.out, captured.err)
+
+    async def call(*argv: str) -> Ran:
+        return await asyncio.to_thread(run, *argv)
+
+    yield call
+    get_settings.cache_clear()
+
+
+async def test_orders_list_filters_and_pages(
+    backoffice: Backoffice, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    other = await open_shop(sessions)  # a second customer (the catalog load is an upsert)
+    ids = [(await place(sessions, shop, 100)).order_id for _ in range(3)]
+    theirs = (await place(sessions, other, 100)).order_id
+    async with transaction(sessions) as session:
+        await session.execute(
+            update(Order)
+            .where(Order.id == ids[1])
+            .values(status="In progress", phase="delivering", note="run 1 of 1 at the provider")
+        )
+        await session.execute(
+            update(Order).where(Order.id == ids[0]).values(created_at=datetime(2024, 1, 1, tzinfo=UTC))
+        )
+
+    every = await backoffice("orders", "list", "--json")
+    assert every.code == 0, every.err
+    assert [o["id"] for o in every.json()["orders"]] == sorted([*ids, theirs])
+    assert every.json()["next_after"] is None
+
+    def listed(ran: Ran) -> list[int]:
+        assert ran.code == 0, ran.err
+        return [o["id"] for o in ran.json()["orders"]]
+
+    assert listed(await backoffice("orders", "list", "--json", "--customer", str(shop.customer_id))) == ids
+    assert listed(await backoffice("orders", "list", "--json", "--phase", "delivering")) == [ids[1]]
+    assert listed(await backoffice("orders", "list", "--json", "--status", "Pending", "--customer",
+                                   str(shop.customer_id))) == [ids[0], ids[2]]  # fmt: skip
+    assert listed(await backoffice("orders", "list", "--json", "--service", str(SERVICE + 1))) == []
+    assert listed(await backoffice("orders", "list", "--json", "--to", "2024-01-02")) == [ids[0]]
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date().isoformat()
+    assert listed(await backoffice("orders", "list", "--json", "--from", "2024-01-02", "--to", tomorrow)) == [
+        ids[1], ids[2], theirs,
+    ]  # fmt: skip
+
+    # Cursor paging: two at a time, each page says where the next starts.
+    first = await backoffice("orders", "list", "--json", "--limit", "2")
+    page = first.json()
+    assert [o["id"] for o in page["orders"]] == sorted([*ids, theirs])[:2]
+    second = await backoffice("orders", "list", "--json", "--limit", "2", "--after", str(page["next_after"]))
+    assert [o["id"] for o in second.json()["orders"]] == sorted([*ids, theirs])[2:]
+    assert second.json()["next_after"] is None
+
+    text = await backoffice("orders", "list", "--limit", "2")
+    assert text.code == 0
+    lines = text.out.splitlines()
+    assert lines[0].split()[:5] == ["id", "customer", "service", "status", "phase"]
+    assert f"more with --after {page['next_after']}" in lines[-1]
+    delivering = next(line for line in lines if line.split()[0] == str(ids[1]))
+    assert "In progress" in delivering and "0/100" in delivering and "run 1 of 1" in delivering
+
+    bad = await backoffice("orders", "list", "--phase", "lost")
+    assert bad.code == 2 and "invalid choice" in bad.err
+
+
+async def test_orders_show_prints_the_timeline_runs_and_refills(
+    backoffice: Backoffice, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 100)
+    at = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    async with transaction(sessions) as session:
+        events = [
+            ("placed", "storefront:key:1", "order placed, charged 0.100000"),
+            ("run_submitted", "workflow", "run 1 of 1 (100 units) sent to provider 1"),
+            ("paused", "ops:ann", "provider outage"),
+        ]
+        for seq, (kind, actor, message) in enumerate(events, start=1):
+            session.add(
+                OrderEvent(order_id=order.order_id, seq=seq, at=at + timedelta(minutes=seq), kind=kind,
+                           actor=actor, message=message)
+            )  # fmt: skip
+        session.add(
+            ProviderSubmission(order_id=order.order_id, run_no=1, provider_id=1, provider_service_id="a1",
+                               quantity=100, client_key="k", state="accepted", provider_order_id="777")
+        )  # fmt: skip
+        session.add(Refill(order_id=order.order_id, refill_no=1, status="Pending", requested_by="customer:1"))
+
+    shown = await backoffice("orders", "show", str(order.order_id), "--json")
+    assert shown.code == 0, shown.err
+    body = shown.json()
+    assert body["order"]["id"] == order.order_id and body["order"]["status"] == "Pending"
+    assert [(e["seq"], e["kind"], e["actor"], e["message"]) for e in body["timeline"]] == [
+        (seq, *event) for seq, event in enumerate(events, start=1)
+    ]
+    assert body["timeline"][0]["at"].startswith("2025-03-01 12:01:00")
+    assert [(r["run"], r["state"], r["provider_order_id"]) for r in body["runs"]] == [(1, "accepted", "777")]
+    assert [(r["refill_no"], r["status"], r["requested_by"]) for r in body["refills"]] == [
+        (1, "Pending", "customer:1")
+    ]
+
+    text = await backoffice("orders", "show", str(order.order_id))
+    assert text.code == 0
+    assert text.out.startswith(f"order {order.order_id}  Pending (queued)")
+    assert "timeline (3):" in text.out and "ops:ann" in text.out and "provider outage" in text.out
+    assert "provider order 777" in text.out and "refills (1):" in text.out
+
+    missing = await backoffice("orders", "show", "1")
+    assert missing.code == 1 and "does not exist" in missing.err
