@@ -22,9 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 from settings import Settings
 from store.db import transaction
 from store.models import Order, Provider
-from support import Shop, open_shop
+from store.orders import OrderRequest, order_input, place_order
+from support import SERVICE, Shop, open_shop
 from telemetry import metered_http_client
 from worker import build_worker
+from workflows.models import OrderInput
 
 SIM_KEY = "sim-demo-key"
 SIM_SERVICE = "104"  # the simulator's fast service: 500 units a second after a second's start delay
@@ -130,3 +132,17 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(parsed: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str) -> float:
     return parsed.get((name, frozenset(labels.items())), 0.0)
+
+
+async def place_link(
+    sessions: async_sessionmaker[AsyncSession], shop: Shop, quantity: int, link: str
+) -> OrderInput:
+    """An order for service 10 on a link of the test's choosing (simulator scenarios match links)."""
+    async with transaction(sessions) as session:
+        order, _ = await place_order(
+            session,
+            shop.caller,
+            OrderRequest(customer_id=shop.customer_id, service_id=SERVICE, link=link, quantity=quantity),
+            idempotency_key=uuid.uuid4().hex,
+        )
+        return order_input(order)

@@ -1,23 +1,30 @@
-"""`backoffice orders list` and `orders show`, run in process against a real database."""
+"""The `backoffice` commands for orders and providers, run in process against a real database and, for
+messages, the Temporal dev server with the real worker (its providers answered by the simulator)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
+from ops_support import SIM_KEY, open_sim_shop, place_link, sim_worker, temporal_address, wait_for_order
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.testing import WorkflowEnvironment
 
 import cli
+from providers.simulator import create_simulator_app
 from settings import get_settings
 from store.db import transaction
 from store.models import Order, OrderEvent, ProviderSubmission, Refill
 from support import SERVICE, open_shop, place
+from temporal_client import start_order_workflow
 
 
 @dataclass
@@ -40,9 +47,9 @@ def backoffice(
     """`backoffice ARGS...` as ops type it, in process (a thread: the CLI runs its own event loop)."""
     monkeypatch.setenv("DATABASE_URL", db_url)
     monkeypatch.setenv("LOG_FORMAT", "json")
-    get_settings.cache_clear()
 
     def run(*argv: str) -> Ran:
+        get_settings.cache_clear()  # the environment as the test left it
         with pytest.raises(SystemExit) as exit_:
             cli.main(list(argv))
         captured = capsys.readouterr()
@@ -156,3 +163,60 @@ async def test_orders_show_prints_the_timeline_runs_and_refills(
 
     missing = await backoffice("orders", "show", "1")
     assert missing.code == 1 and "does not exist" in missing.err
+
+
+@pytest.fixture
+def with_temporal(monkeypatch: pytest.MonkeyPatch, dev_server: WorkflowEnvironment) -> WorkflowEnvironment:
+    monkeypatch.setenv("TEMPORAL_ADDRESS", temporal_address(dev_server))
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", dev_server.client.namespace)
+    return dev_server
+
+
+async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
+    backoffice: Backoffice, with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_sim_shop(sessions)
+    order = await place_link(sessions, shop, 200, "https://instagram.com/lost.one")
+    sim = create_simulator_app(api_key=SIM_KEY)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as control,
+        sim_worker(with_temporal.client, sessions, sim, f"cli-{uuid.uuid4().hex[:8]}") as queue,
+    ):
+        # The provider takes the run but its answer is lost: the order waits for ops.
+        await control.post("/sim/scenario", json={"scenario": "lost_answer", "link_contains": "lost.one"})
+        await start_order_workflow(with_temporal.client, queue, order)
+        await wait_for_order(sessions, order.order_id, phase="interrupted")
+        await control.post("/sim/scenario", json={"scenario": "normal", "link_contains": "lost.one"})
+        taken = [o for o in (await control.get("/sim/orders")).json() if "lost.one" in o["link"]]
+        provider_order = str(taken[0]["order"])
+
+        wrong = await backoffice(
+            "orders", "reconcile", str(order.order_id), "--run", "2", "--provider-order", provider_order,
+            "--actor", "ops:ann", "--reason", "found in the panel", "--json",
+        )  # fmt: skip
+        assert wrong.code == 1
+        assert wrong.json() | {"message": ""} == {
+            "order_id": order.order_id, "outcome": "refused", "code": "NotAwaiting", "message": "",
+        }  # fmt: skip
+
+        right = await backoffice(
+            "orders", "reconcile", str(order.order_id), "--run", "1", "--provider-order", provider_order,
+            "--actor", "ops:ann", "--reason", "found in the panel",
+        )  # fmt: skip
+        assert right.code == 0, right.err
+        assert right.out.strip() == f"order {order.order_id}: run 1 reconciled by ops:ann: found in the panel"
+        await wait_for_order(sessions, order.order_id, status="Completed", phase="closed")
+
+    # The audit trail: one line per message, refused or accepted, with the actor and the order.
+    audit = [
+        json.loads(line) for line in (wrong.err + right.err).splitlines() if '"backoffice.audit"' in line
+    ]
+    assert [(a["outcome"], a["actor"], a["order_id"], a["via"]) for a in audit] == [
+        ("refused", "ops:ann", order.order_id, "cli"), ("accepted", "ops:ann", order.order_id, "cli"),
+    ]  # fmt: skip
+
+    # An order whose workflow has ended refuses every message.
+    closed = await backoffice(
+        "orders", "pause", str(order.order_id), "--actor", "ops:ann", "--reason", "too late"
+    )
+    assert closed.code == 1 and "(order_closed)" in closed.err
