@@ -121,6 +121,57 @@ def cmd_catalog_load(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+def cmd_catalog_import(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+    from sqlalchemy import select
+
+    from providers.client import ApiV2Client, ProviderError
+    from store.catalog import CatalogError, OfferedService, import_services, parse_markup_bp
+    from store.models import Provider
+
+    try:
+        markup_bp = parse_markup_bp(args.markup)
+    except CatalogError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            print(f"  {done}/{total} services", file=sys.stderr, flush=True)
+
+    async def work(session: Any) -> int:
+        provider = await session.scalar(select(Provider).where(Provider.name == args.provider))
+        if provider is None:
+            print(f"error: unknown provider {args.provider!r}", file=sys.stderr)
+            return 1
+        print(f"asking {provider.name} for its services ...", file=sys.stderr, flush=True)
+        async with httpx.AsyncClient() as http:
+            client = ApiV2Client(provider.api_url, provider.api_key, http=http, timeout=args.timeout)
+            try:
+                offered = await client.services()
+            except ProviderError as exc:
+                print(f"error: {provider.name} answered: {exc.message}", file=sys.stderr)
+                return 1
+        services = [
+            OfferedService(
+                s.service, s.name, s.type, s.category, s.rate, s.min, s.max, s.refill, s.cancel, s.dripfeed
+            )
+            for s in offered
+        ]
+        print(f"{len(services)} service(s) offered; importing with {args.markup} % markup", file=sys.stderr)
+        report = await import_services(session, provider.name, services, markup_bp, progress)
+        print(
+            f"created {len(report.created)}, updated {len(report.updated)}, "
+            f"route dropped from {len(report.routes_dropped)}, unavailable {len(report.unavailable)}"
+        )
+        for what, ids in (("created", report.created), ("unavailable", report.unavailable)):
+            if ids:
+                print(f"{what}: {', '.join(map(str, ids))}")
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
 def cmd_keys_create(settings: Settings, args: argparse.Namespace) -> int:
     from store.keys import create_key
 
@@ -227,8 +278,8 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
         if order is None:
             print(f"order {args.order_id} does not exist", file=sys.stderr)
             return 1
-        events, _ = await store_orders.timeline(session, order.id, limit=100_000)
-        refills = await store_orders.refills_of(session, order.id)
+        events = await store_orders.timeline(session, order.id)
+        refills = await store_orders.refills(session, order.id)
         runs = await store_orders.submissions_of(session, order.id)
         shown: dict[str, Any] = {
             "order": _order_fields(order),
@@ -601,6 +652,13 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--file", type=Path)
     load.add_argument("--simulator-url", default="http://127.0.0.1:8100")
     load.set_defaults(func=cmd_catalog_load)
+    imp = catalog.add_parser(
+        "import", help="create or update services from a provider's service list, at its rate plus a markup"
+    )
+    imp.add_argument("provider", help="the provider's name in the catalog")
+    imp.add_argument("--markup", default="0", metavar="PCT", help="percent added to the provider's rate")
+    imp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service list")
+    imp.set_defaults(func=cmd_catalog_import)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="what", required=True)
     create = keys.add_parser("create", help="create a key and print it (only this once)")

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
 from activities.provider import ProviderActivities
+from activities.slots import SlotActivities
 
 
 def build_activities(
@@ -19,4 +20,17 @@ def build_activities(
     ledger = LedgerActivities(sessions)
     projection = ProjectionActivities(sessions)
     provider = ProviderActivities(sessions, http)
-    return [ledger.settle_order, projection.project_order, provider.submit_run, provider.check_run]
+    slots = SlotActivities(sessions)
+    return [
+        ledger.settle_order,
+        ledger.refund_order,
+        projection.project_order,
+        projection.open_refill,
+        slots.claim_slot,
+        slots.release_slot,
+        provider.submit_run,
+        provider.check_run,
+        provider.cancel_run,
+        provider.submit_refill,
+        provider.check_refill,
+    ]

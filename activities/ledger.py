@@ -7,7 +7,7 @@ from temporalio import activity
 
 from store import ledger
 from store.db import transaction
-from workflows.models import Settlement
+from workflows.models import RefundMoney, Settlement
 
 
 class LedgerActivities:
@@ -44,3 +44,18 @@ class LedgerActivities:
                     reason="delivery recognised",
                     order_id=s.order_id,
                 )
+
+    @activity.defn(name="refund_order")
+    async def refund_order(self, r: RefundMoney) -> None:
+        """A support refund, by key: from escrow, or taken back from revenue once delivery was recognised."""
+        async with transaction(self._sessions) as session:
+            await ledger.ensure_account(session, ledger.REVENUE, "revenue")
+            await ledger.refund_order(
+                session,
+                order_id=r.order_id,
+                customer_id=r.customer_id,
+                amount=r.amount_micros,
+                key=r.key,
+                actor=r.actor,
+                reason=r.reason,
+            )

@@ -1,4 +1,5 @@
-"""Read-model projection: the workflow's state written into the `orders` table at every transition."""
+"""Read-model projection: the workflow's state written into the `orders` table at every transition, with
+its new timeline events and refill progress."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from temporalio import activity
 
 from store import orders
 from store.db import transaction
-from workflows.models import Projection
+from workflows.models import OpenRefill, Projection
 
 
 class ProjectionActivities:
@@ -18,3 +19,9 @@ class ProjectionActivities:
     async def project_order(self, projection: Projection) -> None:
         async with transaction(self._sessions) as session:
             await orders.project(session, projection)
+
+    @activity.defn(name="open_refill")
+    async def open_refill(self, refill: OpenRefill) -> int:
+        """Record a customer's refill request; returns the refill id clients follow it by."""
+        async with transaction(self._sessions) as session:
+            return await orders.open_refill(session, refill)

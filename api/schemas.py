@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from store.ledger import StatementLine
 from store.models import Customer, Order
 from workflows.policy import format_money
 
@@ -14,6 +15,7 @@ Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
 # At most 10 million a movement keeps every balance far inside a bigint of micro-units.
 Money = Annotated[str, StringConstraints(pattern=r"^\d{1,7}(\.\d{1,6})?$")]
+SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?\d{1,7}(\.\d{1,6})?$")]
 
 
 class Strict(BaseModel):
@@ -113,3 +115,50 @@ class DepositOut(BaseModel):
     amount: str
     balance: str
     replayed: bool
+
+
+class AdjustmentCreate(Strict):
+    amount: SignedMoney = Field(description='decimal string, negative to debit the customer, e.g. "-2.50"')
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+class AdjustmentOut(BaseModel):
+    customer_id: int
+    transfer_id: int
+    amount: str
+    reason: str
+    balance: str
+    replayed: bool
+
+
+class StatementEntry(BaseModel):
+    transfer_id: int
+    created_at: datetime
+    kind: str = Field(description="deposit, charge, refund or adjustment (as seen from the customer)")
+    amount: str = Field(description="signed: positive credits the balance, negative debits it")
+    balance_after: str
+    order_id: int | None
+    actor: str
+    reason: str
+
+    @classmethod
+    def of(cls, line: StatementLine) -> StatementEntry:
+        return cls(
+            transfer_id=line.transfer_id,
+            created_at=line.created_at,
+            kind=line.kind,
+            amount=format_money(line.amount_micros),
+            balance_after=format_money(line.balance_after_micros),
+            order_id=line.order_id,
+            actor=line.actor,
+            reason=line.reason,
+        )
+
+
+class Statement(BaseModel):
+    customer_id: int
+    balance: str
+    entries: list[StatementEntry] = Field(description="newest first")
+    next_before: int | None = Field(
+        description="pass as `before` for the next (older) page; null on the last page"
+    )

@@ -1,47 +1,124 @@
 """An async client for upstream providers speaking API v2 (`api-v2.md`).
 
-The one hard rule here is the classification of failures, because the workflow's exactly-once submission
-depends on it: a failed `add` is either certainly not accepted (safe to retry: ProviderRejected,
-ProviderUnavailable) or possibly accepted (ProviderAmbiguous: never blindly re-sent). Read-only calls are
-always safe to retry, so their transport failures are all ProviderUnavailable.
+The one hard rule here is the classification of failures, because exactly-once submission depends on it:
+a failed `add` (or `refill`) is either certainly not accepted (safe to retry: ProviderUnavailable; or final:
+ProviderRejected, ProviderLinkFault) or possibly accepted (ProviderAmbiguous: never blindly re-sent).
+Read-only calls and `cancel` are safe to repeat, so their transport failures are all ProviderUnavailable.
+
+Answers are parsed tolerantly into typed results: numbers as strings or ints, extra or missing fields, HTML
+error pages, errors in HTTP 200 bodies. Error texts are classified by `providers.errors`.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal, InvalidOperation
+from typing import Any, NamedTuple, Protocol
 
 import httpx
 
-from providers.status import normalise_order_status, parse_int
+from providers.errors import LINK_FAULT, TEMPORARY, classify_error, link_fault_text
+from providers.status import normalise_order_status, normalise_refill_status, parse_int
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100  # ids per `status`, `refill`, `refill_status` and `cancel` call (api-v2.md)
 
 
-class ProviderRejected(Exception):
-    """The provider answered `{"error": ...}`: the request was understood and definitely not accepted."""
+class ProviderError(Exception):
+    """Base of everything the client raises; `message` is the provider's text or our description."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-class ProviderUnavailable(Exception):
-    """No usable answer, and retrying is safe: the request never reached the provider or changes nothing."""
+class ProviderRejected(ProviderError):
+    """The provider understood the request and refused it for good on this route (`Incorrect service ID`)."""
 
 
-class ProviderAmbiguous(Exception):
-    """An `add` may have reached the provider but no usable answer came back; re-sending could order twice."""
+class ProviderLinkFault(ProviderRejected):
+    """The provider refused because of the link: private, deleted, renamed, invalid (`Bad link`)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """No usable answer, and retrying is safe: the request was not processed or changes nothing."""
+
+
+class ProviderAmbiguous(ProviderError):
+    """An `add`/`refill` may have reached the provider but no usable answer came back; re-sending could
+    order twice."""
+
+
+def error_for(text: str) -> ProviderError:
+    """The exception a provider's error text stands for."""
+    kind = classify_error(text)
+    if kind == LINK_FAULT:
+        return ProviderLinkFault(text)
+    if kind == TEMPORARY:
+        return ProviderUnavailable(text)
+    return ProviderRejected(text)
 
 
 @dataclass(frozen=True)
 class ProviderOrderStatus:
-    """One order's status at the provider; `status` is canonical, `raw_status` is what the provider said."""
+    """One order's status at the provider; `status` is canonical, `raw_status` is what the provider said.
+
+    `remains` keeps its sign (negative: over-delivery). `reason` is a provider's explanation beside the
+    status (`reason`, `error`, `comment`, ...); `link_fault` is set when the reason or the raw status says the
+    link was the problem (private, deleted, renamed, invalid).
+    """
 
     status: str
     raw_status: str
     remains: int | None
     start_count: int | None
     charge: str | None
+    currency: str | None = None
+    reason: str | None = None
+    link_fault: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderRefillStatus:
+    status: str  # Pending, In progress, Completed, Rejected, Error, Unknown
+    raw_status: str
+
+
+@dataclass(frozen=True)
+class CancelResult:
+    accepted: bool
+    message: str  # the provider's error text when refused
+
+
+@dataclass(frozen=True)
+class ProviderService:
+    """One entry of the provider's `services` list; `rate` per 1000 units in the provider's currency."""
+
+    service: str
+    name: str
+    type: str
+    category: str
+    rate: Decimal
+    min: int
+    max: int
+    refill: bool
+    cancel: bool
+    dripfeed: bool
+
+
+class Balance(NamedTuple):
+    amount: str
+    currency: str
+
+
+class Limiter(Protocol):
+    """Something that paces requests (a token bucket shared by every call to one provider)."""
+
+    async def acquire(self) -> None: ...
 
 
 # Failures that happen before a single byte of the request can have been processed by the provider.
@@ -52,6 +129,9 @@ _NOT_SENT = (
     httpx.ProxyError,
     httpx.UnsupportedProtocol,
 )
+
+# Fields in which providers explain a status (a cancel because of the link, mostly).
+_REASON_FIELDS = ("reason", "error", "cancel_reason", "comment", "message", "note", "description")
 
 
 class ApiV2Client:
@@ -64,18 +144,23 @@ class ApiV2Client:
         *,
         http: httpx.AsyncClient | None = None,
         timeout: float = 15.0,
+        connect_timeout: float = 5.0,
+        limiter: Limiter | None = None,
     ) -> None:
         self._api_url = api_url
         self._api_key = api_key
         # Connecting is quick or never; a short connect timeout keeps "certainly not sent" failures fast.
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, connect_timeout))
         self._owns_http = http is None
         self._http = http if http is not None else httpx.AsyncClient(timeout=self._timeout)
+        self._limiter = limiter
 
     async def aclose(self) -> None:
         """Close the HTTP client if this object created it."""
         if self._owns_http:
             await self._http.aclose()
+
+    # ------------------------------------------------------------------------------------------ orders
 
     async def add(
         self,
@@ -96,44 +181,180 @@ class ApiV2Client:
         if idempotency_key is not None:
             params["idempotency_key"] = idempotency_key
         answer = await self._call("add", params, mutating=True)
-        order = answer.get("order") if isinstance(answer, dict) else None
-        if order is None or isinstance(order, bool) or str(order).strip() == "":
+        order = _id_text(answer.get("order") if isinstance(answer, dict) else None)
+        if order is None:
             raise ProviderAmbiguous(f"add answered without an order id: {_excerpt(answer)}")
-        return str(order).strip()
+        return order
 
     async def status(self, order_id: str) -> ProviderOrderStatus:
-        """One order's status; `remains` and `start_count` as ints, None when the provider omits them."""
+        """One order's status (`order=`); a provider error raises the exception its text stands for."""
         answer = await self._call("status", {"order": str(order_id)})
-        if not isinstance(answer, dict) or "status" not in answer:
-            raise ProviderUnavailable(f"status answered without a status: {_excerpt(answer)}")
-        raw = "" if answer["status"] is None else str(answer["status"])
-        charge = answer.get("charge")
-        return ProviderOrderStatus(
-            status=normalise_order_status(raw),
-            raw_status=raw,
-            remains=parse_int(answer.get("remains")),
-            start_count=parse_int(answer.get("start_count")),
-            charge=None if charge is None else str(charge),
-        )
+        return _order_status(answer)
 
-    async def services(self) -> list[dict[str, Any]]:
-        """The provider's service list as it answered it."""
+    async def statuses(self, order_ids: Sequence[str]) -> dict[str, ProviderOrderStatus | ProviderError]:
+        """Many orders' statuses in one call (`orders=`, up to 100): each id maps to a status or its error.
+
+        An id the answer leaves out maps to ProviderUnavailable (ask again). Errors about the whole call
+        raise. A single id is asked with `order=`, which every provider understands.
+        """
+        ids = _batch(order_ids)
+        if len(ids) == 1:
+            try:
+                return {ids[0]: await self.status(ids[0])}
+            except (ProviderRejected, ProviderAmbiguous) as exc:
+                return {ids[0]: exc}
+        answer = await self._call("status", {"orders": ",".join(ids)})
+        by_id = _keyed(answer, "order")
+        if by_id is None:
+            raise ProviderUnavailable(f"status answered no map of orders: {_excerpt(answer)}")
+        found: dict[str, ProviderOrderStatus | ProviderError] = {}
+        for order_id in ids:
+            item = by_id.get(order_id)
+            if item is None:
+                found[order_id] = ProviderUnavailable(f"status answered nothing for order {order_id}")
+                continue
+            try:
+                found[order_id] = _order_status(item)
+            except ProviderError as exc:
+                found[order_id] = exc
+        return found
+
+    async def cancel(self, order_ids: Sequence[str]) -> dict[str, CancelResult]:
+        """Ask to cancel orders; each id maps to whether the provider took the request.
+
+        Canceling twice is harmless, so transport failures are ProviderUnavailable (retry). A single id is
+        sent as both `orders` and `order`, because providers read one or the other. A refusal of the whole
+        call (`{"error": ...}`) is the answer for every id.
+        """
+        ids = _batch(order_ids)
+        params = {"orders": ",".join(ids)}
+        if len(ids) == 1:
+            params["order"] = ids[0]
+        try:
+            answer = await self._call("cancel", params)
+        except ProviderRejected as exc:
+            return {order_id: CancelResult(False, exc.message) for order_id in ids}
+        by_id = _keyed(answer, "order")
+        if by_id is None and isinstance(answer, dict) and len(ids) == 1:
+            by_id = {ids[0]: answer}  # `{"cancel": 1}` for the single order asked about
+        if by_id is None:
+            raise ProviderUnavailable(f"cancel answered something else: {_excerpt(answer)}")
+        results: dict[str, CancelResult] = {}
+        for order_id in ids:
+            item = by_id.get(order_id)
+            value = item.get("cancel", item.get("status")) if isinstance(item, dict) else None
+            if isinstance(value, dict) and value.get("error"):
+                results[order_id] = CancelResult(False, str(value["error"]))
+            elif isinstance(item, dict) and item.get("error") and value is None:
+                results[order_id] = CancelResult(False, str(item["error"]))
+            elif _truthy(value):
+                results[order_id] = CancelResult(True, "")
+            else:
+                results[order_id] = CancelResult(False, f"no answer for this order: {_excerpt(item)}")
+        return results
+
+    # ------------------------------------------------------------------------------------------ refills
+
+    async def refill(self, order_id: str, *, idempotency_key: str | None = None) -> str:
+        """Request a refill of a completed order, return the provider's refill id.
+
+        Like `add` it changes something at the provider: an answer lost on the way is ProviderAmbiguous.
+        """
+        params = {"order": str(order_id)}
+        if idempotency_key is not None:
+            params["idempotency_key"] = idempotency_key
+        answer = await self._call("refill", params, mutating=True)
+        refill = answer.get("refill") if isinstance(answer, dict) else None
+        if isinstance(refill, dict) and refill.get("error"):
+            raise error_for(str(refill["error"]))
+        refill_id = _id_text(refill)
+        if refill_id is None:
+            raise ProviderAmbiguous(f"refill answered without a refill id: {_excerpt(answer)}")
+        return refill_id
+
+    async def refills(self, order_ids: Sequence[str]) -> dict[str, str | ProviderError]:
+        """Refill many orders in one call (`orders=`): each id maps to a refill id or the provider's error."""
+        ids = _batch(order_ids)
+        answer = await self._call("refill", {"orders": ",".join(ids)}, mutating=True)
+        by_id = _keyed(answer, "order")
+        if by_id is None:
+            raise ProviderAmbiguous(f"refill answered no list of orders: {_excerpt(answer)}")
+        results: dict[str, str | ProviderError] = {}
+        for order_id in ids:
+            item = by_id.get(order_id)
+            value = item.get("refill") if isinstance(item, dict) else None
+            if isinstance(value, dict) and value.get("error"):
+                results[order_id] = error_for(str(value["error"]))
+            elif (refill_id := _id_text(value)) is not None:
+                results[order_id] = refill_id
+            else:
+                results[order_id] = ProviderAmbiguous(f"refill answered nothing for order {order_id}")
+        return results
+
+    async def refill_status(self, refill_id: str) -> ProviderRefillStatus:
+        """One refill's status (`refill=`)."""
+        answer = await self._call("refill_status", {"refill": str(refill_id)})
+        return _refill_status(answer)
+
+    async def refill_statuses(
+        self, refill_ids: Sequence[str]
+    ) -> dict[str, ProviderRefillStatus | ProviderError]:
+        """Many refills' statuses (`refills=`, up to 100); a single id is asked with `refill=`."""
+        ids = _batch(refill_ids)
+        if len(ids) == 1:
+            try:
+                return {ids[0]: await self.refill_status(ids[0])}
+            except (ProviderRejected, ProviderAmbiguous) as exc:
+                return {ids[0]: exc}
+        answer = await self._call("refill_status", {"refills": ",".join(ids)})
+        by_id = _keyed(answer, "refill")
+        if by_id is None:
+            raise ProviderUnavailable(f"refill_status answered no list of refills: {_excerpt(answer)}")
+        results: dict[str, ProviderRefillStatus | ProviderError] = {}
+        for refill_id in ids:
+            item = by_id.get(refill_id)
+            if item is None:
+                results[refill_id] = ProviderUnavailable(f"refill_status answered nothing for {refill_id}")
+                continue
+            try:
+                results[refill_id] = _refill_status(item)
+            except ProviderError as exc:
+                results[refill_id] = exc
+        return results
+
+    # ------------------------------------------------------------------------------------------ account
+
+    async def services(self) -> list[ProviderService]:
+        """The provider's service list; entries without a usable id, rate or bounds are skipped (logged)."""
         answer = await self._call("services", {})
-        if not isinstance(answer, list) or not all(isinstance(item, dict) for item in answer):
+        if isinstance(answer, dict) and isinstance(answer.get("services"), list):
+            answer = answer["services"]
+        if not isinstance(answer, list):
             raise ProviderUnavailable(f"services answered something else than a list: {_excerpt(answer)}")
-        return answer
+        found: list[ProviderService] = []
+        for item in answer:
+            service = _service(item)
+            if service is None:
+                log.warning("provider service skipped, unreadable: %s", _excerpt(item))
+            else:
+                found.append(service)
+        return found
 
-    async def balance(self) -> tuple[str, str]:
+    async def balance(self) -> Balance:
         """Our balance at the provider as (amount, currency), both as the provider printed them."""
         answer = await self._call("balance", {})
         if not isinstance(answer, dict) or answer.get("balance") is None:
             raise ProviderUnavailable(f"balance answered without a balance: {_excerpt(answer)}")
-        return str(answer["balance"]), str(answer.get("currency") or "")
+        return Balance(str(answer["balance"]).strip(), str(answer.get("currency") or "").strip())
+
+    # ------------------------------------------------------------------------------------------ transport
 
     async def _call(self, action: str, params: dict[str, str], *, mutating: bool = False) -> Any:
-        """POST one action and return the decoded JSON; every failure becomes one of the three exceptions."""
+        """POST one action and return the decoded JSON; every failure becomes a ProviderError."""
         uncertain = ProviderAmbiguous if mutating else ProviderUnavailable
         form = {"key": self._api_key, "action": action, **params}
+        if self._limiter is not None:
+            await self._limiter.acquire()
         try:
             response = await self._http.post(self._api_url, data=form, timeout=self._timeout)
         except _NOT_SENT as exc:
@@ -149,8 +370,11 @@ class ApiV2Client:
             answer = None
         if code == 429:
             raise ProviderUnavailable(f"{action}: HTTP 429 rate limited")
-        if code < 500 and isinstance(answer, dict) and answer.get("error") not in (None, ""):
-            raise ProviderRejected(str(answer["error"]))
+        error = answer.get("error") if isinstance(answer, dict) else None
+        # An error beside an order id (add) or a status is a note about it, not a refusal of the call.
+        noted = isinstance(answer, dict) and (_id_text(answer.get("order")) or answer.get("status"))
+        if code < 500 and error not in (None, "") and not (noted and 200 <= code < 300):
+            raise error_for(_error_text(error))
         if code >= 500:
             raise uncertain(f"{action}: HTTP {code}")
         if not 200 <= code < 300:
@@ -159,6 +383,126 @@ class ApiV2Client:
         if answer is None:
             raise uncertain(f"{action}: answer is not JSON: {_excerpt(response.text)}")
         return answer
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+
+
+def _batch(ids: Iterable[str]) -> list[str]:
+    unique = list(dict.fromkeys(str(i).strip() for i in ids))
+    if not unique or len(unique) > MAX_BATCH or "" in unique:
+        raise ValueError(f"between 1 and {MAX_BATCH} non-empty ids per call")
+    return unique
+
+
+def _error_text(error: object) -> str:
+    if isinstance(error, dict):  # {"error": {"message": "..."}}
+        return str(error.get("message") or error.get("text") or error)
+    return str(error).strip()
+
+
+def _id_text(value: object) -> str | None:
+    """An id as providers print it (`23501`, `"23501"`, `23501.0`), as text; None when absent or odd."""
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and value > 0 else None
+    text = str(value).strip()
+    return text or None
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return value > 0
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "ok", "yes", "success", "canceled", "cancelled"}
+    return False
+
+
+def _keyed(answer: Any, id_field: str) -> dict[str, Any] | None:
+    """A batch answer as id -> item: `{"1": {...}}` or `[{"order": 1, ...}]`; None when it is neither."""
+    if isinstance(answer, list):
+        keyed: dict[str, Any] = {}
+        for item in answer:
+            if isinstance(item, dict) and (key := _id_text(item.get(id_field, item.get("id")))) is not None:
+                keyed[key] = item
+        return keyed
+    if isinstance(answer, dict) and answer and all(isinstance(v, dict) for v in answer.values()):
+        return {str(key).strip(): value for key, value in answer.items()}
+    return None
+
+
+def _reason(answer: dict[str, Any]) -> str | None:
+    for name in _REASON_FIELDS:
+        value = answer.get(name)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _order_status(answer: Any) -> ProviderOrderStatus:
+    if not isinstance(answer, dict):
+        raise ProviderUnavailable(f"status answered something else: {_excerpt(answer)}")
+    if answer.get("status") in (None, ""):
+        if answer.get("error"):
+            raise error_for(_error_text(answer["error"]))
+        raise ProviderUnavailable(f"status answered without a status: {_excerpt(answer)}")
+    raw = str(answer["status"]).strip()
+    charge, currency = answer.get("charge"), answer.get("currency")
+    reason = _reason(answer)
+    return ProviderOrderStatus(
+        status=normalise_order_status(raw),
+        raw_status=raw,
+        remains=parse_int(answer.get("remains")),
+        start_count=parse_int(answer.get("start_count")),
+        charge=None if charge is None else str(charge).strip(),
+        currency=None if currency is None else str(currency).strip(),
+        reason=reason,
+        link_fault=link_fault_text(reason, raw),
+    )
+
+
+def _refill_status(answer: Any) -> ProviderRefillStatus:
+    status = answer.get("status") if isinstance(answer, dict) else None
+    if isinstance(status, dict) and status.get("error"):
+        raise error_for(_error_text(status["error"]))
+    if status in (None, "") or isinstance(status, dict | list):
+        raise ProviderUnavailable(f"refill_status answered without a status: {_excerpt(answer)}")
+    raw = str(status).strip()
+    return ProviderRefillStatus(normalise_refill_status(raw), raw)
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    return bool(value)
+
+
+def _service(item: object) -> ProviderService | None:
+    if not isinstance(item, dict):
+        return None
+    service_id = _id_text(item.get("service", item.get("id")))
+    low, high = parse_int(item.get("min")), parse_int(item.get("max"))
+    try:
+        rate = Decimal(str(item.get("rate")).strip())
+    except InvalidOperation:
+        return None
+    if service_id is None or low is None or high is None or not rate.is_finite() or rate < 0:
+        return None
+    return ProviderService(
+        service=service_id,
+        name=str(item.get("name") or f"Service {service_id}").strip(),
+        type=str(item.get("type") or "Default").strip(),
+        category=str(item.get("category") or "Other").strip(),
+        rate=rate,
+        min=max(low, 1),
+        max=max(high, max(low, 1)),
+        refill=_flag(item.get("refill")),
+        cancel=_flag(item.get("cancel")),
+        dripfeed=_flag(item.get("dripfeed")),
+    )
 
 
 def _excerpt(value: object, limit: int = 200) -> str:

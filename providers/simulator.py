@@ -10,17 +10,25 @@ file at shutdown when one is given.
 
 Control endpoints (not API v2) live under `/sim`:
 - `POST /sim/clock/advance` `{"seconds": 60}`
-- `POST /sim/scenario` `{"link_contains": "acme" | null, "scenario": "partial", "value": 0.5 | null}`
-- `POST /sim/reset` (orders, refills, scenarios; the clock keeps running), `GET /sim/orders`
+- `POST /sim/scenario` `{"link_contains": "acme" | null, "service": "101" | null, "scenario": "partial",
+  "value": 0.5 | null, "seconds": 600 | null, "fault": "private"}`
+- `PUT /sim/services/{id}`, `DELETE /sim/services/{id}`: offer or withdraw a service
+- `GET /sim/requests[?action=add]`: every API v2 request counted by action, and the latest 10 000
+- `POST /sim/reset` (orders, refills, scenarios, services, request log; the clock keeps running),
+  `GET /sim/orders`
 
-Scenarios apply to calls and orders whose link contains `link_contains` (null: all, including calls about no
-order such as `balance`). Delivery scenarios change orders, new and existing: `partial` (delivery stops at
-`value` share, default 0.5, status Partial), `link_fault` (delivery stops at `value` share, default at once,
-status Canceled with the undelivered remains, as providers do for private or deleted links), `drop` (`value`
-share, default 0.1, of a completed order's units disappears; a refill puts them back). Call scenarios change
-answers: `outage` (HTTP 503, nothing done), `slow` (sleep `value` seconds, default 2), `garbled` (`status`
-answers broken JSON), `lost_answer` (`add` takes the order, then answers HTTP 502). Rules stack; `normal`
-clears the rules of its substring (null: all) and lets orders still under way deliver in full.
+Scenarios apply to calls and orders whose link contains `link_contains` and whose service is `service` (both
+null: all, including calls about no order such as `balance`). Delivery scenarios change orders, new and
+existing: `instant` (everything delivered at once), `partial` (delivery stops at `value` share, default 0.5,
+status Partial), `link_fault` (delivery stops at `value` share, default at once, status Canceled with the
+undelivered remains and a `reason` text beside the status, as providers do for private or deleted links;
+`fault` picks private, deleted, renamed or invalid, and `invalid` also refuses new orders with `Bad link`),
+`drop` (`value` share, default 0.1, of a completed order's units disappears; a refill puts them back). Call
+scenarios change answers, for `seconds` of simulated time when given: `outage` (HTTP 503, nothing done),
+`slow` (does the work, then answers after `value` seconds, default 2: an `add` is taken even if the client
+gave up), `garbled` (`status` answers broken JSON), `lost_answer` (`add` or `refill` takes the order or
+refill, then answers HTTP 502). Rules stack; `normal` clears the rules of its scope (none: all) and lets
+orders still under way deliver in full.
 """
 
 from __future__ import annotations
@@ -34,13 +42,13 @@ import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,9 +165,20 @@ SERVICES: dict[str, SimService] = {
     )
 }
 
-ScenarioName = Literal["normal", "partial", "outage", "link_fault", "garbled", "slow", "drop", "lost_answer"]
-# Scenarios about how calls are answered; the others (partial, link_fault, drop) change orders' delivery.
+ScenarioName = Literal[
+    "normal", "instant", "partial", "outage", "link_fault", "garbled", "slow", "drop", "lost_answer"
+]
+# Scenarios about how calls are answered; the others (instant, partial, link_fault, drop) change delivery.
 CALL_SCENARIOS = frozenset({"outage", "slow", "garbled", "lost_answer"})
+LinkFaultKind = Literal["private", "deleted", "renamed", "invalid"]
+# What the provider says about a faulty link: beside `status: Canceled` as `reason`, or as the `add` error.
+LINK_FAULT_REASONS: dict[str, str] = {
+    "private": "Link is private: the account was made private",
+    "deleted": "Link is dead: the post or account was deleted",
+    "renamed": "Link is dead: the username was changed",
+    "invalid": E_LINK,
+}
+REQUEST_LOG_SIZE = 10_000
 
 
 @dataclass
@@ -167,6 +186,7 @@ class SimRefill:
     id: int
     order_id: int
     requested_at: float
+    rejected: bool = False  # the link had a fault when the refill was asked for: nothing to refill
 
 
 @dataclass
@@ -184,6 +204,9 @@ class SimOrder:
     charge: str
     stop_at: int | None = None  # partial: delivery ends here, status Partial
     fault_at: int | None = None  # link fault: delivery ends here, status Canceled
+    fault_reason: str | None = None  # what the status answer says about the link fault
+    cancel_at: int | None = None  # canceled while in progress: delivery ends here, status Partial
+    instant: bool = False  # delivers everything at once, without the start delay
     drop_fraction: float = 0.0  # drop: this share of the delivered units disappears after completion
     canceled: bool = False
     last_refill_at: float | None = None
@@ -195,6 +218,8 @@ class SimOrder:
 
     def _raw_delivered(self, now: float) -> int:
         """Units delivered by the clock alone: each run delivers `quantity` at the service speed."""
+        if self.instant:
+            return self.total
         begin = self.created_at + self.service.start_delay
         done = 0.0
         for run in range(self.runs):
@@ -207,30 +232,59 @@ class SimOrder:
         if self.canceled:
             return CANCELED, 0
         raw = self._raw_delivered(now)
-        ends = [
-            (limit, status)
-            for limit, status in ((self.fault_at, CANCELED), (self.stop_at, PARTIAL))
-            if limit is not None and limit < self.total
-        ]
+        limits = ((self.fault_at, CANCELED), (self.cancel_at, PARTIAL), (self.stop_at, PARTIAL))
+        ends = [(limit, status) for limit, status in limits if limit is not None and limit < self.total]
         for limit, status in sorted(ends, key=lambda pair: pair[0]):
             if raw >= limit:
                 return status, limit
         if raw >= self.total:
             return COMPLETED, self.total
-        if now < self.created_at + self.service.start_delay:
+        if now < self.created_at + self.service.start_delay and not self.instant:
             return PENDING, raw
         return IN_PROGRESS, raw
 
 
 @dataclass
 class Rule:
+    """A scenario for the orders and calls whose link contains `link_contains` and whose service is
+    `service` (None: any). A call scenario with `until` ends at that simulated time."""
+
     link_contains: str | None
     scenario: str
     value: float | None
+    service: str | None = None
+    until: float | None = None
+    fault: str = "private"
 
-    def matches(self, link: str | None) -> bool:
-        """A rule without a substring matches every call; one with a substring only calls about such links."""
-        return self.link_contains is None or (link is not None and self.link_contains in link)
+    @property
+    def scope(self) -> tuple[str | None, str | None]:
+        return self.link_contains, self.service
+
+    def matches(self, link: str | None, service: str | None = None) -> bool:
+        """A rule without a scope matches every call; a scoped one only calls about such links/services."""
+        if self.link_contains is not None and (link is None or self.link_contains not in link):
+            return False
+        return self.service is None or self.service == service
+
+    def matches_order(self, order: SimOrder) -> bool:
+        return self.matches(order.link, order.service.id)
+
+    def live(self, now: float) -> bool:
+        return self.until is None or now < self.until
+
+
+Subject = tuple[str | None, str | None]  # (link, service) a call is about; (None, None): about no order
+
+
+@dataclass
+class Logged:
+    """One API v2 request as the simulator saw it: tests count submissions and batch calls with these."""
+
+    seq: int
+    at: float  # simulated time
+    action: str
+    params: dict[str, str]  # without the key
+    http_status: int  # 0 while the answer is still on its way
 
 
 @dataclass
@@ -243,26 +297,47 @@ class SimState:
     rules: list[Rule] = field(default_factory=list)
     next_order: int = 23501
     next_refill: int = 501
+    services: dict[str, SimService] = field(default_factory=lambda: dict(SERVICES))
+    requests: list[Logged] = field(default_factory=list)  # the latest REQUEST_LOG_SIZE requests
+    request_count: int = 0
+    requests_by_action: dict[str, int] = field(default_factory=dict)
+
+    def log_request(self, action: str, params: dict[str, str]) -> Logged:
+        """Log a request as it arrives (a slow answer is counted before it leaves); status set later."""
+        self.request_count += 1
+        self.requests_by_action[action] = self.requests_by_action.get(action, 0) + 1
+        shown = {k: v for k, v in params.items() if k not in ("key", "action")}
+        entry = Logged(self.request_count, self.clock.now(), action, shown, 0)
+        self.requests.append(entry)
+        if len(self.requests) > REQUEST_LOG_SIZE:
+            del self.requests[: len(self.requests) - REQUEST_LOG_SIZE]
+        return entry
 
     def set_rule(self, rule: Rule) -> None:
-        """Rules stack in the order they are set; `normal` clears the rules of its substring (null: all)."""
+        """Rules stack in the order they are set; `normal` clears the rules of its scope (none: all)."""
         if rule.scenario == "normal":
-            self.rules = [r for r in self.rules if rule.link_contains not in (None, r.link_contains)]
-            if rule.link_contains is not None:
+            self.rules = [r for r in self.rules if rule.scope != (None, None) and r.scope != rule.scope]
+            if rule.scope != (None, None):
                 self.rules.append(rule)  # shields these links from broader rules set before it
         else:
-            self.rules = [
-                r for r in self.rules if (r.link_contains, r.scenario) != (rule.link_contains, rule.scenario)
-            ]
+            self.rules = [r for r in self.rules if (r.scope, r.scenario) != (rule.scope, rule.scenario)]
             self.rules.append(rule)
         for order in self.orders.values():
-            if rule.matches(order.link):
+            if rule.matches_order(order):
                 self.stamp(order, rule)
 
-    def call_rule(self, links: list[str | None]) -> Rule | None:
-        """The most recent call scenario for any of the links (None stands for a call about no order)."""
+    def link_fault(self, link: str, service: str) -> Rule | None:
+        """The latest link-fault rule for a link (what a refill or a new order finds)."""
         for rule in reversed(self.rules):
-            if any(rule.matches(link) for link in links):
+            if rule.matches(link, service) and rule.scenario in ("link_fault", "normal"):
+                return rule if rule.scenario == "link_fault" else None
+        return None
+
+    def call_rule(self, subjects: list[Subject]) -> Rule | None:
+        """The most recent live call scenario for any of the subjects a call is about."""
+        now = self.clock.now()
+        for rule in reversed(self.rules):
+            if rule.live(now) and any(rule.matches(link, service) for link, service in subjects):
                 if rule.scenario == "normal":
                     return None
                 if rule.scenario in CALL_SCENARIOS:
@@ -272,7 +347,7 @@ class SimState:
     def stamp_new(self, order: SimOrder) -> None:
         """A new order takes every delivery scenario that matches its link, oldest first."""
         for rule in self.rules:
-            if rule.matches(order.link):
+            if rule.matches_order(order):
                 self.stamp(order, rule)
 
     def stamp(self, order: SimOrder, rule: Rule) -> None:
@@ -290,12 +365,16 @@ class SimState:
         elif final:
             return
         elif rule.scenario == "normal":
-            order.stop_at = order.fault_at = None
+            order.stop_at = order.fault_at = order.fault_reason = None
             order.drop_fraction = 0.0
+            order.instant = False
+        elif rule.scenario == "instant":
+            order.instant = True
         elif rule.scenario == "partial":
             order.stop_at = max(int(order.total * (0.5 if share is None else share)), delivered)
         elif rule.scenario == "link_fault":
             order.fault_at = max(int(order.total * (share or 0.0)), delivered)
+            order.fault_reason = LINK_FAULT_REASONS.get(rule.fault, LINK_FAULT_REASONS["private"])
         else:
             return
         order.scenario = rule.scenario
@@ -373,18 +452,24 @@ def _text(value: Any) -> str:
 
 
 def _order_status(order: SimOrder, now: float) -> dict[str, Any]:
+    """The status answer; an order the provider canceled because of its link says why in `reason`."""
     status, delivered = order.state(now)
-    return {
+    answer = {
         "charge": order.charge,
         "start_count": str(order.start_count),
         "status": status,
         "remains": str(order.total - delivered),
         "currency": CURRENCY,
     }
+    if status == CANCELED and order.fault_reason and not order.canceled:
+        answer["reason"] = order.fault_reason
+    return answer
 
 
 def _refill_status(sim: SimState, refill: SimRefill, now: float) -> str:
     """A refill waits the service's start delay, then restores the dropped units at the service speed."""
+    if refill.rejected:
+        return "Rejected"
     order = sim.orders[refill.order_id]
     begin = refill.requested_at + order.service.start_delay
     if now < begin:
@@ -411,11 +496,12 @@ def _add(sim: SimState, p: dict[str, str]) -> dict[str, Any]:
     key = p.get("idempotency_key") or None
     if key is not None and key in sim.idempotency:
         return {"order": sim.idempotency[key]}
-    service = SERVICES.get(p.get("service", "").strip())
+    service = sim.services.get(p.get("service", "").strip())
     if service is None:
         raise _Error(E_SERVICE)
     link = p.get("link", "").strip()
-    if not _LINK.fullmatch(link):
+    fault = sim.link_fault(link, service.id)
+    if not _LINK.fullmatch(link) or (fault is not None and fault.fault == "invalid"):
         raise _Error(E_LINK)
     quantity = _int(p.get("quantity"))
     if quantity < service.min:
@@ -464,7 +550,9 @@ def _status(sim: SimState, p: dict[str, str]) -> Any:
     return answers
 
 
-def _refill_one(sim: SimState, raw: str) -> int:
+def _refill_one(sim: SimState, raw: str, key: str | None = None) -> int:
+    if key is not None and key in sim.idempotency:
+        return sim.idempotency[key]
     order = sim.orders.get(_as_id(raw) or 0)
     if order is None:
         raise _Error(E_ORDER)
@@ -475,17 +563,22 @@ def _refill_one(sim: SimState, raw: str) -> int:
         raise _Error(E_NOT_COMPLETED)
     if order.last_refill_at is not None and now - order.last_refill_at < REFILL_COOLDOWN_SECONDS:
         raise _Error(E_REFILL_COOLDOWN)
-    refill = SimRefill(id=sim.next_refill, order_id=order.id, requested_at=now)
+    rejected = sim.link_fault(order.link, order.service.id) is not None
+    refill = SimRefill(id=sim.next_refill, order_id=order.id, requested_at=now, rejected=rejected)
     sim.next_refill += 1
     sim.refills[refill.id] = refill
-    order.last_refill_at = now
+    if not rejected:
+        order.last_refill_at = now
+    if key is not None:
+        sim.idempotency[key] = refill.id
     return refill.id
 
 
 def _refill(sim: SimState, p: dict[str, str]) -> Any:
     ids, batch = _ids(p, "orders", "order")
     if not batch:
-        return {"refill": str(_refill_one(sim, ids[0]))}
+        key = p.get("idempotency_key") or None
+        return {"refill": str(_refill_one(sim, ids[0], None if key is None else f"refill:{key}"))}
     answers: list[dict[str, Any]] = []
     for raw in ids:
         try:
@@ -511,7 +604,8 @@ def _refill_status_action(sim: SimState, p: dict[str, str]) -> Any:
 
 
 def _cancel(sim: SimState, p: dict[str, str]) -> Any:
-    """Cancel is honoured only while an order is Pending and its service allows it, as most providers do."""
+    """Cancel is honoured while the order is Pending (it ends Canceled) or In progress (delivery stops where
+    it is: Partial, with the undelivered remains), if its service allows it; never once it has ended."""
     ids, _ = _ids(p, "orders", "order")
     now = sim.clock.now()
     answers: list[dict[str, Any]] = []
@@ -520,16 +614,20 @@ def _cancel(sim: SimState, p: dict[str, str]) -> Any:
         result: Any
         if order is None:
             result = {"error": E_ORDER}
-        elif not order.service.cancel or order.state(now)[0] != PENDING:
+        elif not order.service.cancel or order.state(now)[0] not in (PENDING, IN_PROGRESS):
             result = {"error": E_CANNOT_CANCEL}
         else:
-            order.canceled = True
+            status, delivered = order.state(now)
+            if delivered == 0:
+                order.canceled = True
+            else:
+                order.cancel_at = delivered
             result = 1
         answers.append({"order": _id_out(raw), "cancel": result})
     return answers
 
 
-def _services() -> list[dict[str, Any]]:
+def _services(sim: SimState) -> list[dict[str, Any]]:
     return [
         {
             "service": int(s.id),
@@ -543,7 +641,7 @@ def _services() -> list[dict[str, Any]]:
             "cancel": s.cancel,
             "dripfeed": s.dripfeed,
         }
-        for s in SERVICES.values()
+        for s in sim.services.values()
     ]
 
 
@@ -553,10 +651,10 @@ def _id_out(raw: str) -> int | str:
     return raw if as_id is None else as_id
 
 
-def _links_of(sim: SimState, action: str, p: dict[str, str]) -> list[str | None]:
-    """The links a call is about, so link-scoped call scenarios hit only those calls."""
+def _subjects(sim: SimState, action: str, p: dict[str, str]) -> list[Subject]:
+    """The (link, service) pairs a call is about, so scoped call scenarios hit only those calls."""
     if action == "add":
-        return [p.get("link", "").strip()]
+        return [(p.get("link", "").strip(), p.get("service", "").strip())]
 
     def ids(*names: str) -> list[int]:
         raw = ",".join(p.get(name, "") for name in names).split(",")
@@ -565,8 +663,8 @@ def _links_of(sim: SimState, action: str, p: dict[str, str]) -> list[str | None]
     orders = [sim.orders[i] for i in ids("order", "orders") if i in sim.orders]
     if action == "refill_status":
         orders += [sim.orders[sim.refills[i].order_id] for i in ids("refill", "refills") if i in sim.refills]
-    links: list[str | None] = [order.link for order in orders]
-    return links or [None]
+    subjects: list[Subject] = [(order.link, order.service.id) for order in orders]
+    return subjects or [(None, None)]
 
 
 _ACTIONS = {"services", "add", "status", "refill", "refill_status", "cancel", "balance"}
@@ -576,39 +674,64 @@ async def _api_v2(request: Request) -> Response:
     sim: SimState = request.app.state.sim
     try:
         p = await _params(request)
-        if p.get("key") != sim.api_key:
-            raise _Error(E_KEY)
-        action = p.get("action", "").strip()
-        if action not in _ACTIONS:
-            raise _Error(E_REQUEST)
-        rule = sim.call_rule(_links_of(sim, action, p))
-        scenario = rule.scenario if rule else "normal"
-        if scenario == "slow":
-            await asyncio.sleep(2.0 if rule is None or rule.value is None else max(rule.value, 0.0))
-        if scenario == "outage":
-            return PlainTextResponse("503 Service Unavailable", status_code=503)
-        if scenario == "garbled" and action == "status":
-            return Response('{"charge": "0.2781", "status": "In pro', media_type="application/json")
-        if action == "services":
-            answer: Any = _services()
-        elif action == "balance":
-            answer = {"balance": BALANCE, "currency": CURRENCY}
-        elif action == "add":
-            answer = _add(sim, p)
-            if scenario == "lost_answer":
-                # The order was taken, but the answer is lost on the way back: the case idempotency is for.
-                return PlainTextResponse("502 Bad Gateway", status_code=502)
-        elif action == "status":
-            answer = _status(sim, p)
-        elif action == "refill":
-            answer = _refill(sim, p)
-        elif action == "refill_status":
-            answer = _refill_status_action(sim, p)
-        else:
-            answer = _cancel(sim, p)
     except _Error as exc:
-        answer = {"error": exc.text}
-    return JSONResponse(answer)
+        sim.log_request("", {}).http_status = 200
+        return JSONResponse({"error": exc.text})
+    entry = sim.log_request(p.get("action", "").strip(), p)
+    try:
+        response = await _answer(sim, p)
+    except _Error as exc:
+        response = JSONResponse({"error": exc.text})
+    entry.http_status = response.status_code
+    return response
+
+
+async def _answer(sim: SimState, p: dict[str, str]) -> Response:
+    """One API v2 call, with the call scenario that applies to it.
+
+    `slow` does the work first and answers late: an `add` is taken even when the client has given up waiting.
+    """
+    if p.get("key") != sim.api_key:
+        raise _Error(E_KEY)
+    action = p.get("action", "").strip()
+    if action not in _ACTIONS:
+        raise _Error(E_REQUEST)
+    rule = sim.call_rule(_subjects(sim, action, p))
+    scenario = rule.scenario if rule else "normal"
+    if scenario == "outage":
+        return PlainTextResponse("503 Service Unavailable", status_code=503)
+    response: Response
+    if scenario == "garbled" and action == "status":
+        response = Response('{"charge": "0.2781", "status": "In pro', media_type="application/json")
+    elif scenario == "lost_answer" and action in ("add", "refill"):
+        with contextlib.suppress(_Error):
+            _dispatch(sim, action, p)
+        # The order (refill) was taken, but the answer is lost on the way back: the case idempotency is for.
+        response = PlainTextResponse("502 Bad Gateway", status_code=502)
+    else:
+        try:
+            response = JSONResponse(_dispatch(sim, action, p))
+        except _Error as exc:
+            response = JSONResponse({"error": exc.text})
+    if scenario == "slow":
+        await asyncio.sleep(2.0 if rule is None or rule.value is None else max(rule.value, 0.0))
+    return response
+
+
+def _dispatch(sim: SimState, action: str, p: dict[str, str]) -> Any:
+    if action == "services":
+        return _services(sim)
+    if action == "balance":
+        return {"balance": BALANCE, "currency": CURRENCY}
+    if action == "add":
+        return _add(sim, p)
+    if action == "status":
+        return _status(sim, p)
+    if action == "refill":
+        return _refill(sim, p)
+    if action == "refill_status":
+        return _refill_status_action(sim, p)
+    return _cancel(sim, p)
 
 
 # ---------------------------------------------------------------------------------------------- control
@@ -622,8 +745,25 @@ class AdvanceIn(BaseModel):
 class ScenarioIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     link_contains: str | None = None
+    service: str | None = None
     scenario: ScenarioName
     value: float | None = Field(default=None, ge=0)
+    seconds: float | None = Field(default=None, gt=0, description="call scenarios: ends after this long")
+    fault: LinkFaultKind = "private"
+
+
+class ServiceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=200)
+    category: str = Field(default="Instagram", max_length=100)
+    rate: str = Field(pattern=r"^[0-9]{1,6}(\.[0-9]{1,5})?$")
+    min: int = Field(ge=1)
+    max: int = Field(ge=1)
+    refill: bool = False
+    cancel: bool = False
+    dripfeed: bool = False
+    speed: float = Field(default=100.0, gt=0)
+    start_delay: float = Field(default=1.0, ge=0)
 
 
 def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
@@ -649,7 +789,7 @@ def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
     }
 
 
-PERSISTED = ("orders", "refills", "idempotency", "rules", "next_order", "next_refill")
+PERSISTED = ("orders", "refills", "idempotency", "rules", "next_order", "next_refill", "services")
 
 
 def _load(state: SimState, path: Path) -> None:
@@ -657,7 +797,8 @@ def _load(state: SimState, path: Path) -> None:
     with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError):
         saved = pickle.loads(path.read_bytes())
         for name in PERSISTED:
-            setattr(state, name, saved[name])
+            if name in saved:  # files of older versions lack the newer names
+                setattr(state, name, saved[name])
 
 
 def _save(state: SimState, path: Path) -> None:
@@ -702,15 +843,48 @@ def create_simulator_app(
     async def scenario(body: ScenarioIn) -> dict[str, Any]:
         """Set a scenario for later calls and new orders, and apply it to the existing orders it matches."""
         sim: SimState = app.state.sim
-        rule = Rule(body.link_contains, body.scenario, body.value)
+        if body.seconds is not None and body.scenario not in CALL_SCENARIOS:
+            raise HTTPException(422, "`seconds` is for call scenarios (outage, slow, garbled, lost_answer)")
+        until = None if body.seconds is None else sim.clock.now() + body.seconds
+        rule = Rule(body.link_contains, body.scenario, body.value, body.service, until, body.fault)
         sim.set_rule(rule)
-        matched = sum(1 for o in sim.orders.values() if rule.matches(o.link))
-        return {"scenario": rule.scenario, "link_contains": rule.link_contains, "orders": matched}
+        matched = sum(1 for o in sim.orders.values() if rule.matches_order(o))
+        return {
+            "scenario": rule.scenario,
+            "link_contains": rule.link_contains,
+            "service": rule.service,
+            "until": rule.until,
+            "orders": matched,
+        }
+
+    @app.put("/sim/services/{service_id}")
+    async def put_service(service_id: str, body: ServiceIn) -> dict[str, Any]:
+        """Offer a service (new, or changed: existing orders keep the terms they were placed with)."""
+        if not service_id.isdigit() or body.max < body.min:
+            raise HTTPException(422, "service ids are numbers and max >= min")
+        sim: SimState = app.state.sim
+        sim.services[service_id] = SimService(service_id, **body.model_dump())
+        return {"service": int(service_id), "services": len(sim.services)}
+
+    @app.delete("/sim/services/{service_id}")
+    async def withdraw_service(service_id: str) -> dict[str, Any]:
+        """Withdraw a service: it leaves `services`, new orders for it get `Incorrect service ID`."""
+        sim: SimState = app.state.sim
+        if sim.services.pop(service_id, None) is None:
+            raise HTTPException(404, "no such service")
+        return {"withdrawn": int(service_id), "services": len(sim.services)}
+
+    @app.get("/sim/requests")
+    async def requests(action: str | None = None) -> dict[str, Any]:
+        """Every API v2 request counted by action, and the latest ones (optionally of one action)."""
+        sim: SimState = app.state.sim
+        shown = [asdict(r) for r in sim.requests if action is None or r.action == action]
+        return {"total": sim.request_count, "by_action": sim.requests_by_action, "requests": shown}
 
     @app.post("/sim/reset")
     async def reset() -> dict[str, bool]:
         sim: SimState = app.state.sim
-        app.state.sim = SimState(clock=sim.clock, api_key=sim.api_key)
+        app.state.sim = SimState(clock=sim.clock, api_key=sim.api_key)  # services back to the built-in set
         return {"reset": True}
 
     @app.get("/sim/orders")

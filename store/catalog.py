@@ -1,13 +1,17 @@
-"""The service catalog: load a catalog file (providers, services and their routes) idempotently."""
+"""The service catalog: load a catalog file (providers, services and their routes) idempotently, and import
+a provider's service list with a markup."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +33,15 @@ def read_catalog(path: Path, **substitutions: str) -> dict[str, Any]:
     return data
 
 
+def _optional_rate(value: object) -> float | None:
+    if value is None:
+        return None
+    rate = float(str(value))
+    if not rate > 0:
+        raise CatalogError(f"rate_limit_per_second must be positive, not {value!r}")
+    return rate
+
+
 async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[int, int]:
     """Upsert providers and services; a service's routes are replaced by the file's. Returns the counts."""
     provider_ids: dict[str, int] = {}
@@ -40,6 +53,7 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "capacity": int(p.get("capacity", 100)),
             "poll_interval_seconds": int(p.get("poll_interval_seconds", 60)),
             "accepts_idempotency_key": bool(p.get("accepts_idempotency_key", False)),
+            "rate_limit_per_second": _optional_rate(p.get("rate_limit_per_second")),
         }
         upsert = (
             insert(Provider)
@@ -95,3 +109,164 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             )
     await session.flush()
     return len(catalog.get("providers", [])), len(catalog.get("services", []))
+
+
+# ---------------------------------------------------------------------------------------------- import
+
+# A new service gets the panel's usual refill terms when the provider refills, and checks links loosely
+# until ops set a pattern; a pace of its max quantity delivers an order in one run.
+IMPORT_REFILL_DAYS = 30
+IMPORT_REFILL_MAX = 3
+IMPORT_LINK_PATTERN = r"https?://\S{1,500}"
+
+
+@dataclass(frozen=True)
+class OfferedService:
+    """One service in a provider's `services` answer, as the import needs it (rate per 1000 units)."""
+
+    service: str
+    name: str
+    type: str
+    category: str
+    rate: Decimal
+    min: int
+    max: int
+    refill: bool
+    cancel: bool
+    dripfeed: bool
+
+
+@dataclass
+class ImportReport:
+    created: list[int] = field(default_factory=list)  # our new service ids
+    updated: list[int] = field(default_factory=list)  # services whose first route is this provider
+    unavailable: list[int] = field(default_factory=list)  # services left without a route that works
+    routes_dropped: list[int] = field(default_factory=list)  # services that lost this provider as a route
+
+
+def parse_markup_bp(text: str) -> int:
+    """A markup percentage ("30", "12.5") as basis points; 0 to 1000 %, at most 2 decimals."""
+    try:
+        value = Decimal(text.strip()) * 100
+    except InvalidOperation as exc:
+        raise CatalogError(f"not a percentage: {text!r}") from exc
+    if not value.is_finite() or value != value.to_integral_value() or not 0 <= value <= 100_000:
+        raise CatalogError(f"markup must be 0 to 1000 % with at most 2 decimals, not {text!r}")
+    return int(value)
+
+
+def marked_up_micros(rate: Decimal, markup_bp: int) -> int:
+    """Our price per 1000 units: the provider's rate plus the markup, rounded half up to a micro-unit."""
+    micros = rate * 1_000_000 * (10_000 + markup_bp) / 10_000
+    return int(micros.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+async def import_services(
+    session: AsyncSession,
+    provider_name: str,
+    offered: list[OfferedService],
+    markup_bp: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportReport:
+    """Create or update services from what a provider offers, priced at its rate plus the markup.
+
+    - A provider service that no route uses becomes a new service routed to it alone.
+    - A service whose first route is the provider's service takes the new rate, bounds and capabilities
+      (cancel, drip-feed) and becomes active again; its name, category and policy terms stay the panel's.
+    - A provider service that disappeared upstream: a service with other routes loses this route (failover
+      goes on through the rest); a service routed only there keeps the route but becomes inactive
+      (unavailable for new orders), so it comes back by itself if the provider offers it again.
+    Orders already placed keep the routes frozen in their input.
+    """
+    provider = await session.scalar(select(Provider).where(Provider.name == provider_name))
+    if provider is None:
+        raise CatalogError(f"unknown provider {provider_name!r}")
+    rows = await session.execute(
+        select(Route, Service)
+        .join(Service, Service.id == Route.service_id)
+        .where(Route.provider_id == provider.id)
+    )
+    routed: dict[str, list[tuple[Route, Service]]] = {}
+    for route, service in rows.tuples():
+        routed.setdefault(route.provider_service_id, []).append((route, service))
+    next_id = int(await session.scalar(select(func.coalesce(func.max(Service.id), 0))) or 0) + 1
+    report = ImportReport()
+
+    for done, item in enumerate(offered, start=1):
+        rate_micros = marked_up_micros(item.rate, markup_bp)
+        low, high = max(item.min, 1), max(item.max, item.min, 1)
+        if item.service in routed:
+            for route, service in routed[item.service]:
+                if route.position != 0:
+                    continue
+                service.rate_micros = rate_micros
+                service.min_quantity, service.max_quantity = low, high
+                service.cancel, service.dripfeed = item.cancel, item.dripfeed
+                service.active = True
+                report.updated.append(service.id)
+        else:
+            session.add(
+                Service(
+                    id=next_id,
+                    name=item.name[:200],
+                    category=item.category[:100],
+                    type=item.type[:40],
+                    rate_micros=rate_micros,
+                    min_quantity=low,
+                    max_quantity=high,
+                    dripfeed=item.dripfeed,
+                    cancel=item.cancel,
+                    refill_days=IMPORT_REFILL_DAYS if item.refill else 0,
+                    refill_cooldown_hours=24,
+                    refill_max=IMPORT_REFILL_MAX if item.refill else 0,
+                    tolerance_bp=0,
+                    pace_per_hour=high,
+                    max_interruption_hours=24,
+                    link_fault_refund="none",
+                    link_pattern=IMPORT_LINK_PATTERN,
+                    active=True,
+                )
+            )
+            await session.flush()
+            session.add(
+                Route(
+                    service_id=next_id, position=0, provider_id=provider.id, provider_service_id=item.service
+                )
+            )
+            report.created.append(next_id)
+            next_id += 1
+        if progress is not None:
+            progress(done, len(offered))
+
+    still_offered = {item.service for item in offered}
+    for provider_service_id, uses in routed.items():
+        if provider_service_id in still_offered:
+            continue
+        for route, service in uses:
+            others = list(
+                await session.scalars(
+                    select(Route)
+                    .where(Route.service_id == service.id, Route.position != route.position)
+                    .order_by(Route.position)
+                )
+            )
+            if not others:
+                service.active = False
+                report.unavailable.append(service.id)
+                continue
+            # Renumber the remaining routes from 0, keeping their order.
+            kept = [(r.provider_id, r.provider_service_id) for r in others]
+            await session.execute(delete(Route).where(Route.service_id == service.id))
+            for position, (provider_id, kept_service_id) in enumerate(kept):
+                session.add(
+                    Route(
+                        service_id=service.id,
+                        position=position,
+                        provider_id=provider_id,
+                        provider_service_id=kept_service_id,
+                    )
+                )
+            await session.flush()
+            report.routes_dropped.append(service.id)
+    await session.flush()
+    return report

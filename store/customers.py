@@ -1,4 +1,4 @@
-"""Customers and their money: creation and deposits (external -> customer)."""
+"""Customers and their money: creation, balance, deposits and admin adjustments, and the statement."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
-from store.models import Customer
+from store.models import Customer, LedgerAccount
 
 
 class CustomerNotFound(LookupError):
@@ -56,3 +56,49 @@ async def deposit(
         actor=actor,
         reason=reason,
     )
+
+
+async def get_balance(session: AsyncSession, customer_id: int) -> int:
+    """The customer's balance in micro-units; CustomerNotFound for an unknown customer."""
+    value = await session.scalar(
+        select(LedgerAccount.balance_micros).where(LedgerAccount.name == ledger.customer_account(customer_id))
+    )
+    if value is None:
+        await get_customer(session, customer_id)  # raises for an unknown customer
+        return 0
+    return int(value)
+
+
+async def adjust(
+    session: AsyncSession, customer_id: int, amount_micros: int, *, key: str, actor: str, reason: str
+) -> ledger.TransferResult:
+    """An admin's correction, once per `key`: positive credits the customer, negative debits them.
+
+    A reason is mandatory. A debit is refused (InsufficientFunds) beyond what the customer holds.
+    """
+    if not reason.strip():
+        raise ValueError("an adjustment needs a reason")
+    if amount_micros == 0:
+        raise ValueError("an adjustment moves a non-zero amount")
+    await get_customer(session, customer_id)
+    await ledger.ensure_account(session, ledger.EXTERNAL, "external")
+    account = ledger.customer_account(customer_id)
+    debit, credit = (ledger.EXTERNAL, account) if amount_micros > 0 else (account, ledger.EXTERNAL)
+    return await ledger.transfer(
+        session,
+        key=f"adjustment:{customer_id}:{key}",
+        kind="adjustment",
+        debit=debit,
+        credit=credit,
+        amount=abs(amount_micros),
+        actor=actor,
+        reason=reason,
+    )
+
+
+async def statement(
+    session: AsyncSession, customer_id: int, *, before: int | None = None, limit: int = 50
+) -> tuple[list[ledger.StatementLine], int | None]:
+    """The customer's transfers newest first with the balance after each; see `ledger.statement`."""
+    await get_customer(session, customer_id)
+    return await ledger.statement(session, ledger.customer_account(customer_id), before=before, limit=limit)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Identity,
     Index,
@@ -75,6 +76,8 @@ class Provider(Base):
     # Providers that deduplicate `add` by a client key may safely get the same run again after a lost answer.
     accepts_idempotency_key: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # Requests per second the provider tolerates from us, enforced per worker process; NULL: no limit.
+    rate_limit_per_second: Mapped[float | None] = mapped_column(Float)
 
 
 class Service(Base):
@@ -218,6 +221,7 @@ class ProviderSlot(Base):
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
     provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    workflow_id: Mapped[str] = mapped_column(String(100), nullable=False)  # woken when a slot frees
     granted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
@@ -238,6 +242,10 @@ class LedgerAccount(Base):
     created_at: Mapped[datetime] = _created()
 
 
+# revenue: delivery recognised; reversal: revenue back to escrow for a refund; adjustment: by an admin
+TRANSFER_KINDS = ("deposit", "charge", "revenue", "refund", "reversal", "adjustment")
+
+
 class LedgerTransfer(Base):
     """Append-only: rows are never updated or deleted."""
 
@@ -245,15 +253,17 @@ class LedgerTransfer(Base):
     __table_args__ = (
         CheckConstraint("amount_micros > 0", name="ledger_transfers_positive"),
         CheckConstraint("debit_account <> credit_account", name="ledger_transfers_distinct"),
+        CheckConstraint(f"kind IN {TRANSFER_KINDS!r}", name="ledger_transfers_kind"),
+        # An account's transfers by id, from either side: statements page through them newest first.
+        Index("ledger_transfers_debit_account_id", "debit_account", "id"),
+        Index("ledger_transfers_credit_account_id", "credit_account", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
-    kind: Mapped[str] = mapped_column(String(20), nullable=False)  # deposit, charge, revenue, refund
-    debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False, index=True)
-    credit_account: Mapped[str] = mapped_column(
-        ForeignKey("ledger_accounts.name"), nullable=False, index=True
-    )
+    kind: Mapped[str] = mapped_column(String(20), nullable=False)
+    debit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False)
+    credit_account: Mapped[str] = mapped_column(ForeignKey("ledger_accounts.name"), nullable=False)
     amount_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
     order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"), index=True)
     actor: Mapped[str] = mapped_column(String(100), nullable=False)
@@ -261,7 +271,7 @@ class LedgerTransfer(Base):
     created_at: Mapped[datetime] = _created()
 
 
-SUBMISSION_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
+SUBMISSION_STATES = ("sending", "accepted", "rejected", "link_fault", "needs_reconciliation")
 
 
 class ProviderSubmission(Base):
@@ -283,6 +293,33 @@ class ProviderSubmission(Base):
     client_key: Mapped[str] = mapped_column(String(100), nullable=False)
     state: Mapped[str] = mapped_column(String(30), nullable=False)
     provider_order_id: Mapped[str | None] = mapped_column(String(100))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+REFILL_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
+
+
+class ProviderRefill(Base):
+    """One refill request forwarded to a provider, written before the request leaves (like submissions)."""
+
+    __tablename__ = "provider_refills"
+    __table_args__ = (
+        UniqueConstraint("order_id", "refill_no", "provider_order_id", name="provider_refills_refill"),
+        CheckConstraint(f"state IN {REFILL_STATES!r}", name="provider_refills_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    refill_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), nullable=False)
+    provider_order_id: Mapped[str] = mapped_column(String(100), nullable=False)
+    client_key: Mapped[str] = mapped_column(String(100), nullable=False)
+    state: Mapped[str] = mapped_column(String(30), nullable=False)
+    provider_refill_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(

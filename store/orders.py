@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import func, select, text, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger
@@ -22,7 +23,7 @@ from store.customers import get_customer
 from store.keys import Caller
 from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
 from workflows import policy
-from workflows.models import OrderInput, Projection, RouteRef
+from workflows.models import OpenRefill, OrderInput, Projection, RouteRef
 
 ORDER_INPUT = TypeAdapter(OrderInput)
 
@@ -205,6 +206,13 @@ def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> Ord
         routes=routes,
         runs=order.runs,
         interval_minutes=order.interval_minutes,
+        service_name=service.name,
+        cancel_allowed=service.cancel,
+        refill_days=service.refill_days,
+        refill_cooldown_hours=service.refill_cooldown_hours,
+        refill_max=service.refill_max,
+        max_interruption_hours=service.max_interruption_hours,
+        link_fault_refund=service.link_fault_refund,
     )
 
 
@@ -252,25 +260,6 @@ async def list_orders(
     return rows[:limit], len(rows) > limit
 
 
-async def timeline(session: AsyncSession, order_id: int, limit: int) -> tuple[list[OrderEvent], bool]:
-    """The order's first `limit` timeline events in order; the flag says whether more exist."""
-    rows = list(
-        await session.scalars(
-            select(OrderEvent)
-            .where(OrderEvent.order_id == order_id)
-            .order_by(OrderEvent.seq)
-            .limit(limit + 1)
-        )
-    )
-    return rows[:limit], len(rows) > limit
-
-
-async def refills_of(session: AsyncSession, order_id: int) -> list[Refill]:
-    return list(
-        await session.scalars(select(Refill).where(Refill.order_id == order_id).order_by(Refill.refill_no))
-    )
-
-
 # Phases in which an order is in the hands of a provider (or waiting for one): what a provider pause reaches.
 IN_FLIGHT_PHASES = (policy.QUEUED, policy.DELIVERING, policy.INTERRUPTED, policy.PAUSED)
 
@@ -297,7 +286,11 @@ async def submissions_of(session: AsyncSession, order_id: int) -> list[ProviderS
 
 
 async def project(session: AsyncSession, p: Projection) -> bool:
-    """Write the workflow's state into the read model; an older version never overwrites a newer one."""
+    """Write the workflow's state into the read model; an older version never overwrites a newer one.
+
+    Timeline events and refill progress are written whatever the version: both are keyed, so a retry or a
+    late write repeats nothing.
+    """
     values: dict[str, Any] = {
         "state_version": p.version,
         "status": p.status,
@@ -307,10 +300,66 @@ async def project(session: AsyncSession, p: Projection) -> bool:
         "provider_id": p.provider_id,
         "provider_status_raw": p.provider_status_raw,
         "start_count": p.start_count,
+        "note": p.note,
+        "refill_deadline": datetime.fromisoformat(p.refill_deadline) if p.refill_deadline else None,
     }
     if p.finished:
         values["finished_at"] = func.now()
     result = await session.execute(
         update(Order).where(Order.id == p.order_id, Order.state_version < p.version).values(**values)
     )
+    if p.events:
+        await session.execute(
+            insert(OrderEvent)
+            .values(
+                [
+                    {
+                        "order_id": p.order_id,
+                        "seq": e.seq,
+                        "at": datetime.fromisoformat(e.at),
+                        "kind": e.kind,
+                        "actor": e.actor,
+                        "message": e.message,
+                    }
+                    for e in p.events
+                ]
+            )
+            .on_conflict_do_nothing(constraint="order_events_seq")
+        )
+    for refill in p.refills:
+        await session.execute(
+            update(Refill)
+            .where(Refill.order_id == p.order_id, Refill.refill_no == refill.refill_no)
+            .values(status=refill.status, finished_at=func.now() if refill.finished else None)
+        )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def open_refill(session: AsyncSession, refill: OpenRefill) -> int:
+    """The refill's row (created once per order and number); returns its id."""
+    await session.execute(
+        insert(Refill)
+        .values(
+            order_id=refill.order_id, refill_no=refill.refill_no, status="Pending", requested_by=refill.actor
+        )
+        .on_conflict_do_nothing(constraint="refills_order_no")
+    )
+    refill_id = await session.scalar(
+        select(Refill.id).where(Refill.order_id == refill.order_id, Refill.refill_no == refill.refill_no)
+    )
+    assert refill_id is not None
+    return int(refill_id)
+
+
+async def timeline(session: AsyncSession, order_id: int) -> list[OrderEvent]:
+    return list(
+        await session.scalars(
+            select(OrderEvent).where(OrderEvent.order_id == order_id).order_by(OrderEvent.seq)
+        )
+    )
+
+
+async def refills(session: AsyncSession, order_id: int) -> list[Refill]:
+    return list(
+        await session.scalars(select(Refill).where(Refill.order_id == order_id).order_by(Refill.refill_no))
+    )

@@ -4,26 +4,46 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
-from activities.provider import NEEDS_RECONCILIATION, REJECTED
+from activities.provider import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
+from activities.slots import SlotActivities
 from store import keys, ledger
+from store import orders as orders_store
 from store.catalog import load_catalog
 from store.customers import create_customer, deposit
 from store.db import transaction
+from store.models import Provider
 from store.orders import OrderRequest, order_input, place_order
-from workflows.models import CheckRun, OrderInput, RunStatus, SubmitRun, SubmittedRun
+from workflows.models import (
+    CancelAnswer,
+    CancelRun,
+    CheckRefill,
+    CheckRun,
+    OrderInput,
+    OrderState,
+    RefillStatus,
+    RunStatus,
+    SubmitRefill,
+    SubmitRun,
+    SubmittedRefill,
+    SubmittedRun,
+)
 from workflows.order import OrderWorkflow
 
 LINK = "https://instagram.com/some.account"
@@ -55,6 +75,31 @@ def catalog(**service: Any) -> dict[str, Any]:
 
 
 @dataclass
+class Api:
+    """The REST API in-process, with a key of each role (see the `api` fixture in tests/api/conftest.py)."""
+
+    http: httpx.AsyncClient
+    keys: dict[str, str]
+    customer_id: int  # Alice, funded 1.00, who owns the "customer" key
+    sessions: async_sessionmaker[AsyncSession]
+    other_customer_id: int  # Bob, unfunded, who owns the "other_customer" key
+
+    def as_(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    async def order(self, role: str = "storefront", key: str = "k1", **body: Any) -> httpx.Response:
+        payload = {
+            "customer_id": self.customer_id,
+            "service_id": SERVICE,
+            "link": LINK,
+            "quantity": 100,
+        } | body
+        return await self.http.post(
+            "/v1/orders", json=payload, headers={**self.as_(role), "Idempotency-Key": key}
+        )
+
+
+@dataclass
 class Shop:
     customer_id: int
     caller: keys.Caller
@@ -81,7 +126,10 @@ async def place(
             session,
             shop.caller,
             OrderRequest(
-                customer_id=shop.customer_id, service_id=SERVICE, link=LINK, quantity=quantity, **extra
+                customer_id=shop.customer_id,
+                service_id=SERVICE,
+                quantity=quantity,
+                **({"link": LINK} | extra),
             ),
             idempotency_key=uuid.uuid4().hex,
         )
@@ -97,42 +145,132 @@ async def balances(sessions: async_sessionmaker[AsyncSession], order: OrderInput
         }
 
 
+async def until(
+    env: WorkflowEnvironment,
+    handle: WorkflowHandle[Any, Any],
+    reached: Callable[[OrderState], bool],
+    *,
+    step: timedelta = timedelta(minutes=1),
+    limit: int = 2000,
+) -> OrderState:
+    """Skip time in `step`s until the order's state satisfies `reached`; returns that state."""
+    for _ in range(limit):
+        try:
+            state: OrderState = await handle.query(OrderWorkflow.state)
+        except WorkflowQueryFailedError:
+            state = None  # type: ignore[assignment]  # not started yet
+        if state is not None and reached(state):
+            return state
+        await env.sleep(step)
+    raise AssertionError(f"the order never got there; last state {state}")
+
+
+async def event_times(sessions: async_sessionmaker[AsyncSession], order_id: int, kind: str) -> list[datetime]:
+    """When the order's timeline recorded events of `kind` (workflow time)."""
+    async with sessions() as session:
+        return [e.at for e in await orders_store.timeline(session, order_id) if e.kind == kind]
+
+
+async def set_capacity(sessions: async_sessionmaker[AsyncSession], provider_id: int, capacity: int) -> None:
+    async with transaction(sessions) as session:
+        await session.execute(update(Provider).where(Provider.id == provider_id).values(capacity=capacity))
+
+
+async def timeline(sessions: async_sessionmaker[AsyncSession], order_id: int) -> list[tuple[str, str, str]]:
+    """The order's timeline as (kind, actor, message), oldest first."""
+    async with sessions() as session:
+        return [(e.kind, e.actor, e.message) for e in await orders_store.timeline(session, order_id)]
+
+
 @dataclass
 class ScriptedProvider:
     """An in-process provider behind the same activity names as the real one.
 
-    `script[provider_id]` is the list of (status, remains) answers `check_run` gives in turn (the last one
-    repeats); a provider in `rejects` refuses every submission.
+    `script[provider_id]` is the list of answers `check_run` gives in turn (the last one repeats): (status,
+    remains) or (status, remains, link fault text). A provider in `rejects` refuses every submission, one in
+    `bad_links` refuses the link, one in `down` never answers. After an accepted cancel, the run answers
+    Canceled with the remains it last reported.
     """
 
-    script: dict[int, list[tuple[str, int | None]]] = field(default_factory=dict)
+    script: dict[int, list[tuple[Any, ...]]] = field(default_factory=dict)
     rejects: set[int] = field(default_factory=set)
+    bad_links: set[int] = field(default_factory=set)
+    down: set[int] = field(default_factory=set)
     lost_answers: set[int] = field(default_factory=set)  # providers whose submissions need reconciliation
     unavailable_checks: int = 0
+    cancel_allowed: bool = True
+    refill_answers: list[str] = field(default_factory=lambda: ["In progress", "Completed"])
     submitted: list[SubmitRun] = field(default_factory=list)
     checks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    canceled: list[CancelRun] = field(default_factory=list)
+    refills: list[SubmitRefill] = field(default_factory=list)
+    refill_checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _runs: dict[str, SubmitRun] = field(default_factory=dict)
+    _last_remains: dict[str, int | None] = field(default_factory=dict)
 
     @activity.defn(name="submit_run")
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
+        if run.provider_id in self.down:
+            raise RuntimeError("provider unavailable (scripted outage)")
         if run.provider_id in self.rejects:
             raise ApplicationError("Incorrect service ID", type=REJECTED, non_retryable=True)
+        if run.provider_id in self.bad_links:
+            raise ApplicationError("Bad link", type=LINK_FAULT, non_retryable=True)
         if run.provider_id in self.lost_answers:
             raise ApplicationError(
                 "no answer to the submission", type=NEEDS_RECONCILIATION, non_retryable=True
             )
         self.submitted.append(run)
-        return SubmittedRun(f"{run.provider_id}-{len(self.submitted)}")
+        provider_order_id = f"{run.provider_id}-{len(self.submitted)}"
+        self._runs[provider_order_id] = run
+        return SubmittedRun(provider_order_id)
 
     @activity.defn(name="check_run")
     async def check_run(self, check: CheckRun) -> RunStatus:
+        if check.provider_id in self.down:
+            raise RuntimeError("provider unavailable (scripted outage)")
         if self.unavailable_checks > 0:
             self.unavailable_checks -= 1
             raise RuntimeError("provider unavailable (scripted outage)")
+        if any(c.provider_order_id == check.provider_order_id for c in self.canceled):
+            remains = self._last_remains.get(check.provider_order_id)
+            if remains is None:
+                remains = self._runs[check.provider_order_id].quantity
+            return RunStatus("Canceled", "Canceled", remains, 1000)
         answers = self.script[check.provider_id]
         n = self.checks[check.provider_id]
         self.checks[check.provider_id] += 1
-        status, remains = answers[min(n, len(answers) - 1)]
-        return RunStatus(status=status, raw_status=status.upper(), remains=remains, start_count=1000)
+        status, remains, *fault = answers[min(n, len(answers) - 1)]
+        self._last_remains[check.provider_order_id] = remains
+        return RunStatus(status, status.upper(), remains, 1000, link_fault=fault[0] if fault else None)
+
+    @activity.defn(name="cancel_run")
+    async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:
+        if not self.cancel_allowed:
+            return CancelAnswer(False, "The order cannot be canceled")
+        self.canceled.append(cancel)
+        return CancelAnswer(True, "")
+
+    @activity.defn(name="submit_refill")
+    async def submit_refill(self, refill: SubmitRefill) -> SubmittedRefill:
+        self.refills.append(refill)
+        return SubmittedRefill(f"refill-{len(self.refills)}")
+
+    @activity.defn(name="check_refill")
+    async def check_refill(self, check: CheckRefill) -> RefillStatus:
+        n = self.refill_checks[check.provider_refill_id]
+        self.refill_checks[check.provider_refill_id] += 1
+        status = self.refill_answers[min(n, len(self.refill_answers) - 1)]
+        return RefillStatus(status, status)
+
+    def activities(self) -> list[Any]:
+        return [
+            self.submit_run,
+            self.check_run,
+            self.cancel_run,
+            self.submit_refill,
+            self.check_refill,
+        ]
 
 
 @asynccontextmanager
@@ -140,15 +278,21 @@ async def order_worker(
     client: Client, sessions: async_sessionmaker[AsyncSession], provider: ScriptedProvider
 ) -> AsyncIterator[str]:
     task_queue = f"orders-{uuid.uuid4().hex[:8]}"
+    ledger_activities = LedgerActivities(sessions)
+    projection = ProjectionActivities(sessions)
+    slots = SlotActivities(sessions)
     async with Worker(
         client,
         task_queue=task_queue,
         workflows=[OrderWorkflow],
         activities=[
-            LedgerActivities(sessions).settle_order,
-            ProjectionActivities(sessions).project_order,
-            provider.submit_run,
-            provider.check_run,
+            ledger_activities.settle_order,
+            ledger_activities.refund_order,
+            projection.project_order,
+            projection.open_refill,
+            slots.claim_slot,
+            slots.release_slot,
+            *provider.activities(),
         ],
     ):
         yield task_queue

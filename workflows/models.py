@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class OrderInput:
     runs: int | None = None
     interval_minutes: int | None = None
     progress: Progress | None = None  # set only when the order continues as new
+    # The service's policy as of intake.
+    service_name: str = ""
+    cancel_allowed: bool = False
+    refill_days: int = 0
+    refill_cooldown_hours: int = 24
+    refill_max: int = 0  # 0: no limit
+    max_interruption_hours: int = 24
+    link_fault_refund: str = "none"  # or "remaining"
 
 
 @dataclass
@@ -46,7 +54,13 @@ class OrderState:
     runs_total: int = 1
     runs_done: int = 0
     version: int = 0
-    note: str = ""
+    note: str = ""  # what the order waits for or does next
+    queue_position: int | None = None  # while waiting for a provider slot
+    refill_deadline: str | None = None  # ISO time the refill window ends
+    refills_used: int = 0
+    paused_by: str | None = None
+    interrupted_since: str | None = None  # ISO time the provider stopped answering
+    link_fault: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,28 @@ class Progress:
     delivered: int  # units of finished runs, and of finished parts of the run in flight
     routes: list[RouteRef]
     in_flight: RunInFlight | None
+    slot_provider_id: int | None = None
+    delivered_runs: list[DeliveredRun] = field(default_factory=list)
+    refunds: dict[str, RefundReceipt] = field(default_factory=dict)
+    stop: StopRequest | None = None
+    event_seq: int = 0
+
+
+@dataclass(frozen=True)
+class DeliveredRun:
+    """A provider order that delivered units: where a refill goes."""
+
+    provider_id: int
+    provider_order_id: str
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    """Delivery must stop: a customer's cancel, or a link fault (reported by the provider or support)."""
+
+    kind: str  # "cancel" | "link_fault" | "refunded"
+    actor: str
+    reason: str
 
 
 # Activity inputs and outputs.
@@ -160,6 +196,68 @@ class Projection:
     provider_status_raw: str | None
     start_count: int | None
     finished: bool = False
+    note: str = ""
+    refill_deadline: str | None = None
+    events: list[OrderEvent] = field(default_factory=list)
+    refills: list[RefillProgress] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """One line of the order's timeline; `seq` numbers them within the order."""
+
+    seq: int
+    at: str  # ISO workflow time
+    kind: str
+    actor: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RefillProgress:
+    refill_no: int
+    status: str
+    finished: bool
+
+
+@dataclass(frozen=True)
+class OpenRefill:
+    order_id: int
+    refill_no: int
+    actor: str
+
+
+@dataclass(frozen=True)
+class ClaimSlot:
+    """Ask for a slot at the first of `provider_ids` with room, or a FIFO place in their queues."""
+
+    order_id: int
+    workflow_id: str
+    provider_ids: list[int]
+
+
+@dataclass(frozen=True)
+class SlotAnswer:
+    provider_id: int | None  # granted here; None: still waiting
+    position: int  # 1 = next in line (0 when granted)
+
+
+@dataclass(frozen=True)
+class ReleaseSlot:
+    order_id: int
+    provider_id: int | None  # None: leave every queue and slot of the order
+
+
+@dataclass(frozen=True)
+class RefundMoney:
+    """A refund of an order's money to its customer, by key; taken back from revenue if already recognised."""
+
+    order_id: int
+    customer_id: int
+    amount_micros: int
+    key: str
+    actor: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -225,3 +323,11 @@ class RefundReceipt:
     refunded_micros: int  # what this refund moved (0 when the key was already used: a replay)
     total_refunded_micros: int
     status: str
+
+
+@dataclass(frozen=True)
+class ProviderUpdate:
+    """A provider that pushes tells an order's run changed; the order reads the run's status at once."""
+
+    provider_order_id: str
+    status: str = ""

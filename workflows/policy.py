@@ -28,6 +28,10 @@ PAUSED = "paused"
 SETTLING = "settling"
 REFILL_WINDOW = "refill_window"
 CLOSED = "closed"
+HOLDABLE = (QUEUED, DELIVERING, INTERRUPTED)  # phases ops may pause
+
+# Refill statuses that end a refill.
+REFILL_FINAL = frozenset({"Completed", "Rejected", "Error"})
 
 
 def charge_for(quantity: int, rate_micros_per_1000: int) -> int:
@@ -154,3 +158,109 @@ def plan_runs(
     if rest:
         plan.append((rest, full * 60))
     return plan
+
+
+# Refill request refusals: (stable code, text). API v2's standard texts where it has one.
+REFILL_DISABLED = ("refill_disabled", "Refill is disabled for this service")
+NOT_COMPLETED = ("not_completed", "The order is not completed")
+REFILL_WINDOW_CLOSED = ("refill_window_closed", "The refill window of this order has closed")
+REFILL_IN_PROGRESS = ("refill_in_progress", "A refill of this order is already in progress")
+REFILL_LIMIT = ("refill_limit", "This order has no refills left")
+CANNOT_CANCEL = ("cannot_cancel", "The order cannot be canceled")
+
+
+def refill_too_soon(cooldown_hours: int) -> tuple[str, str]:
+    return (
+        "refill_too_soon",
+        f"The order was completed or refill was requested less than {cooldown_hours} hours ago",
+    )
+
+
+def refill_refusal(
+    *,
+    refill_days: int,
+    refill_max: int,
+    cooldown_hours: int,
+    status: str,
+    in_window: bool,
+    window_over: bool,
+    refills_used: int,
+    refill_busy: bool,
+    hours_since_last: float,
+) -> tuple[str, str] | None:
+    """Why a customer's refill request must be refused, or None when it may go to the provider.
+
+    The cooldown counts from completion and from the last request; `refill_max` 0 means no limit.
+    """
+    if refill_days <= 0:
+        return REFILL_DISABLED
+    if status != COMPLETED or not (in_window or window_over):
+        return NOT_COMPLETED
+    if window_over:
+        return REFILL_WINDOW_CLOSED
+    if refill_busy:
+        return REFILL_IN_PROGRESS
+    if refill_max > 0 and refills_used >= refill_max:
+        return REFILL_LIMIT
+    if hours_since_last < cooldown_hours:
+        return refill_too_soon(cooldown_hours)
+    return None
+
+
+def refill_outcome(part_statuses: list[str]) -> str:
+    """One refill may go to several provider orders (one per delivering run); its status sums them up."""
+    if all(s == "Completed" for s in part_statuses):
+        return "Completed"
+    if all(s == "Rejected" for s in part_statuses):
+        return "Rejected"
+    return "Error" if any(s == "Error" for s in part_statuses) else "Completed"
+
+
+def settle_stopped(
+    quantity: int, delivered: int, charge: int, *, refund_undelivered: bool
+) -> tuple[str, int]:
+    """Status and refund when delivery was stopped before its end (a cancel or a link fault).
+
+    The tolerance does not apply: it judges a delivery that ran its course. A cancel refunds all that was not
+    delivered; a link fault refunds it only when the service's `link_fault_refund` says `remaining`.
+    """
+    shortfall = clamp_remains(quantity - delivered, quantity)
+    status = CANCELED if delivered == 0 else (COMPLETED if shortfall == 0 else PARTIAL)
+    refund = refund_for_shortfall(shortfall, charge, quantity) if refund_undelivered else 0
+    return status, refund
+
+
+def support_refund_amount(
+    *, amount_micros: int | None, units: int | None, charge: int, quantity: int, refunded: int
+) -> int:
+    """What a support refund moves: the amount asked (or `units` priced as a shortfall), capped at what is
+    still refundable. Raises ValueError for a malformed request."""
+    if (amount_micros is None) == (units is None):
+        raise ValueError("give either an amount or a number of units")
+    if amount_micros is not None:
+        if amount_micros <= 0:
+            raise ValueError("the amount must be positive")
+        asked = amount_micros
+    else:
+        assert units is not None
+        if units <= 0:
+            raise ValueError("the number of units must be positive")
+        asked = refund_for_shortfall(units, charge, quantity)
+    return min(asked, max(charge - refunded, 0))
+
+
+def interruption_backoff_seconds(attempt: int, *, first: int = 60, cap: int = 1800) -> int:
+    """How long an interrupted order waits before trying the provider again: doubling, capped."""
+    return min(first * 2 ** max(attempt, 0), cap)
+
+
+def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, checks_done: int) -> int:
+    """When to read a run's status next: soon at first, then less and less often.
+
+    The wait doubles from the provider's floor with each check, up to a quarter of the run's expected
+    duration at the service's pace (and never beyond 30 minutes): a fast provider is seen finishing at once,
+    a slow run costs a few calls per expected duration.
+    """
+    expected = units * 3600 // max(pace_per_hour, 1)
+    ceiling = max(floor_seconds, min(expected // 4, 1800))
+    return min(floor_seconds * 2 ** min(checks_done, 20), ceiling)

@@ -1,7 +1,7 @@
 """order lifecycle: timeline events, refills, provider slots (capacity queue), note and refill deadline
 
 Revision ID: 0004_lifecycle
-Revises: 0001
+Revises: 0003_providers
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_lifecycle"
-down_revision: str | None = "0001"
+down_revision: str | None = "0003_providers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
         sa.Column("order_id", sa.BigInteger(), nullable=False),
         sa.Column("provider_id", sa.BigInteger(), nullable=False),
+        sa.Column("workflow_id", sa.String(length=100), nullable=False),
         sa.Column("granted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"]),
         sa.ForeignKeyConstraint(["provider_id"], ["providers.id"]),

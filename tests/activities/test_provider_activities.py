@@ -7,6 +7,8 @@ between the activities and the simulator, so the tests can tell exactly which `a
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,18 +16,28 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
+from simserver import serve
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.provider import NEEDS_RECONCILIATION, REJECTED, ProviderActivities
+from activities.provider import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED, ProviderActivities
 from providers.client import ProviderAmbiguous, ProviderUnavailable
 from providers.simulator import SimClock, create_simulator_app
 from store.db import transaction
-from store.models import Provider, ProviderSubmission
-from support import open_shop, place
-from workflows.models import CheckRun, OrderInput, SubmitRun
+from store.models import Provider, ProviderRefill, ProviderSubmission
+from support import LINK, open_shop, place
+from workflows.models import (
+    CancelAnswer,
+    CancelRun,
+    CheckRefill,
+    CheckRun,
+    OrderInput,
+    RefillStatus,
+    SubmitRefill,
+    SubmitRun,
+)
 
 SIM_SERVICE = "101"  # the simulator's "Instagram Followers": min 50, 1 s start delay, then 100 units/s
 
@@ -84,19 +96,19 @@ class Harness:
     def client_key(self) -> str:
         return f"order-{self.order.order_id}-run-1-p{self.provider_id}"
 
-    def run(self) -> SubmitRun:
+    def run(self, run_no: int = 1) -> SubmitRun:
         route = self.order.routes[0]
         return SubmitRun(
             order_id=self.order.order_id,
-            run_no=1,
+            run_no=run_no,
             link=self.order.link,
             quantity=self.order.quantity,
             provider_id=route.provider_id,
             provider_service_id=route.provider_service_id,
         )
 
-    async def submit(self) -> str:
-        submitted = await self.env.run(self.activities.submit_run, self.run())
+    async def submit(self, run_no: int = 1) -> str:
+        submitted = await self.env.run(self.activities.submit_run, self.run(run_no))
         return submitted.provider_order_id
 
     async def check(self, provider_order_id: str) -> Any:
@@ -124,6 +136,37 @@ class Harness:
         body = {"scenario": scenario, "link_contains": link_contains, "value": None}
         response = await self.http.post("/sim/scenario", json=body)
         assert response.status_code == 200, response.text
+
+    async def set_scenario(self, **body: Any) -> None:
+        response = await self.http.post("/sim/scenario", json=body)
+        assert response.status_code == 200, response.text
+
+    async def sim_requests(self, action: str) -> list[dict[str, Any]]:
+        response = await self.http.get("/sim/requests", params={"action": action})
+        assert response.status_code == 200, response.text
+        requests: list[dict[str, Any]] = response.json()["requests"]
+        return requests
+
+    async def refill(self, refill_no: int, provider_order_id: str) -> str:
+        submitted = await self.env.run(
+            self.activities.submit_refill,
+            SubmitRefill(self.order.order_id, refill_no, self.provider_id, provider_order_id),
+        )
+        return submitted.provider_refill_id
+
+    async def check_refill(self, refill_id: str) -> RefillStatus:
+        return await self.env.run(self.activities.check_refill, CheckRefill(self.provider_id, refill_id))
+
+    async def cancel(self, provider_order_id: str) -> CancelAnswer:
+        cancel = CancelRun(self.order.order_id, self.provider_id, provider_order_id)
+        return await self.env.run(self.activities.cancel_run, cancel)
+
+    async def refill_rows(self) -> list[ProviderRefill]:
+        async with self.sessions() as session:
+            found = await session.scalars(
+                select(ProviderRefill).where(ProviderRefill.order_id == self.order.order_id)
+            )
+            return list(found)
 
     async def sim_orders(self) -> list[dict[str, Any]]:
         response = await self.http.get("/sim/orders")
@@ -413,3 +456,235 @@ async def test_unknown_provider_is_rejected(h: Harness) -> None:
         await h.env.run(h.activities.submit_run, bogus)
     assert_final(caught.value, REJECTED)
     assert h.transport.adds() == []
+
+
+# ------------------------------------------------------------------------------------------ 7. link faults
+
+
+async def test_bad_link_is_a_link_fault_final_and_never_resent(h: Harness) -> None:
+    await h.set_scenario(scenario="link_fault", link_contains="some.account", fault="invalid")
+
+    with pytest.raises(ApplicationError) as caught:
+        await h.submit()
+    assert_final(caught.value, LINK_FAULT)
+    assert caught.value.message == "Bad link"
+    row = await h.row()
+    assert (row.state, row.error, row.provider_order_id) == ("link_fault", "Bad link", None)
+
+    with pytest.raises(ApplicationError) as again:
+        await h.submit()
+    assert_final(again.value, LINK_FAULT)
+    assert len(h.transport.adds()) == 1
+    assert await h.sim_orders() == []
+
+
+async def test_check_run_reports_a_link_fault_with_what_was_delivered(h: Harness) -> None:
+    provider_order_id = await h.submit()
+    await h.advance(1.5)  # 50 delivered
+    await h.set_scenario(scenario="link_fault", link_contains="some.account", fault="private")
+
+    status = await h.check(provider_order_id)
+    assert (status.status, status.raw_status, status.remains) == ("Canceled", "Canceled", 50)
+    assert status.link_fault is not None and "private" in status.link_fault
+
+
+async def test_a_plain_cancel_is_no_link_fault(h: Harness) -> None:
+    provider_order_id = await h.submit()
+    assert await h.cancel(provider_order_id) == CancelAnswer(True, "")
+    status = await h.check(provider_order_id)
+    assert (status.status, status.remains, status.link_fault) == ("Canceled", 100, None)
+
+
+# ---------------------------------------------------------------------------------------------- 8. cancel
+
+
+async def test_cancel_run_in_progress_ends_partial_and_after_the_end_is_refused(h: Harness) -> None:
+    provider_order_id = await h.submit()
+    await h.advance(1.5)  # 50 delivered
+    assert await h.cancel(provider_order_id) == CancelAnswer(True, "")
+    await h.advance(60)
+    status = await h.check(provider_order_id)
+    assert (status.status, status.remains) == ("Partial", 50)
+
+    assert await h.cancel(provider_order_id) == CancelAnswer(False, "The order cannot be canceled")
+    assert await h.cancel("999999") == CancelAnswer(False, "Incorrect order ID")
+
+    await h.scenario("outage")
+    with pytest.raises(ProviderUnavailable):  # retried by Temporal: canceling twice is harmless
+        await h.cancel(provider_order_id)
+
+
+# ---------------------------------------------------------------------------------------------- 9. refills
+
+
+async def test_refill_is_sent_once_and_followed_to_its_end(h: Harness) -> None:
+    provider_order_id = await h.submit()
+    await h.advance(10)
+    await h.set_scenario(scenario="drop", value=0.2)
+
+    refill_id = await h.refill(1, provider_order_id)
+    assert await h.refill(1, provider_order_id) == refill_id, "a retry is answered from the refill row"
+    assert len(await h.sim_requests("refill")) == 1
+    [row] = await h.refill_rows()
+    assert (row.state, row.provider_refill_id) == ("accepted", refill_id)
+    assert row.provider_order_id == provider_order_id
+
+    assert await h.check_refill(refill_id) == RefillStatus("Pending", "Pending")
+    await h.advance(30)
+    assert await h.check_refill(refill_id) == RefillStatus("Completed", "Completed")
+    assert (await h.sim_orders())[0]["dropped"] == 0
+
+    # The provider's cooldown refuses a second refill: final, and never sent again.
+    cooldown = "The order was completed or refill was requested less than 24 hours ago"
+    for _ in range(2):
+        with pytest.raises(ApplicationError) as caught:
+            await h.refill(2, provider_order_id)
+        assert_final(caught.value, REJECTED)
+        assert caught.value.message == cooldown
+    assert len(await h.sim_requests("refill")) == 2
+
+    with pytest.raises(ApplicationError) as unknown:
+        await h.check_refill("999999")
+    assert_final(unknown.value, REJECTED)
+
+
+async def test_refill_of_a_faulted_link_is_rejected_by_the_provider(h: Harness) -> None:
+    provider_order_id = await h.submit()
+    await h.advance(10)
+    await h.set_scenario(scenario="link_fault", link_contains="some.account", fault="deleted")
+    refill_id = await h.refill(1, provider_order_id)
+    assert await h.check_refill(refill_id) == RefillStatus("Rejected", "Rejected")
+
+
+@pytest.mark.parametrize("dedupes", [False, True])
+async def test_lost_refill_answer_is_resent_only_with_a_key(h: Harness, dedupes: bool) -> None:
+    await h.accepts_idempotency_key(dedupes)
+    provider_order_id = await h.submit()
+    await h.advance(10)
+    await h.scenario("lost_answer")
+
+    with pytest.raises(ProviderAmbiguous):
+        await h.refill(1, provider_order_id)
+    [row] = await h.refill_rows()
+    assert row.state == "sending"
+
+    await h.scenario("normal")
+    if dedupes:
+        refill_id = await h.refill(1, provider_order_id)
+        assert refill_id == "501", "the provider's first refill, found again by its key"
+        keys = [r["params"]["idempotency_key"] for r in await h.sim_requests("refill")]
+        assert keys == [f"order-{h.order.order_id}-refill-1-p{h.provider_id}-{provider_order_id}"] * 2
+        assert (await h.refill_rows())[0].state == "accepted"
+    else:
+        with pytest.raises(ApplicationError) as caught:
+            await h.refill(1, provider_order_id)
+        assert_final(caught.value, NEEDS_RECONCILIATION)
+        assert len(await h.sim_requests("refill")) == 1
+        assert (await h.refill_rows())[0].state == "needs_reconciliation"
+
+
+# ---------------------------------------------------------------------------------------------- 10. batching
+
+
+async def test_concurrent_checks_share_one_status_call_per_hundred_orders(h: Harness) -> None:
+    ids = []
+    for n in range(150):
+        answer = await h.http.post(
+            "/api/v2",
+            data={"key": "k", "action": "add", "service": SIM_SERVICE, "link": f"{LINK}{n}", "quantity": 100},
+        )
+        ids.append(str(answer.json()["order"]))
+    await h.advance(1.5)  # 50 of 100 delivered each
+
+    # A window of a second, so that a busy test machine cannot spread the checks over several windows.
+    activities = ProviderActivities(h.sessions, h.http, batch_window=1.0)
+    checks = [activities.check_run(CheckRun(h.provider_id, order_id)) for order_id in [*ids, "999999"]]
+    results = await asyncio.gather(*checks, return_exceptions=True)
+
+    statuses = await h.sim_requests("status")
+    assert len(statuses) == 2, "151 checks cost two batch calls (100 + 51 ids), not 151"
+    assert sorted(len(r["params"]["orders"].split(",")) for r in statuses) == [51, 100]
+    assert all((r.status, r.remains) == ("In progress", 50) for r in results[:150])  # type: ignore[union-attr]
+    unknown = results[150]
+    assert isinstance(unknown, ApplicationError) and unknown.type == REJECTED
+    assert unknown.message == "Incorrect order ID"
+
+    # An outage fails every caller of the batch with a retryable error.
+    await h.scenario("outage")
+    failed = await asyncio.gather(
+        *(activities.check_run(CheckRun(h.provider_id, i)) for i in ids[:5]), return_exceptions=True
+    )
+    assert all(isinstance(f, ProviderUnavailable) for f in failed)
+    assert len(await h.sim_requests("status")) == 3
+
+    # Without company, each check is its own call (asked with `order=`).
+    await h.scenario("normal")
+    for order_id in ids[:3]:
+        await h.check(order_id)
+    assert [r["params"].get("order") for r in (await h.sim_requests("status"))[3:]] == ids[:3]
+
+
+async def test_requests_to_a_provider_are_rate_limited(h: Harness) -> None:
+    async with transaction(h.sessions) as session:
+        await session.execute(
+            update(Provider).where(Provider.id == h.provider_id).values(rate_limit_per_second=10)
+        )
+    started = time.monotonic()
+    answers = await asyncio.gather(*(h.cancel(str(n)) for n in range(25)))
+    elapsed = time.monotonic() - started
+    assert all(a == CancelAnswer(False, "Incorrect order ID") for a in answers)
+    assert len(await h.sim_requests("cancel")) == 25
+    assert 1.4 <= elapsed < 10, "a burst of 10, then 10 per second: 15 more need 1.5 s"
+
+
+# --------------------------------------------------------------------- 11. timeout after accepting, over HTTP
+
+
+@pytest.mark.parametrize("dedupes", [False, True])
+async def test_provider_timing_out_after_accepting_delivers_once_or_needs_reconciliation(
+    h: Harness, dedupes: bool
+) -> None:
+    """The simulator takes the order, then answers later than the client waits (a real read timeout over
+    a real socket). Retried as Temporal would, the run is delivered exactly once or waits for ops; never
+    twice."""
+    await h.accepts_idempotency_key(dedupes)
+    clock = FrozenClock()
+    async with serve(create_simulator_app(api_key="k", clock=clock)) as url, httpx.AsyncClient() as http:
+        async with transaction(h.sessions) as session:
+            await session.execute(
+                update(Provider).where(Provider.id == h.provider_id).values(api_url=f"{url}/api/v2")
+            )
+        activities = ProviderActivities(h.sessions, http, request_timeout=0.5)
+        control = f"{url}/sim/scenario"
+        assert (await http.post(control, json={"scenario": "slow", "value": 2.0})).status_code == 200
+
+        outcome: str | None = None
+        for attempt in range(10):
+            if attempt == 3:  # the provider recovers
+                assert (await http.post(control, json={"scenario": "normal"})).status_code == 200
+            try:
+                outcome = (await h.env.run(activities.submit_run, h.run())).provider_order_id
+                break
+            except ProviderAmbiguous:
+                continue  # Temporal retries
+            except ApplicationError as exc:
+                assert_final(exc, NEEDS_RECONCILIATION)
+                outcome = "needs_reconciliation"
+                break
+
+        sim_orders = (await http.get(f"{url}/sim/orders")).json()
+        adds = (await http.get(f"{url}/sim/requests", params={"action": "add"})).json()["requests"]
+        assert len(sim_orders) == 1, "the first request was taken, and nothing was taken twice"
+        row = await h.row()
+        if dedupes:
+            assert outcome == str(sim_orders[0]["order"])
+            assert (row.state, row.provider_order_id) == ("accepted", outcome)
+            assert {a["params"]["idempotency_key"] for a in adds} == {h.client_key}
+            assert len(adds) >= 4, "three timed out, then the same key found the order"
+            clock.advance(10)
+            done = await h.env.run(activities.check_run, CheckRun(h.provider_id, outcome))
+            assert (done.status, done.remains) == ("Completed", 0)
+        else:
+            assert outcome == "needs_reconciliation"
+            assert row.state == "needs_reconciliation"
+            assert len(adds) == 1, "an ambiguous submission is never re-sent without a key"

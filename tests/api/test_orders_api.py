@@ -2,64 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from api.app import create_app
-from settings import Settings
 from store import keys
-from store.customers import create_customer
-from store.db import transaction
 from store.models import Order, Provider
-from support import LINK, SERVICE, open_shop
-
-
-@dataclass
-class Api:
-    http: httpx.AsyncClient
-    keys: dict[str, str]
-    customer_id: int
-    sessions: async_sessionmaker[AsyncSession]
-
-    def as_(self, role: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.keys[role]}"}
-
-    async def order(self, role: str = "storefront", key: str = "k1", **body: Any) -> httpx.Response:
-        payload = {
-            "customer_id": self.customer_id,
-            "service_id": SERVICE,
-            "link": LINK,
-            "quantity": 100,
-        } | body
-        return await self.http.post(
-            "/v1/orders", json=payload, headers={**self.as_(role), "Idempotency-Key": key}
-        )
-
-
-@pytest.fixture
-async def api(
-    db_url: str, sessions: async_sessionmaker[AsyncSession], dev_server: WorkflowEnvironment
-) -> AsyncIterator[Api]:
-    shop = await open_shop(sessions, funds=1_000_000)  # 1.00: room for 10 orders of 100 units at 1.00/1000
-    made = {}
-    async with transaction(sessions) as session:
-        for role in ("storefront", "support", "ops", "admin"):
-            made[role] = await keys.create_key(session, role)
-        made["customer"] = await keys.create_key(session, "customer", customer_id=shop.customer_id)
-        other, _ = await create_customer(session, "Bob")
-        made["other_customer"] = await keys.create_key(session, "customer", customer_id=other.id)
-    app = create_app(Settings(database_url=db_url, temporal_address="unused"), temporal=dev_server.client)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            yield Api(http, made, shop.customer_id, sessions)
+from support import LINK, SERVICE, Api
 
 
 async def _order_count(sessions: async_sessionmaker[AsyncSession]) -> int:

@@ -3,12 +3,13 @@ service's pace."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, open_shop, order_worker, place, run_order
+from support import ScriptedProvider, event_times, open_shop, order_worker, place, run_order
 from workflows import policy
 
 
@@ -56,3 +57,20 @@ async def test_a_drip_feed_order_runs_as_ordered(
         state = await run_order(temporal_env.client, queue, order)
     assert [run.quantity for run in provider.submitted] == [100, 100, 100]
     assert (state.status, state.delivered) == (policy.COMPLETED, 300)
+
+
+async def test_a_ten_run_drip_feed_starts_each_run_an_interval_after_the_last_one_started(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 100, runs=10, interval=60)
+    # Each run takes a while at the provider: the interval still counts from a run's start, not its end.
+    answers = [("In progress", 50), ("Completed", 0)]
+    provider = ScriptedProvider(script={order.routes[0].provider_id: answers})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert (state.status, state.delivered, state.runs_done) == (policy.COMPLETED, 1000, 10)
+    starts = await event_times(sessions, order.order_id, "run_submitted")
+    assert len(starts) == 10
+    offsets = [(at - starts[0]).total_seconds() / 60 for at in starts]
+    assert offsets == pytest.approx([60 * i for i in range(10)], abs=1)

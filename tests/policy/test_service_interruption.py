@@ -3,11 +3,29 @@ next; when no route can deliver, the undelivered part is refunded."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, balances, open_shop, order_worker, place, run_order
+from support import (
+    ScriptedProvider,
+    balances,
+    event_times,
+    open_shop,
+    order_worker,
+    place,
+    run_order,
+    start_order,
+    timeline,
+    until,
+)
 from workflows import policy
+from workflows.models import OrderAction
+from workflows.order import OrderWorkflow
 
 
 async def test_an_outage_is_ridden_out(
@@ -72,3 +90,89 @@ async def test_a_complete_failure_refunds_even_a_shortfall_within_tolerance(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 990, 10_000)
+
+
+async def test_an_outage_shows_as_interrupted_and_is_never_refunded_by_itself(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    env = temporal_env
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 500)
+    alpha = order.routes[0].provider_id
+    provider = ScriptedProvider(script={alpha: [("Completed", 0)]}, down={alpha})
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        hit = await until(env, handle, lambda s: s.phase == policy.INTERRUPTED)
+        assert (hit.status, hit.refunded_micros) == (policy.PENDING, 0)
+        assert hit.interrupted_since is not None
+        await env.sleep(timedelta(hours=5))  # five hours out: still waiting, still no refund
+        still = await handle.query(OrderWorkflow.state)
+        assert (still.phase, still.refunded_micros) == (policy.INTERRUPTED, 0)
+        provider.down.clear()
+        state = await handle.result()
+    assert (state.status, state.refunded_micros, state.provider_id) == (policy.COMPLETED, 0, alpha)
+    kinds = [kind for kind, _, _ in await timeline(sessions, order.order_id)]
+    assert kinds.index("interrupted") < kinds.index("interruption_over") < kinds.index("run_submitted")
+
+
+async def test_after_max_interruption_hours_the_next_route_takes_over(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions, max_interruption_hours=72)
+    order = await place(sessions, shop, 500)
+    alpha, beta = (r.provider_id for r in order.routes)
+    provider = ScriptedProvider(script={beta: [("Completed", 0)]}, down={alpha})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert (state.status, state.provider_id, state.refunded_micros) == (policy.COMPLETED, beta, 0)
+    began = (await event_times(sessions, order.order_id, "interrupted"))[0]
+    failed_over = (await event_times(sessions, order.order_id, "failover"))[0]
+    assert timedelta(hours=72) <= failed_over - began < timedelta(hours=73)
+
+
+async def test_when_every_route_stays_down_the_order_is_refunded_in_full(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_shop(sessions, max_interruption_hours=72)
+    order = await place(sessions, shop, 500)
+    provider = ScriptedProvider(down={r.provider_id for r in order.routes})
+    async with order_worker(temporal_env.client, sessions, provider) as queue:
+        state = await run_order(temporal_env.client, queue, order)
+    assert (state.status, state.refunded_micros) == (policy.CANCELED, 500_000)
+    assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
+
+
+async def test_ops_pause_an_order_and_resume_it(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    env = temporal_env
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 500)
+    alpha = order.routes[0].provider_id
+    provider = ScriptedProvider(script={alpha: [*[("In progress", 300)] * 3, ("Completed", 0)]})
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        with pytest.raises(WorkflowUpdateFailedError) as no_reason:
+            await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", ""))
+        assert _code(no_reason.value) == "missing_reason"
+        paused = await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "provider outage"))
+        assert (paused.phase, paused.paused_by) == (policy.PAUSED, "ops:kim")
+        checks = provider.checks[alpha]
+        await env.sleep(timedelta(hours=6))
+        assert provider.checks[alpha] == checks  # a paused order leaves the provider alone
+        assert (await handle.query(OrderWorkflow.state)).phase == policy.PAUSED
+        with pytest.raises(WorkflowUpdateFailedError) as twice:
+            await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "again"))
+        assert _code(twice.value) == "cannot_pause"
+        resumed = await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
+        assert (resumed.phase, resumed.paused_by) == (policy.DELIVERING, None)
+        state = await handle.result()
+    assert state.status == policy.COMPLETED
+    actors = {(kind, actor) for kind, actor, _ in await timeline(sessions, order.order_id)}
+    assert {("paused", "ops:kim"), ("resumed", "ops:kim")} <= actors
+
+
+def _code(err: WorkflowUpdateFailedError) -> str | None:
+    cause = err.cause
+    return cause.type if isinstance(cause, ApplicationError) else None

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from simserver import serve
 
 from providers.client import (
     ApiV2Client,
+    CancelResult,
     ProviderAmbiguous,
+    ProviderLinkFault,
+    ProviderOrderStatus,
+    ProviderRefillStatus,
     ProviderRejected,
     ProviderUnavailable,
 )
@@ -34,6 +40,10 @@ class Sim:
         self, scenario: str, link_contains: str | None = None, value: float | None = None
     ) -> None:
         body = {"scenario": scenario, "link_contains": link_contains, "value": value}
+        response = await self.http.post("/sim/scenario", json=body)
+        assert response.status_code == 200, response.text
+
+    async def scenario_body(self, **body: object) -> None:
         response = await self.http.post("/sim/scenario", json=body)
         assert response.status_code == 200, response.text
 
@@ -201,9 +211,19 @@ async def test_protocol_errors_are_http_200(sim: Sim) -> None:
 
 
 async def test_batch_status_and_services(sim: Sim) -> None:
+    raw = (await sim.raw(action="services")).json()
+    assert all(isinstance(s["rate"], str) and isinstance(s["min"], str) for s in raw)
     services = await sim.client.services()
-    assert {s["service"] for s in services} == {101, 102, 103, 104}
-    assert all(isinstance(s["rate"], str) and isinstance(s["min"], str) for s in services)
+    assert [s.service for s in services] == ["101", "102", "103", "104"]
+    first = services[0]
+    assert (first.rate, first.min, first.max, first.refill, first.cancel, first.dripfeed) == (
+        Decimal("0.45"),
+        50,
+        10000,
+        True,
+        True,
+        False,
+    )
 
     order_id = await sim.client.add(service="104", link=LINK, quantity=1000)
     answer = (await sim.raw(action="status", orders=f"{order_id},999999")).json()
@@ -226,7 +246,7 @@ async def test_dripfeed_delivers_run_by_run(sim: Sim) -> None:
         await sim.client.add(service="101", link=LINK, quantity=100, runs=3, interval=10)
 
 
-async def test_cancel_only_while_pending(sim: Sim) -> None:
+async def test_cancel_while_pending_or_in_progress_never_after_the_end(sim: Sim) -> None:
     pending = await sim.client.add(service="101", link=LINK, quantity=100)
     answer = (await sim.raw(action="cancel", orders=f"{pending},31337")).json()
     assert answer == [
@@ -236,10 +256,30 @@ async def test_cancel_only_while_pending(sim: Sim) -> None:
     canceled = await sim.client.status(pending)
     assert (canceled.status, canceled.remains) == ("Canceled", 100)
 
+    # In progress: delivery stops where it is and the order ends Partial with the undelivered remains.
     running = await sim.client.add(service="101", link=LINK, quantity=1000)
     sim.clock.advance(3.0)
-    answer = (await sim.raw(action="cancel", order=running)).json()
-    assert answer == [{"order": int(running), "cancel": {"error": "The order cannot be canceled"}}]
+    assert await sim.client.cancel([running]) == {running: CancelResult(True, "")}
+    stopped = await sim.client.status(running)
+    assert stopped.status == "Partial"
+    assert stopped.remains is not None and 0 < stopped.remains < 1000
+    sim.clock.advance(60.0)
+    assert (await sim.client.status(running)).remains == stopped.remains, "nothing delivered after a cancel"
+
+    done = await sim.client.add(service="101", link=LINK, quantity=100)
+    no_cancel = await sim.client.add(service="104", link=LINK, quantity=100)  # a service without cancel
+    sim.clock.advance(60.0)
+    fresh = await sim.client.add(service="104", link=LINK, quantity=100)
+    refused = CancelResult(False, "The order cannot be canceled")
+    assert await sim.client.cancel([done, no_cancel, fresh, running]) == {
+        done: refused,
+        no_cancel: refused,
+        fresh: refused,
+        running: refused,
+    }
+    # A single order is sent as both `order` and `orders`; a provider that reads `order` answers the same.
+    single = (await sim.raw(action="cancel", order=done)).json()
+    assert single == [{"order": int(done), "cancel": {"error": "The order cannot be canceled"}}]
 
 
 async def test_refill_after_a_drop(sim: Sim) -> None:
@@ -463,3 +503,138 @@ async def test_the_simulator_keeps_its_orders_across_a_restart(tmp_path: Path) -
         async with httpx.AsyncClient(transport=transport, base_url="http://sim") as http:
             status = await ApiV2Client("http://sim/api/v2", "k", http=http).status(order_id)
     assert status.status in ("Pending", "In progress", "Completed")
+
+
+# Scenarios added for the lifecycle: per service, timed, instant, link-fault kinds, and the request log.
+
+
+async def test_request_log_counts_every_call(sim: Sim) -> None:
+    order_id = await sim.client.add(service="101", link=LINK, quantity=100)
+    await sim.client.statuses([order_id, "5"])
+    await sim.client.balance()
+    log = (await sim.http.get("/sim/requests")).json()
+    assert log["total"] == 3
+    assert log["by_action"] == {"add": 1, "status": 1, "balance": 1}
+    adds = (await sim.http.get("/sim/requests", params={"action": "add"})).json()["requests"]
+    assert [a["params"] for a in adds] == [{"service": "101", "link": LINK, "quantity": "100"}]
+    assert adds[0]["http_status"] == 200 and "key" not in adds[0]["params"]
+
+
+async def test_instant_scenario_per_service(sim: Sim) -> None:
+    await sim.scenario_body(scenario="instant", service="104")
+    fast = await sim.client.add(service="104", link=LINK, quantity=1000)
+    slow = await sim.client.add(service="101", link=LINK, quantity=1000)
+    assert (await sim.client.status(fast)).status == "Completed"
+    assert (await sim.client.status(slow)).status == "Pending"
+
+
+async def test_outage_for_a_time_on_the_simulator_clock(sim: Sim) -> None:
+    order_id = await sim.client.add(service="101", link=LINK, quantity=100)
+    await sim.scenario_body(scenario="outage", seconds=600)
+    with pytest.raises(ProviderUnavailable):
+        await sim.client.status(order_id)
+    sim.clock.advance(599)
+    with pytest.raises(ProviderUnavailable):
+        await sim.client.balance()
+    sim.clock.advance(2)
+    assert (await sim.client.status(order_id)).status == "Completed"
+    timed_delivery = await sim.http.post("/sim/scenario", json={"scenario": "partial", "seconds": 5})
+    assert timed_delivery.status_code == 422
+
+
+async def test_outage_scoped_to_a_service(sim: Sim) -> None:
+    down = await sim.client.add(service="102", link=LINK, quantity=100)
+    up = await sim.client.add(service="101", link=LINK, quantity=100)
+    await sim.scenario_body(scenario="outage", service="102")
+    with pytest.raises(ProviderUnavailable):
+        await sim.client.status(down)
+    with pytest.raises(ProviderAmbiguous):
+        await sim.client.add(service="102", link=LINK, quantity=100)
+    assert (await sim.client.status(up)).status == "Pending"
+
+
+@pytest.mark.parametrize(
+    ("fault", "words"), [("private", "private"), ("deleted", "deleted"), ("renamed", "username")]
+)
+async def test_link_fault_kinds_say_why_beside_canceled(sim: Sim, fault: str, words: str) -> None:
+    order_id = await sim.client.add(service="101", link=LINK, quantity=1000)
+    sim.clock.advance(2.0)  # 100 delivered
+    await sim.scenario_body(scenario="link_fault", link_contains="some.user", fault=fault)
+    raw = (await sim.raw(action="status", order=order_id)).json()
+    assert raw["status"] == "Canceled" and raw["remains"] == "900" and words in raw["reason"]
+    status = await sim.client.status(order_id)
+    assert (status.status, status.remains, status.reason) == ("Canceled", 900, raw["reason"])
+    assert status.link_fault == raw["reason"]
+    # New orders to such a link are taken, then canceled at once with nothing delivered.
+    later = await sim.client.add(service="101", link=LINK, quantity=100)
+    assert (await sim.client.status(later)).remains == 100
+
+
+async def test_invalid_link_fault_refuses_new_orders_with_bad_link(sim: Sim) -> None:
+    await sim.scenario_body(scenario="link_fault", link_contains="some.user", fault="invalid")
+    with pytest.raises(ProviderLinkFault, match="Bad link"):
+        await sim.client.add(service="101", link=LINK, quantity=100)
+    assert await sim.client.add(service="101", link="https://instagram.com/other", quantity=100)
+
+
+async def test_slow_answer_after_accepting_times_out_the_client_over_http() -> None:
+    """A real socket: the client gives up after its read timeout, but the provider has taken the order."""
+    app = create_simulator_app(api_key=KEY)
+    async with serve(app) as url, httpx.AsyncClient() as http:
+        client = ApiV2Client(f"{url}/api/v2", KEY, http=http, timeout=0.3)
+        await http.post(f"{url}/sim/scenario", json={"scenario": "slow", "value": 1.0})
+        with pytest.raises(ProviderAmbiguous, match="ReadTimeout"):
+            await client.add(service="101", link=LINK, quantity=100)
+        with pytest.raises(ProviderUnavailable, match="ReadTimeout"):
+            await client.balance()
+        orders = (await http.get(f"{url}/sim/orders")).json()
+        assert len(orders) == 1
+        await http.post(f"{url}/sim/scenario", json={"scenario": "normal"})
+        assert (await client.status(str(orders[0]["order"]))).status in ("Pending", "In progress")
+
+
+async def test_batch_calls_through_the_client(sim: Sim) -> None:
+    first = await sim.client.add(service="101", link=LINK, quantity=200)
+    second = await sim.client.add(service="101", link=LINK, quantity=200)
+    found = await sim.client.statuses([first, second, "999"])
+    assert isinstance(found[first], ProviderOrderStatus) and found[first].status == "Pending"
+    assert isinstance(found["999"], ProviderRejected) and found["999"].message == "Incorrect order ID"
+    with pytest.raises(ValueError):
+        await sim.client.statuses([str(n) for n in range(101)])
+
+    sim.clock.advance(30)
+    refills = await sim.client.refills([first, second, "999"])
+    assert isinstance(refills[first], str) and isinstance(refills[second], str)
+    assert isinstance(refills["999"], ProviderRejected)
+    statuses = await sim.client.refill_statuses([str(refills[first]), str(refills[second]), "7"])
+    assert statuses[str(refills[first])] == ProviderRefillStatus("Pending", "Pending")
+    assert isinstance(statuses["7"], ProviderRejected) and statuses["7"].message == "Refill not found"
+    sim.clock.advance(5)  # nothing had dropped: done after the start delay
+    one = await sim.client.refill_status(str(refills[first]))
+    assert one == ProviderRefillStatus("Completed", "Completed")
+
+
+async def test_lost_refill_answer_is_ambiguous_and_a_key_finds_it_again(sim: Sim) -> None:
+    order_id = await sim.client.add(service="101", link=LINK, quantity=100)
+    sim.clock.advance(30)
+    await sim.scenario("lost_answer")
+    with pytest.raises(ProviderAmbiguous):
+        await sim.client.refill(order_id, idempotency_key="r1")
+    await sim.scenario("normal")
+    again = await sim.client.refill(order_id, idempotency_key="r1")
+    assert again == "501"
+    with pytest.raises(ProviderRejected, match="less than 24 hours"):
+        await sim.client.refill(order_id)
+
+
+async def test_services_can_be_offered_and_withdrawn(sim: Sim) -> None:
+    body = {"name": "TikTok Views", "category": "TikTok", "rate": "0.01", "min": 100, "max": 100000}
+    assert (await sim.http.put("/sim/services/205", json=body)).status_code == 200
+    assert (await sim.http.delete("/sim/services/102")).status_code == 200
+    assert (await sim.http.delete("/sim/services/102")).status_code == 404
+    services = {s.service: s for s in await sim.client.services()}
+    assert sorted(services) == ["101", "103", "104", "205"]
+    assert services["205"].rate == Decimal("0.01") and services["205"].category == "TikTok"
+    with pytest.raises(ProviderRejected, match="Incorrect service ID"):
+        await sim.client.add(service="102", link=LINK, quantity=100)
+    assert await sim.client.add(service="205", link=LINK, quantity=100)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store import ledger
+from store import customers, ledger
 from store.customers import create_customer, deposit
 from store.db import transaction
+from store.models import LedgerTransfer
+from support import open_shop, place
+from workflows.models import OrderInput
 
 
 async def _customer(sessions: async_sessionmaker[AsyncSession], funds: int) -> int:
@@ -22,27 +23,52 @@ async def _customer(sessions: async_sessionmaker[AsyncSession], funds: int) -> i
 
 
 async def customer_balance(session: AsyncSession, customer_id: int) -> int:
-    return await ledger.balance(session, ledger.customer_account(customer_id))
+    return await customers.get_balance(session, customer_id)
 
 
-async def _charge(
-    sessions: async_sessionmaker[AsyncSession], customer_id: int, order: int, amount: int
-) -> bool:
+async def _recognise(sessions: async_sessionmaker[AsyncSession], order: OrderInput, amount: int) -> None:
     async with transaction(sessions) as session:
-        await ledger.ensure_account(session, ledger.escrow_account(order), "escrow")
-        try:
-            await ledger.transfer(
-                session,
-                key=f"order:{order}:charge",
-                kind="charge",
-                debit=ledger.customer_account(customer_id),
-                credit=ledger.escrow_account(order),
-                amount=amount,
-                actor="test",
-            )
-        except ledger.InsufficientFunds:
-            return False
-    return True
+        await ledger.ensure_account(session, ledger.REVENUE, "revenue")
+        await ledger.transfer(
+            session,
+            key=f"order:{order.order_id}:revenue",
+            kind="revenue",
+            debit=ledger.escrow_account(order.order_id),
+            credit=ledger.REVENUE,
+            amount=amount,
+            actor="test",
+            order_id=order.order_id,
+        )
+
+
+async def _refund(
+    sessions: async_sessionmaker[AsyncSession], order: OrderInput, amount: int, key: str = "r1"
+) -> ledger.TransferResult:
+    async with transaction(sessions) as session:
+        return await ledger.refund_order(
+            session,
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            amount=amount,
+            key=f"order:{order.order_id}:support-refund:{key}",
+            actor="support:key1",
+            reason="customer complaint",
+        )
+
+
+async def _transfers(sessions: async_sessionmaker[AsyncSession], order_id: int) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(LedgerTransfer.kind, func.sum(LedgerTransfer.amount_micros))
+            .where(LedgerTransfer.order_id == order_id)
+            .group_by(LedgerTransfer.kind)
+        )
+        return {kind: int(total) for kind, total in rows}
+
+
+async def _sound(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        assert await ledger.check_invariants(session) == []
 
 
 async def test_a_replayed_transfer_moves_nothing(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -64,35 +90,217 @@ async def test_a_key_reused_for_another_amount_is_refused(sessions: async_sessio
             await deposit(session, customer_id, 6_000_000, key="pay-1", actor="test")
 
 
-async def test_a_customer_cannot_spend_more_than_they_hold(
+async def test_a_transfer_goes_only_where_its_kind_allows(sessions: async_sessionmaker[AsyncSession]) -> None:
+    customer_id = await _customer(sessions, 1_000_000)
+    async with transaction(sessions) as session:
+        await ledger.ensure_account(session, ledger.REVENUE, "revenue")
+    with pytest.raises(ledger.LedgerError, match="cannot move money"):
+        async with transaction(sessions) as session:  # a "deposit" straight into revenue
+            await ledger.transfer(
+                session,
+                key="odd",
+                kind="deposit",
+                debit=ledger.customer_account(customer_id),
+                credit=ledger.REVENUE,
+                amount=1,
+                actor="test",
+            )
+    with pytest.raises(ValueError, match="unknown transfer kind"):
+        async with transaction(sessions) as session:
+            await ledger.transfer(
+                session,
+                key="odd",
+                kind="gift",
+                debit=ledger.EXTERNAL,
+                credit=ledger.customer_account(customer_id),
+                amount=1,
+                actor="test",
+            )
+    await _sound(sessions)
+
+
+async def test_an_order_the_customer_cannot_afford_writes_nothing(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    shop = await open_shop(sessions, funds=99_999)  # 100 units at 1.00 per 1000 cost 0.100000
+    with pytest.raises(Exception, match="not enough funds"):
+        await place(sessions, shop, 100)
+    async with sessions() as session:
+        assert await customer_balance(session, shop.customer_id) == 99_999
+        assert await session.scalar(text("SELECT count(*) FROM orders")) == 0
+    await _sound(sessions)
+
+
+async def test_a_refund_from_escrow_needs_no_reversal(sessions: async_sessionmaker[AsyncSession]) -> None:
+    shop = await open_shop(sessions, funds=1_000_000)
+    order = await place(sessions, shop, 1000)  # charge 1.00: all of it
+    first = await _refund(sessions, order, 400_000)
+    again = await _refund(sessions, order, 400_000)
+    assert (first.replayed, again.replayed, again.transfer_id) == (False, True, first.transfer_id)
+    assert await _transfers(sessions, order.order_id) == {"charge": 1_000_000, "refund": 400_000}
+    async with sessions() as session:
+        assert await customer_balance(session, shop.customer_id) == 400_000
+    await _sound(sessions)
+
+
+async def test_a_refund_after_revenue_was_recognised_reverses_the_difference(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    shop = await open_shop(sessions, funds=1_000_000)
+    order = await place(sessions, shop, 1000)
+    await _recognise(sessions, order, 900_000)  # 0.10 stays in escrow (say, a refill reserve)
+    await _refund(sessions, order, 250_000)
+    assert await _transfers(sessions, order.order_id) == {
+        "charge": 1_000_000,
+        "revenue": 900_000,
+        "reversal": 150_000,
+        "refund": 250_000,
+    }
+    # Replayed after the escrow ran dry: nothing moves, no second reversal.
+    assert (await _refund(sessions, order, 250_000)).replayed
+    async with sessions() as session:
+        assert await ledger.balance(session, ledger.escrow_account(order.order_id)) == 0
+        assert await ledger.balance(session, ledger.REVENUE) == 750_000
+        assert await customer_balance(session, shop.customer_id) == 250_000
+        reversal = await session.scalar(select(LedgerTransfer).where(LedgerTransfer.kind == "reversal"))
+        assert reversal is not None
+        assert reversal.idempotency_key == f"order:{order.order_id}:support-refund:r1:reversal"
+    await _sound(sessions)
+
+
+async def test_a_refund_key_reused_for_another_refund_is_refused(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    shop = await open_shop(sessions, funds=2_000_000)
+    order = await place(sessions, shop, 1000)
+    other = await place(sessions, shop, 1000)
+    await _recognise(sessions, order, 1_000_000)
+    await _refund(sessions, order, 100_000)
+    with pytest.raises(ledger.TransferConflict):  # another amount
+        await _refund(sessions, order, 200_000)
+    with pytest.raises(ledger.TransferConflict):  # the same key for other accounts
+        async with transaction(sessions) as session:
+            await ledger.refund_order(
+                session,
+                order_id=other.order_id,
+                customer_id=other.customer_id,
+                amount=100_000,
+                key=f"order:{order.order_id}:support-refund:r1",
+                actor="support:key1",
+                reason="wrong order",
+            )
+    with pytest.raises(ledger.LedgerError, match="does not belong"):  # another customer's order
+        async with transaction(sessions) as session:
+            await ledger.refund_order(
+                session,
+                order_id=order.order_id,
+                customer_id=await _customer(sessions, 0),
+                amount=100_000,
+                key="to-a-stranger",
+                actor="support:key1",
+                reason="wrong customer",
+            )
+    assert await _transfers(sessions, order.order_id) == {
+        "charge": 1_000_000,
+        "revenue": 1_000_000,
+        "reversal": 100_000,
+        "refund": 100_000,
+    }
+    await _sound(sessions)
+
+
+async def test_an_order_is_never_refunded_beyond_its_charge(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    shop = await open_shop(sessions, funds=2_000_000)
+    order = await place(sessions, shop, 1000)
+    rich = await place(sessions, shop, 1000)
+    await _recognise(sessions, order, 600_000)
+    await _recognise(sessions, rich, 1_000_000)  # revenue holds enough, but not this order's
+    await _refund(sessions, order, 700_000, key="a")
+    with pytest.raises(ledger.InsufficientFunds):
+        await _refund(sessions, order, 300_001, key="b")
+    await _refund(sessions, order, 300_000, key="b")
+    assert (await _transfers(sessions, order.order_id))["refund"] == 1_000_000
+    await _sound(sessions)
+
+
+async def test_adjustments_credit_and_debit_with_a_reason(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     customer_id = await _customer(sessions, 1_000_000)
-    assert not await _charge(sessions, customer_id, 1, 1_000_001)
-    assert await _charge(sessions, customer_id, 1, 1_000_000)
+    async with transaction(sessions) as session:
+        await customers.adjust(session, customer_id, 250_000, key="a1", actor="admin:key1", reason="goodwill")
+        await customers.adjust(session, customer_id, -50_000, key="a2", actor="admin:key1", reason="typo")
+        replay = await customers.adjust(
+            session, customer_id, -50_000, key="a2", actor="admin:key1", reason="typo"
+        )
+    assert replay.replayed
+    with pytest.raises(ledger.TransferConflict):  # the same key turned into a credit
+        async with transaction(sessions) as session:
+            await customers.adjust(session, customer_id, 50_000, key="a2", actor="admin:key1", reason="x")
+    with pytest.raises(ledger.InsufficientFunds):
+        async with transaction(sessions) as session:
+            await customers.adjust(session, customer_id, -1_200_001, key="a3", actor="admin", reason="x")
+    for amount, reason in ((1, " "), (0, "nothing")):
+        with pytest.raises(ValueError):
+            async with transaction(sessions) as session:
+                await customers.adjust(session, customer_id, amount, key="a4", actor="admin", reason=reason)
     async with sessions() as session:
-        assert await customer_balance(session, customer_id) == 0
+        assert await customer_balance(session, customer_id) == 1_200_000
+    await _sound(sessions)
 
 
-async def test_parallel_charges_on_one_account_never_overdraw(
+async def test_the_balance_of_an_unknown_customer_is_not_zero_but_missing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    customer_id = await _customer(sessions, 10_000_000)
-    # 40 orders of 0.30 against 10.00: exactly 33 fit, whatever the interleaving.
-    results = await asyncio.gather(*(_charge(sessions, customer_id, n, 300_000) for n in range(1, 41)))
-    assert sum(results) == 33
     async with sessions() as session:
-        assert await customer_balance(session, customer_id) == 10_000_000 - 33 * 300_000
-        assert await ledger.check_invariants(session) == []
+        with pytest.raises(customers.CustomerNotFound):
+            await customers.get_balance(session, 12345)
 
 
-async def test_the_same_charge_sent_in_parallel_is_paid_once(
+async def test_a_statement_pages_newest_first_with_running_balances(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    customer_id = await _customer(sessions, 10_000_000)
-    await asyncio.gather(*(_charge(sessions, customer_id, 7, 300_000) for _ in range(10)))
+    shop = await open_shop(sessions, funds=1_000_000)
+    order = await place(sessions, shop, 300)  # -0.30
+    async with transaction(sessions) as session:
+        await customers.adjust(session, shop.customer_id, -100_000, key="a", actor="admin", reason="fee")
+        await deposit(session, shop.customer_id, 2_000_000, key="second", actor="test")
+    await _refund(sessions, order, 50_000)
+    expected = [  # newest first: (kind, amount, balance after)
+        ("refund", 50_000, 2_650_000),
+        ("deposit", 2_000_000, 2_600_000),
+        ("adjustment", -100_000, 600_000),
+        ("charge", -300_000, 700_000),
+        ("deposit", 1_000_000, 1_000_000),
+    ]
+    seen: list[tuple[str, int, int]] = []
+    before = None
+    pages = 0
     async with sessions() as session:
-        assert await customer_balance(session, customer_id) == 9_700_000
+        while True:
+            lines, before = await customers.statement(session, shop.customer_id, before=before, limit=2)
+            seen += [(line.kind, line.amount_micros, line.balance_after_micros) for line in lines]
+            pages += 1
+            if before is None:
+                break
+        assert seen == expected
+        assert pages == 3
+        newest, *_ = (await customers.statement(session, shop.customer_id, limit=1))[0]
+        assert (newest.order_id, newest.actor, newest.reason) == (
+            order.order_id,
+            "support:key1",
+            "customer complaint",
+        )
+        assert await customers.statement(session, await _empty_customer(session)) == ([], None)
+        with pytest.raises(customers.CustomerNotFound):
+            await customers.statement(session, 12345)
+
+
+async def _empty_customer(session: AsyncSession) -> int:
+    customer, _ = await create_customer(session, "Nobody")
+    return customer.id
 
 
 async def test_the_database_refuses_a_negative_customer_balance(
@@ -107,15 +315,16 @@ async def test_the_database_refuses_a_negative_customer_balance(
             )
 
 
-async def test_the_check_finds_a_tampered_balance(sessions: async_sessionmaker[AsyncSession]) -> None:
-    customer_id = await _customer(sessions, 2_000_000)
-    async with sessions() as session:
-        assert await ledger.check_invariants(session) == []
-    async with transaction(sessions) as session:
-        await session.execute(
-            text("UPDATE ledger_accounts SET balance_micros = balance_micros + 1 WHERE name = :n"),
-            {"n": ledger.customer_account(customer_id)},
-        )
-    async with sessions() as session:
-        found = {b.what for b in await ledger.check_invariants(session)}
-    assert found == {"balance_mismatch", "unbalanced"}
+async def test_the_database_refuses_an_unknown_transfer_kind(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    customer_id = await _customer(sessions, 5)
+    with pytest.raises(Exception, match="ledger_transfers_kind"):
+        async with transaction(sessions) as session:
+            await session.execute(
+                text(
+                    "INSERT INTO ledger_transfers (idempotency_key, kind, debit_account, credit_account,"
+                    " amount_micros, actor, reason) VALUES ('x', 'gift', 'external', :c, 1, 'test', '')"
+                ),
+                {"c": ledger.customer_account(customer_id)},
+            )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, open_shop, order_worker, place, start_order
+from support import ScriptedProvider, open_shop, order_worker, place, start_order, timeline
 from workflows import policy
 from workflows.models import OrderState, RunReconciliation
 from workflows.order import OrderWorkflow
@@ -64,7 +64,8 @@ async def test_a_run_found_at_the_provider_is_followed_there(
     assert provider.submitted == []  # nothing was sent again, to anyone
     assert provider.checks[first] >= 1
     assert (state.status, state.delivered, state.provider_id) == (policy.COMPLETED, 500, first)
-    assert "ops:ann" in state.note
+    events = await timeline(sessions, state.order_id)
+    assert ("reconciled", "ops:ann") in [(kind, actor) for kind, actor, _ in events]
 
 
 async def test_a_run_the_provider_never_took_goes_to_the_next_route(

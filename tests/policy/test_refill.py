@@ -1,0 +1,108 @@
+"""Refill and adjustment: services with `refill_days` keep a completed order open for refills; requests are
+checked against the window, the cooldown, `refill_max` and one at a time; each refill goes to the provider
+orders that delivered and is followed to its end; the window's end closes the order."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+
+from store import orders as orders_store
+from support import ScriptedProvider, event_times, open_shop, order_worker, place, start_order, until
+from workflows import policy
+from workflows import search_attributes as sa
+from workflows.models import RefillRequest, RefillTicket
+from workflows.order import OrderWorkflow
+
+ASK = RefillRequest("customer:1", "lost 40 followers")
+
+
+async def _refused(handle: object, text: str) -> None:
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(OrderWorkflow.request_refill, ASK)  # type: ignore[attr-defined]
+    cause = err.value.cause
+    assert isinstance(cause, ApplicationError) and cause.message == text
+
+
+async def test_a_thirty_day_window_with_cooldown_limit_and_closing(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    env = temporal_env
+    shop = await open_shop(
+        sessions, refill_days=30, refill_max=2, routes=[{"provider": "alpha", "service": "a1"}]
+    )
+    order = await place(sessions, shop, 1000, runs=2, interval=60)  # two provider orders to refill
+    alpha = order.routes[0].provider_id
+    provider = ScriptedProvider(script={alpha: [("Completed", 0)]})
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        window = await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        assert window.status == policy.COMPLETED and window.refill_deadline is not None
+        described = await handle.describe()
+        deadline = described.typed_search_attributes.get(sa.REFILL_DEADLINE)
+        assert deadline is not None and deadline.isoformat() == window.refill_deadline
+
+        await _refused(handle, "The order was completed or refill was requested less than 24 hours ago")
+        await env.sleep(timedelta(hours=25))
+        ticket = await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
+        assert ticket.refill_no == 1
+        await _refused(handle, "A refill of this order is already in progress")
+        await until(env, handle, lambda s: s.note.startswith("refill window"), step=timedelta(minutes=10))
+        assert {r.provider_order_id for r in provider.refills} == {f"{alpha}-1", f"{alpha}-2"}
+
+        await _refused(handle, "The order was completed or refill was requested less than 24 hours ago")
+        await env.sleep(timedelta(hours=25))
+        await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
+        await env.sleep(timedelta(hours=25))
+        await _refused(handle, "This order has no refills left")
+        state = await handle.result()
+    assert (state.status, state.phase, state.refills_used) == (policy.COMPLETED, policy.CLOSED, 2)
+    completed = (await event_times(sessions, order.order_id, "settled"))[0]
+    closed = (await event_times(sessions, order.order_id, "closed"))[0]
+    assert timedelta(days=30) <= closed - completed < timedelta(days=30, hours=1)
+    async with sessions() as session:
+        refills = await orders_store.refills(session, order.order_id)
+    assert [(r.refill_no, r.status, r.finished_at is not None) for r in refills] == [
+        (1, "Completed", True),
+        (2, "Completed", True),
+    ]
+
+
+async def test_a_service_without_refill_refuses_with_the_standard_text(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    env = temporal_env
+    shop = await open_shop(sessions, refill_days=0)
+    order = await place(sessions, shop, 500)
+    provider = ScriptedProvider(
+        script={order.routes[0].provider_id: [*[("In progress", 100)] * 3, ("Completed", 0)]}
+    )
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        await _refused(handle, "Refill is disabled for this service")
+        state = await handle.result()
+    assert (state.status, state.phase) == (policy.COMPLETED, policy.CLOSED)
+
+
+async def test_an_order_still_delivering_cannot_be_refilled(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    env = temporal_env
+    shop = await open_shop(sessions, refill_days=30)
+    order = await place(sessions, shop, 500)
+    provider = ScriptedProvider(
+        script={order.routes[0].provider_id: [*[("In progress", 100)] * 3, ("Partial", 100)]}
+    )
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        await _refused(handle, "The order is not completed")
+        state = await handle.result()
+    # A Partial order (shortfall beyond the tolerance, refunded) has no refill window.
+    assert (state.status, state.phase, state.refunded_micros) == (policy.PARTIAL, policy.CLOSED, 100_000)
