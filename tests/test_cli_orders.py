@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from ops_support import SIM_KEY, open_sim_shop, place_link, sim_worker, temporal_address, wait_for_order
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -22,8 +22,8 @@ import cli
 from providers.simulator import create_simulator_app
 from settings import get_settings
 from store.db import transaction
-from store.models import Order, OrderEvent, ProviderSubmission, Refill
-from support import SERVICE, open_shop, place
+from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill
+from support import SERVICE, Shop, open_shop, place
 from temporal_client import start_order_workflow
 
 
@@ -220,3 +220,87 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
         "orders", "pause", str(order.order_id), "--actor", "ops:ann", "--reason", "too late"
     )
     assert closed.code == 1 and "(order_closed)" in closed.err
+
+
+async def _delivering_orders(
+    with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], queue: str, count: int
+) -> tuple[Shop, list[int]]:
+    """Orders of 3000 units at a pace of 1000 an hour: run 1 goes out at once, runs 2 and 3 an hour apart."""
+    shop = await open_sim_shop(sessions)
+    placed = [await place(sessions, shop, 3000) for _ in range(count)]
+    for order in placed:
+        await start_order_workflow(with_temporal.client, queue, order)
+    for order in placed:
+        await wait_for_order(sessions, order.order_id, phase="delivering")
+    return shop, [order.order_id for order in placed]
+
+
+async def test_orders_pause_and_resume(
+    backoffice: Backoffice, with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    sim = create_simulator_app(api_key=SIM_KEY)
+    async with sim_worker(with_temporal.client, sessions, sim, f"cli-{uuid.uuid4().hex[:8]}") as queue:
+        _, (order_id,) = await _delivering_orders(with_temporal, sessions, queue, 1)
+        paused = await backoffice(
+            "orders", "pause", str(order_id), "--actor", "ops:ann", "--reason", "customer asked", "--json"
+        )
+        assert paused.code == 0, paused.err
+        assert paused.json()["answer"]["phase"] == "paused"
+        await wait_for_order(sessions, order_id, phase="paused")
+        again = await backoffice("orders", "pause", str(order_id), "--actor", "ops:ann", "--reason", "twice")
+        assert again.code == 1 and "refused" in again.err
+
+        resumed = await backoffice(
+            "orders", "resume", str(order_id), "--actor", "ops:bob", "--reason", "go on"
+        )
+        assert resumed.code == 0, resumed.err
+        assert resumed.out.startswith(f"order {order_id}: resumed: In progress (delivering)")
+        await wait_for_order(sessions, order_id, phase="delivering")
+
+    shown = (await backoffice("orders", "show", str(order_id), "--json")).json()
+    actions = [(e["actor"], e["message"]) for e in shown["timeline"] if e["actor"].startswith("ops:")]
+    assert [actor for actor, _ in actions] == ["ops:ann", "ops:bob"]
+    assert "customer asked" in actions[0][1] and "go on" in actions[1][1]
+
+
+async def test_provider_pause_and_resume_reach_every_order_it_holds(
+    backoffice: Backoffice, with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    sim = create_simulator_app(api_key=SIM_KEY)
+    async with sim_worker(with_temporal.client, sessions, sim, f"cli-{uuid.uuid4().hex[:8]}") as queue:
+        _, order_ids = await _delivering_orders(with_temporal, sessions, queue, 4)
+        async with sessions() as session:
+            alpha = await session.scalar(select(Provider.id).where(Provider.name == "alpha"))
+
+        paused = await backoffice(
+            "provider",
+            "pause",
+            str(alpha),
+            "--actor",
+            "ops:ann",
+            "--reason",
+            "maintenance",
+            "--concurrency",
+            "2",
+        )
+        assert paused.code == 0, paused.err
+        assert paused.out.splitlines()[-1] == (
+            f"provider {alpha}: pause sent to 4 order(s): 4 accepted, 0 refused, 0 failed"
+        )
+        progress = [line for line in paused.err.splitlines() if line.startswith("[")]
+        assert progress[-1] == f"[4/4] pause provider {alpha}: accepted 4"
+        for order_id in order_ids:
+            await wait_for_order(sessions, order_id, phase="paused")
+
+        resumed = await backoffice(
+            "provider", "resume", str(alpha), "--actor", "ops:ann", "--reason", "back", "--json"
+        )
+        assert resumed.code == 0, resumed.err
+        body = resumed.json()
+        assert (body["accepted"], body["refused"], body["failed"]) == (4, 0, 0)
+        assert sorted(r["order_id"] for r in body["orders"]) == order_ids
+        for order_id in order_ids:
+            await wait_for_order(sessions, order_id, phase="delivering")
+
+    missing = await backoffice("provider", "pause", "999999", "--actor", "ops:ann", "--reason", "x")
+    assert missing.code == 1 and "does not exist" in missing.err
