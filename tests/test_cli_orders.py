@@ -21,10 +21,12 @@ from temporalio.testing import WorkflowEnvironment
 import cli
 from providers.simulator import create_simulator_app
 from settings import get_settings
+from store import ledger
 from store.db import transaction
 from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill
-from support import SERVICE, Shop, open_shop, place
-from temporal_client import start_order_workflow
+from support import SERVICE, Shop, balances, open_shop, place
+from temporal_client import start_order_workflow, workflow_id
+from workflows.models import OrderInput
 
 
 @dataclass
@@ -304,3 +306,147 @@ async def test_provider_pause_and_resume_reach_every_order_it_holds(
 
     missing = await backoffice("provider", "pause", "999999", "--actor", "ops:ann", "--reason", "x")
     assert missing.code == 1 and "does not exist" in missing.err
+
+
+async def _waiting_and_completed(
+    with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], queue: str, shop: Shop
+) -> tuple[OrderInput, OrderInput]:
+    """Two orders on distinct links: 3000 units (3.00) that delivered run 1 and waits an hour for run 2, and
+    200 units (0.20) completed and in its refill window (the shop's service keeps one)."""
+    waiting = await place_link(sessions, shop, 3000, "https://instagram.com/waiting.one")
+    completed = await place_link(sessions, shop, 200, "https://instagram.com/completed.one")
+    for order in (waiting, completed):
+        await start_order_workflow(with_temporal.client, queue, order)
+    await wait_for_order(sessions, waiting.order_id, delivered=1000, phase="delivering")
+    await wait_for_order(sessions, completed.order_id, status="Completed", phase="refill_window")
+    return waiting, completed
+
+
+def _audit(*ran: Ran) -> list[tuple[str, str | None]]:
+    """The audit lines of the runs, as (outcome, code)."""
+    lines = [json.loads(line) for r in ran for line in r.err.splitlines() if '"backoffice.audit"' in line]
+    return [(a["outcome"], a.get("code")) for a in lines]
+
+
+async def _sound_ledger(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        assert await ledger.check_invariants(session) == []
+
+
+async def test_orders_refund_in_part_replayed_capped_and_in_full(
+    backoffice: Backoffice, with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_sim_shop(sessions, refill_days=30)
+    sim = create_simulator_app(api_key=SIM_KEY)
+    async with sim_worker(with_temporal.client, sessions, sim, f"cli-{uuid.uuid4().hex[:8]}") as queue:
+        waiting, completed = await _waiting_and_completed(with_temporal, sessions, queue, shop)
+        refund = ("orders", "refund", str(waiting.order_id), "--actor", "support:lee")
+        why = ("--reason", "ticket 81: slow delivery")
+
+        part = await backoffice(*refund, *why, "--units", "500", "--idempotency-key", "T-81", "--json")
+        assert part.code == 0, part.err
+        assert part.json() == {
+            "order_id": waiting.order_id,
+            "outcome": "accepted",
+            "answer": {"refunded_micros": 500_000, "total_refunded_micros": 500_000, "status": "In progress"},
+        }
+        replay = await backoffice(*refund, *why, "--units", "500", "--idempotency-key", "T-81")
+        assert replay.code == 0, replay.err
+        assert replay.out.strip() == (
+            f"order {waiting.order_id}: this idempotency key was used already, nothing moved; "
+            "0.500000 in all (In progress)"
+        )
+        zero = await backoffice(*refund, *why, "--amount", "0", "--idempotency-key", "T-82", "--json")
+        assert zero.code == 1
+        assert (zero.json()["outcome"], zero.json()["code"]) == ("refused", "bad_refund")
+        blank = await backoffice(*refund, "--reason", " ", "--amount", "1", "--idempotency-key", "T-83")
+        assert blank.code == 1 and "(missing_reason)" in blank.err
+        unparsable = await backoffice(*refund, *why, "--amount", "lots", "--idempotency-key", "T-84")
+        assert unparsable.code == 2 and "--amount" in unparsable.err
+        both = await backoffice(*refund, *why, "--amount", "1", "--units", "5", "--idempotency-key", "T-85")
+        assert both.code == 2 and "not allowed with" in both.err
+
+        # More than is left is capped at what is left; refunded in full, the order stops delivering.
+        rest = await backoffice(*refund, *why, "--amount", "99", "--idempotency-key", "T-86")
+        assert rest.code == 0, rest.err
+        assert rest.out.strip().startswith(f"order {waiting.order_id}: refunded 2.500000; 3.000000 in all")
+        await wait_for_order(sessions, waiting.order_id, status="Refunded", phase="closed")
+        late = await backoffice(*refund, *why, "--amount", "1", "--idempotency-key", "T-87")
+        assert late.code == 1 and "(order_closed)" in late.err
+
+        # A completed order inside its refill window, refunded in full, is Refunded and closes.
+        whole = await backoffice(
+            "orders", "refund", str(completed.order_id), "--actor", "support:lee", "--reason", "goodwill",
+            "--amount", "0.2", "--idempotency-key", "T-90", "--json",
+        )  # fmt: skip
+        assert whole.code == 0, whole.err
+        assert whole.json()["answer"] == {
+            "refunded_micros": 200_000, "total_refunded_micros": 200_000, "status": "Refunded",
+        }  # fmt: skip
+        await wait_for_order(sessions, completed.order_id, status="Refunded", phase="closed")
+
+    assert _audit(part, replay, zero, blank, unparsable, both, rest, late, whole) == [
+        ("accepted", None), ("accepted", None), ("refused", "bad_refund"), ("refused", "missing_reason"),
+        ("accepted", None), ("refused", "order_closed"), ("accepted", None),
+    ]  # fmt: skip
+    shown = (await backoffice("orders", "show", str(waiting.order_id), "--json")).json()
+    assert (shown["order"]["status"], shown["order"]["refunded"]) == ("Refunded", "3.000000")
+    refunds = [(e["actor"], e["message"]) for e in shown["timeline"] if e["kind"] == "refund"]
+    assert refunds == [
+        ("support:lee", "refunded 0.500000: ticket 81: slow delivery"),
+        ("support:lee", "refunded 2.500000: ticket 81: slow delivery"),
+    ]
+    # Every cent came back: the customer holds what they were funded with, nothing stays in escrow.
+    after = await balances(sessions, waiting)
+    assert after["customer"] == 100_000_000 and after["escrow"] == 0 and after["revenue"] == 0
+    assert (await balances(sessions, completed))["escrow"] == 0
+    await _sound_ledger(sessions)
+
+
+async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
+    backoffice: Backoffice, with_temporal: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    shop = await open_sim_shop(sessions, refill_days=30, link_fault_refund="remaining")
+    sim = create_simulator_app(api_key=SIM_KEY)
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=sim), base_url="http://sim") as control,
+        sim_worker(with_temporal.client, sessions, sim, f"cli-{uuid.uuid4().hex[:8]}") as queue,
+    ):
+        waiting, completed = await _waiting_and_completed(with_temporal, sessions, queue, shop)
+        fault = ("orders", "link-fault", str(waiting.order_id), "--actor", "support:lee")
+
+        blank = await backoffice(*fault, "--reason", " ", "--json")
+        assert blank.code == 1 and blank.json()["code"] == "missing_reason"
+        noted = await backoffice(*fault, "--reason", "the account went private", "--json")
+        assert noted.code == 0, noted.err
+        answer = noted.json()["answer"]
+        assert (answer["link_fault"], answer["delivered"], answer["status"]) == (
+            "the account went private", 1000, "In progress",
+        )  # fmt: skip
+        # The service refunds what was not delivered after a link fault: 2000 of 3000 units, 2.00.
+        order = await wait_for_order(sessions, waiting.order_id, status="Partial", phase="closed")
+        assert (order.delivered, order.refunded_micros) == (1000, 2_000_000)
+        again = await backoffice(*fault, "--reason", "still private")
+        assert again.code == 1 and "(order_closed)" in again.err
+
+        # An order that has delivered can no longer stop for its link.
+        done = await backoffice(
+            "orders", "link-fault", str(completed.order_id), "--actor", "support:lee", "--reason", "deleted"
+        )
+        assert done.code == 1 and "(cannot_report_link_fault)" in done.err
+        # Run 2 never went out to the provider.
+        taken = [o for o in (await control.get("/sim/orders")).json() if "waiting.one" in o["link"]]
+        assert len(taken) == 1
+        await with_temporal.client.get_workflow_handle(workflow_id(completed.order_id)).terminate("test over")
+
+    assert _audit(blank, noted, again, done) == [
+        ("refused", "missing_reason"), ("accepted", None), ("refused", "order_closed"),
+        ("refused", "cannot_report_link_fault"),
+    ]  # fmt: skip
+    shown = (await backoffice("orders", "show", str(waiting.order_id), "--json")).json()
+    events = [(e["kind"], e["actor"], e["message"]) for e in shown["timeline"]]
+    assert ("link_fault", "support:lee", "link fault reported") in events
+    assert ("settled", "workflow", "1000 of 3000 delivered: Partial, refunded 2.000000") in events
+    after = await balances(sessions, waiting)
+    assert after["customer"] == 100_000_000 - 3_000_000 - 200_000 + 2_000_000 and after["escrow"] == 0
+    await _sound_ledger(sessions)
