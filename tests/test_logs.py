@@ -95,6 +95,7 @@ async def test_worker_activity_and_workflow_lines_carry_the_order(
     refused = [line for line in mine if line.get("action") == "add" and line.get("outcome") == "rejected"]
     assert refused and refused[0]["level"] == "WARNING" and refused[0]["logger"] == "telemetry"
     assert any(line.get("action") == "status" and line["outcome"] == "ok" for line in mine)
-    gave_up = [line for line in mine if line["message"].startswith(f"route {order.routes[0].provider_id} gave up")]
+    alpha = order.routes[0].provider_id
+    gave_up = [line for line in mine if line["message"].startswith(f"route {alpha} gave up")]
     assert gave_up and gave_up[0]["logger"] == "temporalio.workflow"
     assert "{" not in gave_up[0]["message"]  # the SDK's details are fields, not glued to the message
