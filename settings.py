@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -32,6 +33,12 @@ class Settings(BaseSettings):
     simulator_port: int = 8100
     data_dir: Path = Path(".data")
     log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"  # json: one object a line with order_id and workflow_id
+    # The worker's Prometheus endpoint (GET /metrics); port 0 turns it off. The API serves /metrics itself.
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9464
+    # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
+    temporal_sdk_metrics: bool = True
 
     def require_database_url(self) -> str:
         if not self.database_url:

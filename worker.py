@@ -13,17 +13,22 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
+from logs import ActivityOrderContext
 from settings import Settings
 from store import orders
 from store.db import make_engine, make_sessionmaker
+from telemetry import (
+    TemporalSdkMetrics,
+    metered_http_client,
+    process_metrics,
+    serve_metrics,
+    temporal_sdk_metrics,
+)
 from temporal_client import connect, start_order_workflow
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)
 
-# An order whose workflow has not reported this long after intake lost its start (the API died between the
-# commit and the start, or Temporal was down and the client never replayed): the sweeper starts it.
-UNSTARTED_AFTER_SECONDS = 60
 SWEEP_EVERY_SECONDS = 30
 
 
@@ -35,6 +40,7 @@ def build_worker(
         task_queue=task_queue,
         workflows=[OrderWorkflow],
         activities=build_activities(sessions, http),
+        interceptors=[ActivityOrderContext()],  # activity log lines carry order_id and workflow_id
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
         graceful_shutdown_timeout=timedelta(seconds=20),
     )
@@ -45,7 +51,7 @@ async def start_unstarted_orders(
 ) -> int:
     """Start every order that was charged but whose workflow never reported; returns how many were found."""
     async with sessions() as session:
-        found = await orders.unstarted_orders(session, UNSTARTED_AFTER_SECONDS)
+        found = await orders.unstarted_orders(session, orders.UNSTARTED_AFTER_SECONDS)
         inputs = [orders.order_input(order) for order in found]
     for order_input in inputs:
         try:
@@ -65,13 +71,33 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
 
+async def _serve_metrics(settings: Settings, sdk: TemporalSdkMetrics | None) -> asyncio.Server | None:
+    """The worker's /metrics. A port that cannot be bound is logged, not fatal: orders matter more, and
+    Prometheus reports the missing target (`up == 0`)."""
+    if not settings.worker_metrics_port:
+        return None
+    try:
+        server = await serve_metrics(
+            settings.worker_metrics_host, settings.worker_metrics_port, lambda: process_metrics(sdk)
+        )
+    except OSError as exc:
+        log.error("worker metrics not served on port %s: %s", settings.worker_metrics_port, exc)
+        return None
+    log.info(
+        "worker metrics at http://%s:%s/metrics", settings.worker_metrics_host, settings.worker_metrics_port
+    )
+    return server
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     engine = make_engine(settings.require_database_url())
-    client = await connect(settings)
+    sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
+    client = await connect(settings, runtime=sdk.runtime if sdk else None)
     sessions = make_sessionmaker(engine)
+    metrics = await _serve_metrics(settings, sdk)
     try:
         async with (
-            httpx.AsyncClient() as http,
+            metered_http_client() as http,
             build_worker(client, settings.temporal_task_queue, sessions, http),
         ):
             log.info("worker polling task queue %s", settings.temporal_task_queue)
@@ -81,4 +107,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
     finally:
+        if metrics is not None:
+            metrics.close()
+            await metrics.wait_closed()
         await engine.dispose()

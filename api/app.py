@@ -10,9 +10,11 @@ from temporalio.client import Client
 
 from api import v2
 from api.errors import install_error_handlers
+from api.metrics import install_metrics
 from api.routes import catalog, customers, meta, ops, orders, support
 from settings import Settings
 from store.db import make_engine, make_sessionmaker
+from telemetry import temporal_sdk_metrics
 from temporal_client import connect
 
 
@@ -24,7 +26,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
         engine = make_engine(settings.require_database_url())
         try:
             app.state.sessions = make_sessionmaker(engine)
-            app.state.temporal = temporal or await connect(settings)
+            # The Temporal client's own metrics join /metrics when the app connects its client itself.
+            sdk = temporal_sdk_metrics() if temporal is None and settings.temporal_sdk_metrics else None
+            app.state.sdk_metrics = sdk
+            app.state.temporal = temporal or await connect(settings, runtime=sdk.runtime if sdk else None)
             yield
         finally:
             await engine.dispose()
@@ -42,6 +47,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_metrics(app)
     app.include_router(orders.router)
     app.include_router(support.router)
     app.include_router(ops.router)

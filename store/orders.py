@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store import ledger
 from store.customers import get_customer
 from store.keys import Caller
-from store.models import Order, OrderEvent, Provider, Refill, Route, Service
+from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
 from workflows import policy
 from workflows.models import OpenRefill, OrderInput, Projection, RouteRef
 
@@ -177,6 +177,11 @@ async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRe
     return [RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows]
 
 
+# An order whose workflow has not reported this long after intake lost its start (the API died between the
+# commit and the start, or Temporal was down and the client never replayed): the worker's sweeper starts it.
+UNSTARTED_AFTER_SECONDS = 60
+
+
 async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit: int = 100) -> list[Order]:
     """Charged orders whose workflow never reported: the API died, or Temporal was down, after the commit."""
     rows = await session.scalars(
@@ -288,6 +293,17 @@ async def in_flight_at(session: AsyncSession, provider_id: int) -> list[Order]:
         .order_by(Order.id)
     )
     return list(rows)
+
+
+async def submissions_of(session: AsyncSession, order_id: int) -> list[ProviderSubmission]:
+    """The order's runs as sent to providers (what ops check when a run needs reconciliation)."""
+    return list(
+        await session.scalars(
+            select(ProviderSubmission)
+            .where(ProviderSubmission.order_id == order_id)
+            .order_by(ProviderSubmission.run_no, ProviderSubmission.id)
+        )
+    )
 
 
 async def project(session: AsyncSession, p: Projection) -> bool:

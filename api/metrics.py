@@ -1,0 +1,114 @@
+"""`GET /metrics` (Prometheus text) and the API's own instruments.
+
+Served without an API key, like most exporters: keep the port off the public internet (the numbers hold no
+personal data). Read-model counts are queried at scrape time; every API process answers the same numbers
+for them, so aggregate them with max(), not sum().
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from logs import order_context
+from store import stats
+from telemetry import TemporalSdkMetrics, join_expositions
+from workflows import policy
+
+INTAKE_SECONDS = Histogram(
+    "backoffice_order_intake_seconds",
+    "Time to answer POST /v1/orders (validate, write and charge, start the workflow), by HTTP status.",
+    ["code"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+STATUSES = (
+    policy.PENDING,
+    policy.IN_PROGRESS,
+    policy.COMPLETED,
+    policy.PARTIAL,
+    policy.CANCELED,
+    policy.REFUNDED,
+)
+PHASES = (
+    policy.QUEUED,
+    policy.DELIVERING,
+    policy.INTERRUPTED,
+    policy.PAUSED,
+    policy.SETTLING,
+    policy.REFILL_WINDOW,
+    policy.CLOSED,
+)
+_ORDER_PATH = re.compile(r"/v1/orders/(\d+)(?:/.*)?")
+
+router = APIRouter(include_in_schema=False)
+
+
+class _ReadModel(Collector):
+    """One scrape's counts from the database, as metric families."""
+
+    def __init__(self, snap: stats.Snapshot) -> None:
+        self._snap = snap
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self._snap
+        orders = GaugeMetricFamily(
+            "backoffice_orders", "Orders by status and phase (read model).", labels=["status", "phase"]
+        )
+        # Every known pair, zeros included, so a series drops to 0 rather than vanishing.
+        for status, phase in sorted({(s, p) for s in STATUSES for p in PHASES} | set(snap.orders)):
+            orders.add_metric([status, phase], snap.orders.get((status, phase), 0))
+        yield orders
+        yield GaugeMetricFamily(
+            "backoffice_orders_unstarted",
+            "Charged orders whose workflow has not reported a minute after intake (the sweeper's work).",
+            value=snap.unstarted,
+        )
+        yield CounterMetricFamily("backoffice_refunds", "Refund transfers in the ledger.", value=snap.refunds)
+        yield CounterMetricFamily(
+            "backoffice_refunded_micros", "Money refunded, in micro-units.", value=snap.refunded_micros
+        )
+        yield CounterMetricFamily(
+            "backoffice_refills_requested", "Refills requested.", value=sum(snap.refills.values())
+        )
+        refills = GaugeMetricFamily("backoffice_refills", "Refills by status.", labels=["status"])
+        for status, count in sorted(snap.refills.items()):
+            refills.add_metric([status], count)
+        yield refills
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    async with request.app.state.sessions() as session:
+        snap = await stats.snapshot(session)
+    read_model = CollectorRegistry(auto_describe=False)
+    read_model.register(_ReadModel(snap))
+    sdk: TemporalSdkMetrics | None = request.app.state.sdk_metrics
+    body = join_expositions(
+        generate_latest(REGISTRY), generate_latest(read_model), await sdk.text() if sdk else b""
+    )
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
+
+
+def install_metrics(app: FastAPI) -> None:
+    """`/metrics`, the intake timer, and order ids on the log lines of order routes."""
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if request.method == "POST" and path == "/v1/orders":
+            started = time.perf_counter()
+            response = await call_next(request)
+            INTAKE_SECONDS.labels(str(response.status_code)).observe(time.perf_counter() - started)
+            return response
+        if match := _ORDER_PATH.fullmatch(path):
+            with order_context(order_id=int(match.group(1))):
+                return await call_next(request)
+        return await call_next(request)
+
+    app.include_router(router)
