@@ -966,7 +966,7 @@ class OrderWorkflow:
         events, self._events = self._events, []
         refills, self._refill_progress = self._refill_progress, []
         self._projected = self._projection_key()
-        await (workflow.execute_local_activity_method if local else workflow.execute_activity_method)(
+        await workflow.execute_activity_method(
             ProjectionActivities.project_order,
             Projection(
                 order_id=state.order_id,
