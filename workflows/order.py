@@ -93,8 +93,10 @@ def _require_actor(actor: str, reason: str | None = None) -> None:
 
 @workflow.defn
 class OrderWorkflow:
-    def __init__(self) -> None:
-        self._order: OrderInput | None = None
+    @workflow.init
+    def __init__(self, order: OrderInput) -> None:
+        # Built from the input before any message is handled: an update may arrive with the first task.
+        self._order: OrderInput | None = order
         self._state: OrderState | None = None
         self._phase = policy.QUEUED  # the working phase; shown as `paused` while ops hold the order
         self._started = datetime.min  # when run 1 was due; later runs keep their offsets from it
@@ -120,6 +122,20 @@ class OrderWorkflow:
         self._last_refill_at: datetime | None = None
         self._deadline: datetime | None = None
         self._projected: tuple[Any, ...] = ()  # what the read model last got, to skip empty writes
+        self._plan = policy.plan_runs(
+            order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
+        )
+        if order.progress is None:
+            self._state = OrderState(
+                order_id=order.order_id,
+                status=policy.PENDING,
+                phase=policy.QUEUED,
+                quantity=order.quantity,
+                runs_total=len(self._plan),
+            )
+            self._started, self._routes = workflow.now(), list(order.routes)
+        else:
+            self._restore(order.progress)
 
     # ----- messages -----
 
@@ -390,20 +406,8 @@ class OrderWorkflow:
 
     @workflow.run
     async def run(self, order: OrderInput) -> OrderState:
-        self._order = order
-        plan = policy.plan_runs(
-            order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
-        )
-        progress = order.progress
+        plan, progress = self._plan, order.progress
         if progress is None:
-            self._state = OrderState(
-                order_id=order.order_id,
-                status=policy.PENDING,
-                phase=policy.QUEUED,
-                quantity=order.quantity,
-                runs_total=len(plan),
-            )
-            self._started, self._routes = workflow.now(), list(order.routes)
             self._event(
                 "placed",
                 f"{order.quantity} units of {order.service_name or f'service {order.service_id}'} "
@@ -413,7 +417,6 @@ class OrderWorkflow:
             await self._publish()
             first_run, in_flight = 1, None
         else:
-            self._restore(progress)
             first_run, in_flight = progress.next_run, progress.in_flight
             self._show_details()  # the Web UI summary does not carry over by itself
 
