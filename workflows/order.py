@@ -507,8 +507,7 @@ class OrderWorkflow:
                 state.queue_position = answer.position
                 state.note = f"waiting for a provider slot: number {answer.position} in line"
                 await self._publish()
-            self._wake = False
-            await self._wait(lambda: self._wake, QUEUE_RECHECK, "wait for a provider slot")
+            await self._nap(QUEUE_RECHECK, "wait for a provider slot")
         return False
 
     async def _release_slot(self, provider_id: int | None) -> None:
@@ -572,10 +571,7 @@ class OrderWorkflow:
             checks += 1
             state.note = f"run {run_no} of {runs_total} at provider {route.provider_id}"
             await self._publish_if_changed()
-            self._wake = False
-            await self._wait(
-                lambda: self._wake, timedelta(seconds=interval), f"check run {run_no} of {runs_total}"
-            )
+            await self._nap(timedelta(seconds=interval), f"check run {run_no} of {runs_total}")
             await self._until_resumed()
             try:
                 seen = await workflow.execute_activity_method(
@@ -683,10 +679,7 @@ class OrderWorkflow:
         self._interruption_attempt += 1
         state.note = f"provider {route.provider_id} not answering since {since:%Y-%m-%d %H:%M} UTC"
         await self._publish_if_changed()
-        self._wake = False
-        await self._wait(
-            lambda: self._wake, delay, f"try provider {route.provider_id} again in {_minutes(delay)}"
-        )
+        await self._nap(delay, f"try provider {route.provider_id} again in {_minutes(delay)}")
         return True
 
     def _end_interruption(self, how: str = "") -> None:
@@ -874,6 +867,15 @@ class OrderWorkflow:
     async def _until_resumed(self) -> None:
         if self.state().paused_by is not None:
             await workflow.wait_condition(lambda: self.state().paused_by is None or self._stop is not None)
+
+    async def _nap(self, within: timedelta, summary: str) -> None:
+        """Wait `within`, or less when something wakes the order (a message, a freed slot, a push).
+
+        The wake-up is consumed after the wait, never before it: one that came while the order was busy
+        (in an activity) still cuts the next wait short instead of being lost.
+        """
+        await self._wait(lambda: self._wake, within, summary)
+        self._wake = False
 
     async def _wait(self, done: Callable[[], bool], within: timedelta, summary: str) -> bool:
         """Wait until `done()`, at most `within`; True when `done()` came first."""

@@ -198,7 +198,8 @@ async def test_refills_over_rest_and_api_v2(api: Api) -> None:
     made = await api.http.post(f"/v1/orders/{order_id}/refills", json={"reason": "dropped"}, headers=customer)
     assert made.status_code == 201, made.text
     first = made.json()
-    assert (first["order_id"], first["refill_no"], first["status"]) == (order_id, 1, "Pending")
+    assert (first["order_id"], first["refill_no"]) == (order_id, 1)
+    assert first["status"] in ("Pending", "In progress")  # the order may have forwarded it already
     busy = await api.http.post(f"/v1/orders/{order_id}/refills", headers=customer)
     assert (busy.status_code, busy.json()["code"]) == (409, "refill_in_progress")
     key = api.keys["customer"]
