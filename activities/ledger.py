@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
-from store import ledger
+from store import ledger, slots
 from store.db import transaction
 from workflows.models import RefundMoney, Settlement
 
@@ -15,8 +15,12 @@ class LedgerActivities:
         self._sessions = sessions
 
     @activity.defn(name="settle_order")
-    async def settle_order(self, s: Settlement) -> None:
-        """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice."""
+    async def settle_order(self, s: Settlement) -> list[str]:
+        """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice.
+
+        Settling ends the order's hold on its provider too, in the same transaction: returns the workflow
+        ids of the orders that may now take the freed slot.
+        """
         escrow = ledger.escrow_account(s.order_id)
         async with transaction(self._sessions) as session:
             await ledger.ensure_account(session, ledger.REVENUE, "revenue")
@@ -44,6 +48,7 @@ class LedgerActivities:
                     reason="delivery recognised",
                     order_id=s.order_id,
                 )
+            return await slots.release(session, s.order_id, None)
 
     @activity.defn(name="refund_order")
     async def refund_order(self, r: RefundMoney) -> None:

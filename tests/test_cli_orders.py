@@ -445,7 +445,7 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
     ]  # fmt: skip
     shown = (await backoffice("orders", "show", str(waiting.order_id), "--json")).json()
     events = [(e["kind"], e["actor"], e["message"]) for e in shown["timeline"]]
-    assert ("link_fault", "support:lee", "link fault reported") in events
+    assert ("link_fault", "support:lee", "link fault reported: the account went private") in events
     assert ("settled", "workflow", "1000 of 3000 delivered: Partial, refunded 2.000000") in events
     after = await balances(sessions, waiting)
     assert after["customer"] == 100_000_000 - 3_000_000 - 200_000 + 2_000_000 and after["escrow"] == 0

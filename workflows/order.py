@@ -105,7 +105,6 @@ class OrderWorkflow:
         self._delivered_runs: list[DeliveredRun] = []
         self._in_flight: RunInFlight | None = None
         self._slot_provider: int | None = None
-        self._in_queue = False  # has asked for a slot and still waits for one
         self._awaiting_run: int | None = None  # the run ops must reconcile before delivery goes on
         self._reconciliation: RunReconciliation | None = None
         self._stop: StopRequest | None = None
@@ -121,7 +120,13 @@ class OrderWorkflow:
         self._completed_at: datetime | None = None
         self._last_refill_at: datetime | None = None
         self._deadline: datetime | None = None
-        self._projected: tuple[Any, ...] = ()  # what the read model last got, to skip empty writes
+        self._projected: tuple[Any, ...] = ()
+        # The search attributes as last set (the start sets status and phase already).
+        self._searchable: tuple[Any, ...] = (
+            policy.PENDING,
+            policy.QUEUED,
+            None,
+        )  # what the read model last got, to skip empty writes
         self._plan = policy.plan_runs(
             order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
         )
@@ -197,18 +202,7 @@ class OrderWorkflow:
         """Support found the link private, deleted, renamed or invalid: delivery stops, and the refund follows
         the service's `link_fault_refund`."""
         self._check_link_fault(action)
-        run = self._in_flight
-        if run is not None:
-            try:  # the link is broken anyway; asking the provider to stop is a courtesy
-                await workflow.execute_activity_method(
-                    ProviderActivities.cancel_run,
-                    CancelRun(self._order_id(), run.provider_id, run.provider_order_id),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=PROVIDER_RETRY,
-                    summary=f"ask provider {run.provider_id} to stop run {run.run_no}",
-                )
-            except ActivityError as err:
-                workflow.logger.warning("cancel after a link fault failed: %s", _reason(err))
+        await self._ask_provider_to_stop("the link is broken")
         self._stop_delivery(StopRequest("link_fault", action.actor, action.reason), "link fault reported")
         await self._publish()
         return self.state()
@@ -306,6 +300,7 @@ class OrderWorkflow:
                 self._stop_delivery(
                     StopRequest("refunded", request.actor, request.reason), "refunded in full"
                 )
+                await self._ask_provider_to_stop("the order was refunded in full")
         receipt = RefundReceipt(amount, state.refunded_micros, state.status)
         self._refunds[request.idempotency_key] = receipt
         await self._publish()
@@ -477,13 +472,11 @@ class OrderWorkflow:
                 break
             state.runs_done = run_no
             await self._continue_as_new_if_suggested(order, run_no + 1, None)
-        await self._release_slot(None)
-        return service_failed
+        return service_failed  # the settlement frees the provider slot
 
     async def _take_slot(self, order: OrderInput, provider_ids: list[int]) -> bool:
         """Wait FIFO for a slot at the first of these providers with room; False when delivery was stopped."""
         state = self.state()
-        self._in_queue = True
         while self._stop is None:
             await self._until_resumed()
             if self._stop is not None:
@@ -496,7 +489,7 @@ class OrderWorkflow:
                 summary="ask for a provider slot",
             )
             if answer.provider_id is not None:
-                self._slot_provider, self._in_queue = answer.provider_id, False
+                self._slot_provider = answer.provider_id
                 # The first route with room takes the order; the others stay behind it for failover.
                 self._routes.sort(key=lambda r: r.provider_id != answer.provider_id)
                 if state.queue_position is not None:
@@ -510,10 +503,8 @@ class OrderWorkflow:
             await self._nap(QUEUE_RECHECK, "wait for a provider slot")
         return False
 
-    async def _release_slot(self, provider_id: int | None) -> None:
-        """Leave the provider's slot (or every queue) and wake the orders that may now take it."""
-        if provider_id is None and self._slot_provider is None and not self._in_queue:
-            return
+    async def _release_slot(self, provider_id: int) -> None:
+        """Leave the provider's slot (a failover) and wake the orders that may now take it."""
         wake = await workflow.execute_activity_method(
             SlotActivities.release_slot,
             ReleaseSlot(self._order_id(), provider_id),
@@ -522,8 +513,9 @@ class OrderWorkflow:
             summary="free the provider slot",
         )
         self._slot_provider = None
-        if provider_id is None:
-            self._in_queue = False
+        await self._wake_waiters(wake)
+
+    async def _wake_waiters(self, wake: list[str]) -> None:
         for workflow_id in wake:
             try:
                 await workflow.get_external_workflow_handle(workflow_id).signal(OrderWorkflow.slot_freed)
@@ -714,9 +706,8 @@ class OrderWorkflow:
     async def _settle(self, order: OrderInput, *, service_failed: bool) -> None:
         state = self.state()
         async with self._money:
-            self._set_phase(policy.SETTLING)
+            self._set_phase(policy.SETTLING)  # a moment only: shown by the query, not worth a projection
             state.note = ""
-            await self._publish()
             delivered, stop = self._delivered, self._stop
             if stop is not None and stop.kind == "refunded":
                 status, refund = policy.REFUNDED, 0
@@ -736,7 +727,7 @@ class OrderWorkflow:
                     service_failed=service_failed,
                 )
             refund = min(refund, order.charge_micros - state.refunded_micros)
-            await workflow.execute_activity_method(
+            wake = await workflow.execute_activity_method(
                 LedgerActivities.settle_order,
                 Settlement(
                     order_id=order.order_id,
@@ -748,8 +739,10 @@ class OrderWorkflow:
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=STORE_RETRY,
-                summary="settle: refund the shortfall, recognise the rest",
+                summary="settle: refund the shortfall, recognise the rest, free the provider slot",
             )
+            self._slot_provider = None
+            await self._wake_waiters(wake)
             state.refunded_micros += refund
             state.status = status
             self._completed_at = workflow.now()
@@ -850,10 +843,30 @@ class OrderWorkflow:
     def _order_id(self) -> int:
         return self._input().order_id
 
+    async def _ask_provider_to_stop(self, why: str) -> None:
+        """A courtesy cancel of the run at the provider when delivery stops for a reason of our own; what
+        the provider answers changes nothing here."""
+        run = self._in_flight
+        if run is None:
+            return
+        try:
+            await workflow.execute_activity_method(
+                ProviderActivities.cancel_run,
+                CancelRun(self._order_id(), run.provider_id, run.provider_order_id),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=PROVIDER_RETRY,
+                summary=f"ask provider {run.provider_id} to stop run {run.run_no}: {why}",
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "provider %s did not stop run %s: %s", run.provider_id, run.run_no, _reason(err)
+            )
+
     def _stop_delivery(self, stop: StopRequest, message: str | None = None) -> None:
         self._stop = stop
         self._wake = True
-        self._event(stop.kind, message or stop.reason, stop.actor)
+        said = f"{message}: {stop.reason}" if message and stop.reason else message or stop.reason
+        self._event(stop.kind, said, stop.actor)
         if stop.kind == "link_fault":
             self.state().link_fault = stop.reason
 
@@ -960,13 +973,16 @@ class OrderWorkflow:
         """Project the state into the read model, the search attributes and the Web UI summary."""
         state = self.state()
         state.version += 1
-        updates: list[SearchAttributeUpdate[Any]] = [
-            sa.ORDER_STATUS.value_set(state.status),
-            sa.ORDER_PHASE.value_set(state.phase),
-        ]
-        if state.provider_id is not None:
-            updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
-        workflow.upsert_search_attributes(updates)
+        searchable = (state.status, state.phase, state.provider_id)
+        if searchable != self._searchable:  # each upsert is a history event: only when something changed
+            updates: list[SearchAttributeUpdate[Any]] = [
+                sa.ORDER_STATUS.value_set(state.status),
+                sa.ORDER_PHASE.value_set(state.phase),
+            ]
+            if state.provider_id is not None:
+                updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
+            workflow.upsert_search_attributes(updates)
+            self._searchable = searchable
         self._show_details()
         events, self._events = self._events, []
         refills, self._refill_progress = self._refill_progress, []
