@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck clean-data
+.PHONY: run test lint typecheck bench clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Performance figures on the embedded stack (docs/performance.md); e.g. BENCH_ARGS="--waiting 2000".
+bench: $(STAMP)
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
