@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # The worker's Prometheus endpoint (GET /metrics); port 0 turns it off. The API serves /metrics itself.
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9464
+    # Orders a worker keeps in memory between their steps. An order waiting in its refill window that falls
+    # out of the cache costs nothing until it wakes, then one replay of its history: memory stays flat
+    # however many orders wait.
+    worker_cached_orders: int = 500
     # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
     temporal_sdk_metrics: bool = True
 

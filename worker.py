@@ -33,7 +33,12 @@ SWEEP_EVERY_SECONDS = 30
 
 
 def build_worker(
-    client: Client, task_queue: str, sessions: async_sessionmaker[AsyncSession], http: httpx.AsyncClient
+    client: Client,
+    task_queue: str,
+    sessions: async_sessionmaker[AsyncSession],
+    http: httpx.AsyncClient,
+    *,
+    cached_orders: int = 500,
 ) -> Worker:
     return Worker(
         client,
@@ -43,6 +48,7 @@ def build_worker(
         interceptors=[ActivityOrderContext()],  # activity log lines carry order_id and workflow_id
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
         graceful_shutdown_timeout=timedelta(seconds=20),
+        max_cached_workflows=cached_orders,  # bounds memory with thousands of orders waiting
     )
 
 
@@ -98,7 +104,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     try:
         async with (
             metered_http_client() as http,
-            build_worker(client, settings.temporal_task_queue, sessions, http),
+            build_worker(
+                client,
+                settings.temporal_task_queue,
+                sessions,
+                http,
+                cached_orders=settings.worker_cached_orders,
+            ),
         ):
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             sweeper = asyncio.create_task(_sweep(client, sessions, settings.temporal_task_queue))

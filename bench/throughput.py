@@ -51,6 +51,7 @@ from baseline_workflow import OneActivity, noop  # noqa: E402
 
 from activities import build_activities  # noqa: E402
 from devstack import venv_binary  # noqa: E402
+from settings import Settings  # noqa: E402
 from store import keys  # noqa: E402
 from store.catalog import load_catalog  # noqa: E402
 from store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -463,11 +464,19 @@ async def run(info: dict[str, Any], stack: subprocess.Popen[bytes], args: argpar
                 f"    {n1} waiting: worker RSS {r1:.0f} MiB "
                 f"(idle {r0:.0f} MiB, {per_order:.1f} KiB per order)"
             )
-            if n1 < 10_000:
+            # The worker keeps at most WORKER_CACHED_ORDERS orders in memory; the rest wait at no cost.
+            cache = Settings().worker_cached_orders
+            full = [rss for n, rss in points if n >= cache]
+            if full:
                 say(
-                    "    extrapolated, linear, to 10 000 waiting: "
-                    f"{r0 + (r1 - r0) / max(n1 - n0, 1) * 10_000:.0f} MiB"
-                    " (an upper bound: the SDK caches at most 1000 workflows by default)"
+                    f"    beyond the worker's cache of {cache} orders RSS stays flat: "
+                    f"{min(full):.0f}-{max(full):.0f} MiB, so about that at 10 000 waiting"
+                )
+            else:
+                slope = (r1 - r0) / max(n1 - n0, 1)
+                say(
+                    f"    the worker caches at most {cache} orders: at 10 000 waiting about "
+                    f"{r0 + slope * cache:.0f} MiB (linear up to the cache, flat beyond)"
                 )
     await db.close()
 
