@@ -126,7 +126,7 @@ def cmd_catalog_import(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
     from providers.client import ApiV2Client, ProviderError
-    from store.catalog import CatalogError, OfferedService, import_services, parse_markup_bp
+    from store.catalog import CatalogError, import_services, parse_markup_bp
     from store.models import Provider
 
     try:
@@ -152,14 +152,8 @@ def cmd_catalog_import(settings: Settings, args: argparse.Namespace) -> int:
             except ProviderError as exc:
                 print(f"error: {provider.name} answered: {exc.message}", file=sys.stderr)
                 return 1
-        services = [
-            OfferedService(
-                s.service, s.name, s.type, s.category, s.rate, s.min, s.max, s.refill, s.cancel, s.dripfeed
-            )
-            for s in offered
-        ]
-        print(f"{len(services)} service(s) offered; importing with {args.markup} % markup", file=sys.stderr)
-        report = await import_services(session, provider.name, services, markup_bp, progress)
+        print(f"{len(offered)} service(s) offered; importing with {args.markup} % markup", file=sys.stderr)
+        report = await import_services(session, provider.name, offered, markup_bp, progress)
         print(
             f"created {len(report.created)}, updated {len(report.updated)}, "
             f"route dropped from {len(report.routes_dropped)}, unavailable {len(report.unavailable)}"

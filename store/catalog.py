@@ -15,6 +15,7 @@ from sqlalchemy import delete, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from providers.client import ProviderService
 from store.models import Provider, Route, Service
 from workflows.policy import parse_money, parse_percent_bp
 
@@ -136,22 +137,6 @@ IMPORT_REFILL_MAX = 3
 IMPORT_LINK_PATTERN = r"https?://\S{1,500}"
 
 
-@dataclass(frozen=True)
-class OfferedService:
-    """One service in a provider's `services` answer, as the import needs it (rate per 1000 units)."""
-
-    service: str
-    name: str
-    type: str
-    category: str
-    rate: Decimal
-    min: int
-    max: int
-    refill: bool
-    cancel: bool
-    dripfeed: bool
-
-
 @dataclass
 class ImportReport:
     created: list[int] = field(default_factory=list)  # our new service ids
@@ -180,7 +165,7 @@ def marked_up_micros(rate: Decimal, markup_bp: int) -> int:
 async def import_services(
     session: AsyncSession,
     provider_name: str,
-    offered: list[OfferedService],
+    offered: list[ProviderService],
     markup_bp: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> ImportReport:
