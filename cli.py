@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from logs import order_context, setup_logging
 from settings import Settings, get_settings
@@ -230,8 +230,6 @@ def cmd_ledger_check(settings: Settings, args: argparse.Namespace) -> int:
 # once the order has acted. Every command prints JSON with --json.
 
 audit = logging.getLogger("backoffice.audit")
-STATUSES = ("Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded")
-PHASES = ("queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed")
 
 
 def _print_json(value: Any) -> None:
@@ -652,6 +650,8 @@ def cmd_provider_resume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from api.schemas import Phase, Status
+
     parser = argparse.ArgumentParser(prog="backoffice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -710,8 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = orders.add_parser("list", help="orders page by page, by ascending id, with filters")
     listing.add_argument("--customer", type=int, help="customer id")
-    listing.add_argument("--status", choices=STATUSES)
-    listing.add_argument("--phase", choices=PHASES)
+    listing.add_argument("--status", choices=get_args(Status))
+    listing.add_argument("--phase", choices=get_args(Phase))
     listing.add_argument("--service", type=int, help="service id")
     listing.add_argument(
         "--from", dest="created_from", type=_timestamp, help="created at or after (ISO, UTC)"

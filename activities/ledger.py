@@ -54,7 +54,6 @@ class LedgerActivities:
     async def refund_order(self, r: RefundMoney) -> None:
         """A support refund, by key: from escrow, or taken back from revenue once delivery was recognised."""
         async with transaction(self._sessions) as session:
-            await ledger.ensure_account(session, ledger.REVENUE, "revenue")
             await ledger.refund_order(
                 session,
                 order_id=r.order_id,

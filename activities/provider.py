@@ -15,7 +15,7 @@ workflow decides how long to wait. Final refusals are non-retryable ApplicationE
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,7 +28,6 @@ from temporalio.exceptions import ApplicationError
 from providers.batching import Coalescer, TokenBucket
 from providers.client import (
     ApiV2Client,
-    ProviderAmbiguous,
     ProviderLinkFault,
     ProviderOrderStatus,
     ProviderRefillStatus,
@@ -49,7 +48,7 @@ from workflows.models import (
     SubmittedRefill,
     SubmittedRun,
 )
-from workflows.policy import CANCELED, PARTIAL, REFUNDED
+from workflows.policy import run_link_fault
 
 # Error types the workflow tells apart (ApplicationError.type); all are final for the activity.
 REJECTED = "ProviderRejected"  # this route refuses (incorrect service, disabled, unknown order, ...)
@@ -58,8 +57,6 @@ LINK_FAULT = "LinkFault"  # the provider refuses the link (private, deleted, ren
 
 # How long status checks wait for company before their batch leaves.
 BATCH_WINDOW_SECONDS = 0.1
-# Statuses in which a link-fault text means the provider ended the run because of the link.
-_ENDED = (CANCELED, PARTIAL, REFUNDED)
 
 
 @dataclass
@@ -110,18 +107,12 @@ class ProviderActivities:
             limiter=TokenBucket(rate) if rate else None,
         )
 
-        async def statuses(ids: Sequence[str]) -> dict[str, Any]:
-            return dict(await client.statuses(ids))
-
-        async def refill_statuses(ids: Sequence[str]) -> dict[str, Any]:
-            return dict(await client.refill_statuses(ids))
-
         upstream = _Upstream(
             config,
             client,
             provider.accepts_idempotency_key,
-            Coalescer(statuses, window=self._batch_window),
-            Coalescer(refill_statuses, window=self._batch_window),
+            Coalescer(client.statuses, window=self._batch_window),
+            Coalescer(client.refill_statuses, window=self._batch_window),
         )
         self._upstreams[provider_id] = upstream
         return upstream
@@ -131,75 +122,31 @@ class ProviderActivities:
     @activity.defn(name="submit_run")
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
         upstream = await self._upstream(run.provider_id)
-        dedupes = upstream.dedupes
-        client_key = f"order-{run.order_id}-run-{run.run_no}-p{run.provider_id}"
+        row = ProviderSubmission(
+            order_id=run.order_id,
+            run_no=run.run_no,
+            provider_id=run.provider_id,
+            provider_service_id=run.provider_service_id,
+            quantity=run.quantity,
+            client_key=f"order-{run.order_id}-run-{run.run_no}-p{run.provider_id}",
+            state="sending",
+        )
         where = (
             ProviderSubmission.order_id == run.order_id,
             ProviderSubmission.run_no == run.run_no,
             ProviderSubmission.provider_id == run.provider_id,
         )
-        async with transaction(self._sessions) as session:
-            row = await session.scalar(select(ProviderSubmission).where(*where).with_for_update())
-            if row is not None and row.state == "accepted" and row.provider_order_id:
-                return SubmittedRun(row.provider_order_id)
-            if row is not None and row.state in _FINAL_TYPES:
-                raise _final(row.state, row.error)
-            if row is not None and not dedupes:  # still `sending`: the last attempt's fate is unknown
-                row.state = "needs_reconciliation"
-                row.error = "no answer to the last submission; the provider cannot deduplicate a re-send"
-                raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
-            else:
-                raise_after = None
-                if row is None:
-                    session.add(
-                        ProviderSubmission(
-                            order_id=run.order_id,
-                            run_no=run.run_no,
-                            provider_id=run.provider_id,
-                            provider_service_id=run.provider_service_id,
-                            quantity=run.quantity,
-                            client_key=client_key,
-                            state="sending",
-                        )
-                    )
-        if raise_after is not None:
-            raise raise_after
 
-        try:
-            provider_order_id = await upstream.client.add(
+        def add(idempotency_key: str | None) -> Awaitable[str]:
+            return upstream.client.add(
                 service=run.provider_service_id,
                 link=run.link,
                 quantity=run.quantity,
-                idempotency_key=client_key if dedupes else None,
+                idempotency_key=idempotency_key,
             )
-        except ProviderLinkFault as exc:
-            await _settle(self._sessions, ProviderSubmission, where, state="link_fault", error=exc.message)
-            raise ApplicationError(exc.message, type=LINK_FAULT, non_retryable=True) from exc
-        except ProviderRejected as exc:
-            await _settle(self._sessions, ProviderSubmission, where, state="rejected", error=exc.message)
-            raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
-        except ProviderUnavailable:
-            # The request was not processed: forget the attempt so the retry starts clean.
-            async with transaction(self._sessions) as session:
-                await session.execute(
-                    delete(ProviderSubmission).where(*where, ProviderSubmission.state == "sending")
-                )
-            raise
-        except ProviderAmbiguous:
-            raise  # the row stays `sending`; the retry decides as described above
-        if await _settle(
-            self._sessions, ProviderSubmission, where, state="accepted", provider_order_id=provider_order_id
-        ):
-            return SubmittedRun(provider_order_id)
-        # An overlapping attempt settled the row first. If it was accepted, that is the answer. If the run
-        # went to ops meanwhile, keep what this attempt learned (what ops need) but leave the state to them.
-        async with transaction(self._sessions) as session:
-            row = await session.scalar(select(ProviderSubmission).where(*where).with_for_update())
-            if row is not None and row.state == "accepted" and row.provider_order_id:
-                return SubmittedRun(row.provider_order_id)
-            if row is not None and row.provider_order_id is None:
-                row.provider_order_id = provider_order_id
-        raise ApplicationError("the run awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True)
+
+        once = _Once(where, "provider_order_id", "run", "submission", link_faults=True)
+        return SubmittedRun(await self._send_once(once, row, upstream.dedupes, add))
 
     @activity.defn(name="check_run")
     async def check_run(self, check: CheckRun) -> RunStatus:
@@ -213,7 +160,7 @@ class ProviderActivities:
             status = await upstream.statuses.get(check.provider_order_id)
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
-        link_fault = status.link_fault if status.status in _ENDED else None
+        link_fault = run_link_fault(status.status, status.link_fault)
         return RunStatus(status.status, status.raw_status, status.remains, status.start_count, link_fault)
 
     @activity.defn(name="cancel_run")
@@ -235,65 +182,28 @@ class ProviderActivities:
         """Forward a refill at most once per (order, refill_no, provider order), by the same rules as
         submit_run. One refill of a drip-feed order goes to every provider order that delivered."""
         upstream = await self._upstream(refill.provider_id)
-        dedupes = upstream.dedupes
-        client_key = (
-            f"order-{refill.order_id}-refill-{refill.refill_no}"
-            f"-p{refill.provider_id}-{refill.provider_order_id}"
+        row = ProviderRefill(
+            order_id=refill.order_id,
+            refill_no=refill.refill_no,
+            provider_id=refill.provider_id,
+            provider_order_id=refill.provider_order_id,
+            client_key=(
+                f"order-{refill.order_id}-refill-{refill.refill_no}"
+                f"-p{refill.provider_id}-{refill.provider_order_id}"
+            ),
+            state="sending",
         )
         where = (
             ProviderRefill.order_id == refill.order_id,
             ProviderRefill.refill_no == refill.refill_no,
             ProviderRefill.provider_order_id == refill.provider_order_id,
         )
-        async with transaction(self._sessions) as session:
-            row = await session.scalar(select(ProviderRefill).where(*where).with_for_update())
-            if row is not None and row.state == "accepted" and row.provider_refill_id:
-                return SubmittedRefill(row.provider_refill_id)
-            if row is not None and row.state in _FINAL_TYPES:
-                raise _final(row.state, row.error)
-            if row is not None and not dedupes:
-                row.state = "needs_reconciliation"
-                row.error = "no answer to the last refill request; the provider cannot deduplicate a re-send"
-                raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
-            else:
-                raise_after = None
-                if row is None:
-                    session.add(
-                        ProviderRefill(
-                            order_id=refill.order_id,
-                            refill_no=refill.refill_no,
-                            provider_id=refill.provider_id,
-                            provider_order_id=refill.provider_order_id,
-                            client_key=client_key,
-                            state="sending",
-                        )
-                    )
-        if raise_after is not None:
-            raise raise_after
 
-        try:
-            refill_id = await upstream.client.refill(
-                refill.provider_order_id, idempotency_key=client_key if dedupes else None
-            )
-        except ProviderRejected as exc:
-            await _settle(self._sessions, ProviderRefill, where, state="rejected", error=exc.message)
-            raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
-        except ProviderUnavailable:
-            async with transaction(self._sessions) as session:
-                await session.execute(delete(ProviderRefill).where(*where, ProviderRefill.state == "sending"))
-            raise
-        accepted = {"state": "accepted", "provider_refill_id": refill_id}
-        if await _settle(self._sessions, ProviderRefill, where, **accepted):
-            return SubmittedRefill(refill_id)
-        async with transaction(self._sessions) as session:
-            row = await session.scalar(select(ProviderRefill).where(*where).with_for_update())
-            if row is not None and row.state == "accepted" and row.provider_refill_id:
-                return SubmittedRefill(row.provider_refill_id)
-            if row is not None and row.provider_refill_id is None:
-                row.provider_refill_id = refill_id
-        raise ApplicationError(
-            "the refill awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True
-        )
+        def send(idempotency_key: str | None) -> Awaitable[str]:
+            return upstream.client.refill(refill.provider_order_id, idempotency_key=idempotency_key)
+
+        once = _Once(where, "provider_refill_id", "refill", "refill request", link_faults=False)
+        return SubmittedRefill(await self._send_once(once, row, upstream.dedupes, send))
 
     @activity.defn(name="check_refill")
     async def check_refill(self, check: CheckRefill) -> RefillStatus:
@@ -304,6 +214,74 @@ class ProviderActivities:
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
         return RefillStatus(status.status, status.raw_status)
+
+    # ------------------------------------------------------------------------------------------ exactly once
+
+    async def _send_once(
+        self,
+        once: _Once,
+        new_row: ProviderSubmission | ProviderRefill,
+        dedupes: bool,
+        send: Callable[[str | None], Awaitable[str]],
+    ) -> str:
+        """Send a request that changes something at the provider at most once, tracked by its row (see the
+        module docstring); return the provider's id for it."""
+        table, where, key = type(new_row), once.where, new_row.client_key
+        async with transaction(self._sessions) as session:
+            row: ProviderSubmission | ProviderRefill | None = await session.scalar(
+                select(table).where(*where).with_for_update()
+            )
+            raise_after = None
+            if row is None:
+                session.add(new_row)
+            elif row.state == "accepted" and getattr(row, once.id_column):
+                return str(getattr(row, once.id_column))
+            elif row.state in _FINAL_TYPES:
+                raise _final(row.state, row.error)
+            elif not dedupes:  # still `sending`: the last attempt's fate is unknown
+                row.state = "needs_reconciliation"
+                row.error = f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
+                raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
+        if raise_after is not None:
+            raise raise_after
+
+        try:
+            given_id = await send(key if dedupes else None)
+        except ProviderRejected as exc:
+            link_fault = once.link_faults and isinstance(exc, ProviderLinkFault)
+            state, type_ = ("link_fault", LINK_FAULT) if link_fault else ("rejected", REJECTED)
+            await _settle(self._sessions, table, where, state=state, error=exc.message)
+            raise ApplicationError(exc.message, type=type_, non_retryable=True) from exc
+        except ProviderUnavailable:
+            # The request was not processed: forget the attempt so the retry starts clean.
+            async with transaction(self._sessions) as session:
+                await session.execute(delete(table).where(*where, table.state == "sending"))
+            raise
+        # ProviderAmbiguous passes: the row stays `sending`; the retry decides as described above.
+        if await _settle(self._sessions, table, where, state="accepted", **{once.id_column: given_id}):
+            return given_id
+        # An overlapping attempt settled the row first. If it was accepted, that is the answer. If it went to
+        # ops meanwhile, keep what this attempt learned (what ops need) but leave the state to them.
+        async with transaction(self._sessions) as session:
+            row = await session.scalar(select(table).where(*where).with_for_update())
+            if row is not None and row.state == "accepted" and getattr(row, once.id_column):
+                return str(getattr(row, once.id_column))
+            if row is not None and getattr(row, once.id_column) is None:
+                setattr(row, once.id_column, given_id)
+        raise ApplicationError(
+            f"the {once.noun} awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True
+        )
+
+
+@dataclass(frozen=True)
+class _Once:
+    """How one kind of request is kept to at most once: its row, and the words for its messages."""
+
+    where: tuple[Any, ...]  # the request's row
+    id_column: str  # the row's column for the provider's id
+    noun: str  # "run", "refill"
+    request: str  # "submission", "refill request"
+    link_faults: bool  # whether a refusal because of the link is told apart from other refusals
 
 
 # A settled row answers a retry with the same final error.

@@ -22,9 +22,11 @@ from store import orders as store_orders
 from store.keys import Caller
 from store.models import Order
 from temporal_client import OrderActionRefused, send_order_update, start_order_workflow
+from workflows.models import OrderAction, OrderState
 
 T = TypeVar("T")
 
+log = logging.getLogger(__name__)
 audit = logging.getLogger("backoffice.audit")
 
 # An action answers once the order has acted on it; past this the caller is told to look again later.
@@ -37,6 +39,35 @@ async def visible_order(session: AsyncSession, caller: Caller, order_id: int) ->
     if order is None or (caller.role == "customer" and order.customer_id != caller.customer_id):
         raise ApiError(404, "order_not_found", f"order {order_id} does not exist")
     return order
+
+
+async def start_if_new(temporal: Client, task_queue: str, order: Order) -> None:
+    """Start the order's workflow unless it has already reported (it then runs, or ran)."""
+    if order.state_version == 0:
+        await start_order_workflow(temporal, task_queue, store_orders.order_input(order))
+
+
+async def place_and_start(
+    session: AsyncSession,
+    temporal: Client,
+    task_queue: str,
+    caller: Caller,
+    request: store_orders.OrderRequest,
+    idempotency_key: str,
+) -> tuple[Order, bool, bool]:
+    """Place the order (store.orders.place_order, in its own transaction), then start its workflow.
+
+    Returns (order, created, started). Not started means Temporal was unreachable: the order is saved and
+    charged, and a replay of the request or the worker's sweeper starts it. Refusals raise OrderRejected.
+    """
+    async with session.begin():
+        order, created = await store_orders.place_order(session, caller, request, idempotency_key)
+    try:
+        await start_if_new(temporal, task_queue, order)
+    except RPCError as exc:
+        log.error("order %s saved but its workflow did not start: %s", order.id, exc)
+        return order, created, False
+    return order, created, True
 
 
 def audit_line(**fields: Any) -> None:
@@ -63,8 +94,7 @@ async def send_action(
     """
     base = {"action": action, "order_id": order.id, "actor": caller.actor, "reason": reason, "via": via}
     try:
-        if order.state_version == 0:
-            await start_order_workflow(temporal, task_queue, store_orders.order_input(order))
+        await start_if_new(temporal, task_queue, order)
         async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
             result = await send_order_update(temporal, order.id, action, arg, result_type)
     except OrderActionRefused as exc:
@@ -89,3 +119,21 @@ async def send_action(
         ) from exc
     audit_line(**base, outcome="accepted")
     return result
+
+
+async def send_order_action(
+    temporal: Client,
+    task_queue: str,
+    order: Order,
+    caller: Caller,
+    action: str,
+    reason: str,
+    *,
+    via: str = "rest",
+) -> OrderState:
+    """send_action for the messages that take an OrderAction and answer the order's state (cancel, pause,
+    resume, report_link_fault)."""
+    arg = OrderAction(actor=caller.actor, reason=reason)
+    return await send_action(
+        temporal, task_queue, order, caller, action, arg, OrderState, reason=reason, via=via
+    )

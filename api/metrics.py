@@ -27,23 +27,6 @@ INTAKE_SECONDS = Histogram(
     ["code"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-STATUSES = (
-    policy.PENDING,
-    policy.IN_PROGRESS,
-    policy.COMPLETED,
-    policy.PARTIAL,
-    policy.CANCELED,
-    policy.REFUNDED,
-)
-PHASES = (
-    policy.QUEUED,
-    policy.DELIVERING,
-    policy.INTERRUPTED,
-    policy.PAUSED,
-    policy.SETTLING,
-    policy.REFILL_WINDOW,
-    policy.CLOSED,
-)
 _ORDER_PATH = re.compile(r"/v1/orders/(\d+)(?:/.*)?")
 
 router = APIRouter(include_in_schema=False)
@@ -61,7 +44,9 @@ class _ReadModel(Collector):
             "backoffice_orders", "Orders by status and phase (read model).", labels=["status", "phase"]
         )
         # Every known pair, zeros included, so a series drops to 0 rather than vanishing.
-        for status, phase in sorted({(s, p) for s in STATUSES for p in PHASES} | set(snap.orders)):
+        for status, phase in sorted(
+            {(s, p) for s in policy.STATUSES for p in policy.PHASES} | set(snap.orders)
+        ):
             orders.add_metric([status, phase], snap.orders.get((status, phase), 0))
         yield orders
         yield GaugeMetricFamily(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from store.ledger import StatementLine
 from store.models import Customer, Order, OrderEvent, Refill, Service
+from workflows import policy
 from workflows.models import OrderState
 from workflows.policy import format_money
 
@@ -87,7 +88,7 @@ class OrderOut(BaseModel):
             phase=o.phase,
             quantity=o.quantity,
             delivered=o.delivered,
-            remains=max(o.quantity - o.delivered, 0),
+            remains=policy.remains(o.quantity, o.delivered),
             charge=format_money(o.charge_micros),
             refunded=format_money(o.refunded_micros),
             runs=o.runs,
@@ -151,6 +152,9 @@ class OrderDetail(OrderOut):
 
     timeline: list[TimelineEvent]
     timeline_truncated: bool = Field(description="true when only the first events are shown")
+    queue_position: int | None = Field(
+        description="while the order waits for a provider slot, its place in line (1 = next); else null"
+    )
     refills: list[RefillOut]
 
 
@@ -250,7 +254,7 @@ class OrderStateOut(BaseModel):
             phase=s.phase,
             quantity=s.quantity,
             delivered=s.delivered,
-            remains=max(s.quantity - s.delivered, 0),
+            remains=policy.remains(s.quantity, s.delivered),
             refunded=format_money(s.refunded_micros),
             note=s.note,
         )
@@ -294,6 +298,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         504: "the order did not answer in time (`action_timeout`); the action may still take effect",
     }
     return {status: {"model": ErrorOut, "description": text.get(status, "error")} for status in statuses}
+
+
+def replayable_responses(
+    model: type[BaseModel], *statuses: int, description: str = "a replay of the same Idempotency-Key"
+) -> dict[int | str, dict[str, Any]]:
+    """error_responses for a route that answers 200 with `model` when a request repeats."""
+    return {200: {"model": model, "description": description}, **error_responses(*statuses)}
 
 
 class CustomerCreate(Strict):

@@ -27,9 +27,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.service import RPCError
 
-from api.actions import send_action
+from api.actions import place_and_start, send_action, send_order_action
 from api.errors import ApiError
 from settings import Settings
 from store import ledger
@@ -37,9 +36,8 @@ from store import orders as store_orders
 from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
-from temporal_client import start_order_workflow
-from workflows.models import OrderAction, RefillRequest, RefillTicket
-from workflows.models import OrderState as WorkflowOrderState
+from workflows import policy
+from workflows.models import RefillRequest, RefillTicket
 from workflows.policy import MICROS
 
 router = APIRouter(tags=["api v2"])
@@ -69,11 +67,9 @@ INTAKE_TEXTS = {
     "customer_not_found": INVALID_KEY,
 }
 # Workflow refusals of a refill; others keep the workflow's own text.
-REFILL_TEXTS = {
-    "refill_disabled": "Refill is disabled for this service",
-    "not_completed": "The order is not completed",
-    "refill_too_soon": "The order was completed or refill was requested less than 24 hours ago",
-}
+# API v2 clients know the standard texts: the cooldown refusal keeps its "24 hours" wording whatever
+# the service's cooldown.
+REFILL_TEXTS = dict((policy.REFILL_DISABLED, policy.NOT_COMPLETED, policy.refill_too_soon(24)))
 
 PARAMETERS = [
     ("key", "the customer's API key (or send it in `X-Api-Key`)"),
@@ -244,8 +240,6 @@ class Api2:
 
     async def add(self) -> Any:
         p = self.params
-        if _scalar(p.get("service")) is None:
-            raise V2Error(INCORRECT_SERVICE)
         service = _int(p.get("service"))
         if service is None:
             raise V2Error(INCORRECT_SERVICE)
@@ -276,16 +270,13 @@ class Api2:
             interval=interval,
         )
         try:
-            async with self.session.begin():
-                order, _created = await store_orders.place_order(self.session, self.caller, request, key)
-                order_input = store_orders.order_input(order)
+            # Not started (Temporal unreachable) is fine: the order is saved and charged, and the worker's
+            # sweeper starts it shortly.
+            order, _created, _started = await place_and_start(
+                self.session, self.temporal, self.settings.temporal_task_queue, self.caller, request, key
+            )
         except store_orders.OrderRejected as exc:
             raise V2Error(INTAKE_TEXTS.get(exc.code) or exc.message[:1].upper() + exc.message[1:]) from exc
-        if order.state_version == 0:
-            try:
-                await start_order_workflow(self.temporal, self.settings.temporal_task_queue, order_input)
-            except RPCError as exc:  # saved and charged: the worker's sweeper starts it shortly
-                log.error("order %s saved but its workflow did not start yet: %s", order.id, exc)
         return {"order": order.id}
 
     def _status_of(self, o: Order) -> dict[str, Any]:
@@ -293,7 +284,7 @@ class Api2:
             "charge": money(o.charge_micros),
             "start_count": str(o.start_count or 0),
             "status": o.status,
-            "remains": str(max(o.quantity - o.delivered, 0)),
+            "remains": str(policy.remains(o.quantity, o.delivered)),
             "currency": self.settings.currency,
         }
         if o.runs:
@@ -421,15 +412,13 @@ class Api2:
         texts, _batch = ids
 
         async def act(order: Order) -> int:
-            await send_action(
+            await send_order_action(
                 self.temporal,
                 self.settings.temporal_task_queue,
                 order,
                 self.caller,
                 "cancel",
-                OrderAction(actor=self.caller.actor, reason="API v2 cancel"),
-                WorkflowOrderState,
-                reason="API v2 cancel",
+                "API v2 cancel",
                 via="api_v2",
             )
             return 1

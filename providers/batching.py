@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 # One batch call: ids in, each id's result or the exception meant for its caller out.
-Fetch = Callable[[Sequence[str]], Awaitable[dict[str, "T | BaseException"]]]
+Fetch = Callable[[Sequence[str]], Awaitable[Mapping[str, "T | BaseException"]]]
 
 
 class Coalescer(Generic[T]):

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import httpx
 
@@ -24,6 +24,8 @@ from providers.errors import LINK_FAULT, TEMPORARY, classify_error, link_fault_t
 from providers.status import normalise_order_status, normalise_refill_status, parse_int
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 MAX_BATCH = 100  # ids per `status`, `refill`, `refill_status` and `cancel` call (api-v2.md)
 
@@ -192,32 +194,10 @@ class ApiV2Client:
         return _order_status(answer)
 
     async def statuses(self, order_ids: Sequence[str]) -> dict[str, ProviderOrderStatus | ProviderError]:
-        """Many orders' statuses in one call (`orders=`, up to 100): each id maps to a status or its error.
-
-        An id the answer leaves out maps to ProviderUnavailable (ask again). Errors about the whole call
-        raise. A single id is asked with `order=`, which every provider understands.
-        """
-        ids = _batch(order_ids)
-        if len(ids) == 1:
-            try:
-                return {ids[0]: await self.status(ids[0])}
-            except (ProviderRejected, ProviderAmbiguous) as exc:
-                return {ids[0]: exc}
-        answer = await self._call("status", {"orders": ",".join(ids)})
-        by_id = _keyed(answer, "order")
-        if by_id is None:
-            raise ProviderUnavailable(f"status answered no map of orders: {_excerpt(answer)}")
-        found: dict[str, ProviderOrderStatus | ProviderError] = {}
-        for order_id in ids:
-            item = by_id.get(order_id)
-            if item is None:
-                found[order_id] = ProviderUnavailable(f"status answered nothing for order {order_id}")
-                continue
-            try:
-                found[order_id] = _order_status(item)
-            except ProviderError as exc:
-                found[order_id] = exc
-        return found
+        """Many orders' statuses in one call (`orders=`, up to 100); a single id is asked with `order=`."""
+        return await self._read_many(
+            "status", order_ids, self.status, many="orders", field="order", parse=_order_status
+        )
 
     async def cancel(self, order_ids: Sequence[str]) -> dict[str, CancelResult]:
         """Ask to cancel orders; each id maps to whether the provider took the request.
@@ -300,27 +280,14 @@ class ApiV2Client:
         self, refill_ids: Sequence[str]
     ) -> dict[str, ProviderRefillStatus | ProviderError]:
         """Many refills' statuses (`refills=`, up to 100); a single id is asked with `refill=`."""
-        ids = _batch(refill_ids)
-        if len(ids) == 1:
-            try:
-                return {ids[0]: await self.refill_status(ids[0])}
-            except (ProviderRejected, ProviderAmbiguous) as exc:
-                return {ids[0]: exc}
-        answer = await self._call("refill_status", {"refills": ",".join(ids)})
-        by_id = _keyed(answer, "refill")
-        if by_id is None:
-            raise ProviderUnavailable(f"refill_status answered no list of refills: {_excerpt(answer)}")
-        results: dict[str, ProviderRefillStatus | ProviderError] = {}
-        for refill_id in ids:
-            item = by_id.get(refill_id)
-            if item is None:
-                results[refill_id] = ProviderUnavailable(f"refill_status answered nothing for {refill_id}")
-                continue
-            try:
-                results[refill_id] = _refill_status(item)
-            except ProviderError as exc:
-                results[refill_id] = exc
-        return results
+        return await self._read_many(
+            "refill_status",
+            refill_ids,
+            self.refill_status,
+            many="refills",
+            field="refill",
+            parse=_refill_status,
+        )
 
     # ------------------------------------------------------------------------------------------ account
 
@@ -348,6 +315,43 @@ class ApiV2Client:
         return Balance(str(answer["balance"]).strip(), str(answer.get("currency") or "").strip())
 
     # ------------------------------------------------------------------------------------------ transport
+
+    async def _read_many(
+        self,
+        action: str,
+        wanted: Sequence[str],
+        read_one: Callable[[str], Awaitable[T]],
+        *,
+        many: str,
+        field: str,
+        parse: Callable[[Any], T],
+    ) -> dict[str, T | ProviderError]:
+        """A batch read (`status`, `refill_status`): each id maps to its parsed item or its own error.
+
+        A single id is asked with `read_one`, which every provider understands. An id the answer leaves out
+        maps to ProviderUnavailable (ask again); errors about the whole call raise.
+        """
+        ids = _batch(wanted)
+        if len(ids) == 1:
+            try:
+                return {ids[0]: await read_one(ids[0])}
+            except (ProviderRejected, ProviderAmbiguous) as exc:
+                return {ids[0]: exc}
+        answer = await self._call(action, {many: ",".join(ids)})
+        by_id = _keyed(answer, field)
+        if by_id is None:
+            raise ProviderUnavailable(f"{action} answered no map of {many}: {_excerpt(answer)}")
+        found: dict[str, T | ProviderError] = {}
+        for item_id in ids:
+            item = by_id.get(item_id)
+            if item is None:
+                found[item_id] = ProviderUnavailable(f"{action} answered nothing for {field} {item_id}")
+                continue
+            try:
+                found[item_id] = parse(item)
+            except ProviderError as exc:
+                found[item_id] = exc
+        return found
 
     async def _call(self, action: str, params: dict[str, str], *, mutating: bool = False) -> Any:
         """POST one action and return the decoded JSON; every failure becomes a ProviderError."""

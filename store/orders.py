@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import func, select, text, update
+from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -182,16 +182,18 @@ async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRe
 UNSTARTED_AFTER_SECONDS = 60
 
 
+def is_unstarted(older_than_seconds: int) -> ColumnElement[bool]:
+    """The condition on an order whose workflow has not reported `older_than_seconds` after intake."""
+    return and_(
+        Order.state_version == 0,
+        Order.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
+    )
+
+
 async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit: int = 100) -> list[Order]:
     """Charged orders whose workflow never reported: the API died, or Temporal was down, after the commit."""
     rows = await session.scalars(
-        select(Order)
-        .where(
-            Order.state_version == 0,
-            Order.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_seconds),
-        )
-        .order_by(Order.created_at)
-        .limit(limit)
+        select(Order).where(is_unstarted(older_than_seconds)).order_by(Order.created_at).limit(limit)
     )
     return list(rows)
 
@@ -282,14 +284,13 @@ async def refills_of_customer(
 
 
 # Phases in which an order is in the hands of a provider (or waiting for one): what a provider pause reaches.
-IN_FLIGHT_PHASES = (policy.QUEUED, policy.DELIVERING, policy.INTERRUPTED, policy.PAUSED)
 
 
 async def in_flight_at(session: AsyncSession, provider_id: int) -> list[Order]:
     """The orders a provider holds now, as the read model last saw them."""
     rows = await session.scalars(
         select(Order)
-        .where(Order.provider_id == provider_id, Order.phase.in_(IN_FLIGHT_PHASES))
+        .where(Order.provider_id == provider_id, Order.phase.in_(policy.IN_FLIGHT))
         .order_by(Order.id)
     )
     return list(rows)

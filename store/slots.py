@@ -34,20 +34,19 @@ async def _room(session: AsyncSession, provider_id: int) -> int:
     return max((capacity or 0) - (held or 0), 0)
 
 
-async def _ahead(session: AsyncSession, provider_id: int, row_id: int) -> int:
-    """Orders waiting at the provider that queued before this row."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(ProviderSlot)
-            .where(
-                ProviderSlot.provider_id == provider_id,
-                ProviderSlot.granted_at.is_(None),
-                ProviderSlot.id < row_id,
-            )
+async def _beyond_room(session: AsyncSession, provider_id: int, row_id: int) -> int:
+    """How many of the orders that queued at the provider before this row would still wait if the free
+    slots went to them first, FIFO. Negative: this row itself gets a slot; otherwise its place is this + 1."""
+    ahead = await session.scalar(
+        select(func.count())
+        .select_from(ProviderSlot)
+        .where(
+            ProviderSlot.provider_id == provider_id,
+            ProviderSlot.granted_at.is_(None),
+            ProviderSlot.id < row_id,
         )
-        or 0
     )
+    return int(ahead or 0) - await _room(session, provider_id)
 
 
 async def claim(
@@ -82,9 +81,8 @@ async def claim(
     rows = {provider_id: row_id for provider_id, row_id in result}
     positions: list[int] = []
     for provider_id in provider_ids:
-        ahead = await _ahead(session, provider_id, rows[provider_id])
-        room = await _room(session, provider_id)
-        if ahead < room:
+        beyond = await _beyond_room(session, provider_id, rows[provider_id])
+        if beyond < 0:
             await session.execute(
                 update(ProviderSlot).where(ProviderSlot.id == rows[provider_id]).values(granted_at=func.now())
             )
@@ -94,7 +92,7 @@ async def claim(
                 )
             )
             return provider_id, 0
-        positions.append(ahead - room + 1)
+        positions.append(beyond + 1)
     return None, min(positions)
 
 
@@ -133,8 +131,6 @@ async def queue_position(session: AsyncSession, order_id: int) -> int | None:
     ).all()
     if not rows or any(granted is not None for _, _, granted in rows):
         return None
-    positions = []
-    for provider_id, row_id, _ in rows:
-        ahead = await _ahead(session, provider_id, row_id)
-        positions.append(max(ahead - await _room(session, provider_id), 0) + 1)
-    return min(positions)
+    return min(
+        [max(await _beyond_room(session, provider_id, row_id), 0) + 1 for provider_id, row_id, _ in rows]
+    )

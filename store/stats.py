@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import LedgerTransfer, Order, Refill
-from store.orders import UNSTARTED_AFTER_SECONDS
+from store.orders import UNSTARTED_AFTER_SECONDS, is_unstarted
 
 
 @dataclass(frozen=True)
@@ -25,12 +25,7 @@ async def snapshot(session: AsyncSession) -> Snapshot:
         select(Order.status, Order.phase, func.count()).group_by(Order.status, Order.phase)
     )
     unstarted = await session.scalar(
-        select(func.count())
-        .select_from(Order)
-        .where(
-            Order.state_version == 0,
-            Order.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, UNSTARTED_AFTER_SECONDS),
-        )
+        select(func.count()).select_from(Order).where(is_unstarted(UNSTARTED_AFTER_SECONDS))
     )
     refunds = (
         await session.execute(

@@ -25,6 +25,7 @@ from store.models import Order, Provider
 from store.orders import OrderRequest, order_input, place_order
 from support import SERVICE, Shop, open_shop
 from telemetry import metered_http_client
+from temporal_client import workflow_id
 from worker import build_worker
 from workflows.models import OrderInput
 
@@ -119,6 +120,16 @@ async def wait_for_order(sessions: async_sessionmaker[AsyncSession], order_id: i
         if time.monotonic() > deadline:
             raise AssertionError(f"order {order_id} never reached {fields}: {order.status}/{order.phase}")
         await asyncio.sleep(0.2)
+
+
+async def wait_for_end(
+    client: Client, sessions: async_sessionmaker[AsyncSession], order_id: int, **fields: Any
+) -> Order:
+    """wait_for_order until the order is closed, then until its workflow has ended: the read model says
+    closed a moment before the workflow returns, and a worker stopped in that moment leaves it running."""
+    order = await wait_for_order(sessions, order_id, phase="closed", **fields)
+    await client.get_workflow_handle(workflow_id(order_id)).result()
+    return order
 
 
 def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

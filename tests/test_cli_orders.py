@@ -13,7 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from ops_support import SIM_KEY, open_sim_shop, place_link, sim_worker, temporal_address, wait_for_order
+from ops_support import (
+    SIM_KEY,
+    open_sim_shop,
+    place_link,
+    sim_worker,
+    temporal_address,
+    wait_for_end,
+    wait_for_order,
+)
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -207,7 +215,7 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
         )  # fmt: skip
         assert right.code == 0, right.err
         assert right.out.strip() == f"order {order.order_id}: run 1 reconciled by ops:ann: found in the panel"
-        await wait_for_order(sessions, order.order_id, status="Completed", phase="closed")
+        await wait_for_end(with_temporal.client, sessions, order.order_id, status="Completed")
 
     # The audit trail: one line per message, refused or accepted, with the actor and the order.
     audit = [

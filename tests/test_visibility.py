@@ -7,7 +7,7 @@ import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
-from ops_support import open_sim_shop, sim_worker, wait_for_order
+from ops_support import open_sim_shop, sim_worker, wait_for_end, wait_for_order
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
@@ -41,9 +41,7 @@ async def test_an_order_is_found_by_each_search_attribute(
     sim = create_simulator_app(api_key="sim-demo-key")
     async with sim_worker(dev_server.client, sessions, sim, "visibility-test") as queue:
         await start_order_workflow(dev_server.client, queue, order)
-        await wait_for_order(sessions, order.order_id, status="Completed", phase="closed")
-        # The read model says closed a moment before the workflow ends: let it end before the worker stops.
-        await dev_server.client.get_workflow_handle(workflow_id(order.order_id)).result()
+        await wait_for_end(dev_server.client, sessions, order.order_id, status="Completed")
 
     client = dev_server.client
     this = f'WorkflowId = "{workflow_id(order.order_id)}"'  # the dev server is shared by the whole run

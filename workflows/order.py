@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import policy
     from workflows import search_attributes as sa
     from workflows.models import (
+        CancelAnswer,
         CancelRun,
         CheckRefill,
         CheckRun,
@@ -96,8 +97,7 @@ class OrderWorkflow:
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         # Built from the input before any message is handled: an update may arrive with the first task.
-        self._order: OrderInput | None = order
-        self._state: OrderState | None = None
+        self._order = order
         self._phase = policy.QUEUED  # the working phase; shown as `paused` while ops hold the order
         self._started = datetime.min  # when run 1 was due; later runs keep their offsets from it
         self._routes: list[RouteRef] = []  # routes still willing to deliver, best first
@@ -120,13 +120,9 @@ class OrderWorkflow:
         self._completed_at: datetime | None = None
         self._last_refill_at: datetime | None = None
         self._deadline: datetime | None = None
-        self._projected: tuple[Any, ...] = ()
+        self._projected: tuple[Any, ...] = ()  # what the read model last got, to skip empty writes
         # The search attributes as last set (the start sets status and phase already).
-        self._searchable: tuple[Any, ...] = (
-            policy.PENDING,
-            policy.QUEUED,
-            None,
-        )  # what the read model last got, to skip empty writes
+        self._searchable: tuple[Any, ...] = (policy.PENDING, policy.QUEUED, None)
         self._plan = policy.plan_runs(
             order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
         )
@@ -140,14 +136,13 @@ class OrderWorkflow:
             )
             self._started, self._routes = workflow.now(), list(order.routes)
         else:
+            self._state = order.progress.state
             self._restore(order.progress)
 
     # ----- messages -----
 
     @workflow.query
     def state(self) -> OrderState:
-        if self._state is None:
-            raise ApplicationError("the order has not started yet")
         return self._state
 
     @workflow.signal
@@ -167,13 +162,7 @@ class OrderWorkflow:
         run = self._in_flight
         if run is not None:
             try:
-                answer = await workflow.execute_activity_method(
-                    ProviderActivities.cancel_run,
-                    CancelRun(self._order_id(), run.provider_id, run.provider_order_id),
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=PROVIDER_RETRY,
-                    summary=f"ask provider {run.provider_id} to cancel run {run.run_no}",
-                )
+                answer = await self._cancel_at_provider(run, "cancel")
             except ActivityError as err:
                 raise _refused(
                     ("provider_unavailable", f"the provider did not answer: {_reason(err)}")
@@ -191,11 +180,14 @@ class OrderWorkflow:
 
     def _check_cancel(self, action: OrderAction) -> None:
         _require_actor(action.actor)
-        state, order = self.state(), self._input()
-        if self._stop is not None or state.phase in (policy.SETTLING, policy.REFILL_WINDOW, policy.CLOSED):
-            raise _refused(policy.CANNOT_CANCEL)
-        if state.status != policy.PENDING and not order.cancel_allowed:
-            raise _refused(policy.CANNOT_CANCEL)
+        refusal = policy.cancel_refusal(
+            status=self._state.status,
+            phase=self._state.phase,
+            stopping=self._stop is not None,
+            cancel_allowed=self._order.cancel_allowed,
+        )
+        if refusal is not None:
+            raise _refused(refusal)
 
     @workflow.update
     async def report_link_fault(self, action: OrderAction) -> OrderState:
@@ -268,7 +260,7 @@ class OrderWorkflow:
             assert receipt is not None
             return dataclasses.replace(receipt, refunded_micros=0)
         self._refunds[request.idempotency_key] = None
-        order, state = self._input(), self.state()
+        order, state = self._order, self.state()
         try:
             async with self._money:
                 amount = self._support_refund_amount(request)
@@ -315,7 +307,7 @@ class OrderWorkflow:
             self._support_refund_amount(request)
 
     def _support_refund_amount(self, request: SupportRefund) -> int:
-        order, state = self._input(), self.state()
+        order, state = self._order, self.state()
         if self._phase == policy.SETTLING:
             raise _refused(("order_settling", "the order is settling; send the refund again in a moment"))
         try:
@@ -344,7 +336,7 @@ class OrderWorkflow:
         self._last_refill_at = workflow.now()
         refill_id = await workflow.execute_activity_method(
             ProjectionActivities.open_refill,
-            OpenRefill(self._order_id(), refill_no, request.actor),
+            OpenRefill(self._order.order_id, refill_no, request.actor),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STORE_RETRY,
             summary=f"record refill {refill_no}",
@@ -362,7 +354,7 @@ class OrderWorkflow:
 
     def _check_refill(self, request: RefillRequest) -> None:
         _require_actor(request.actor)
-        order, state, now = self._input(), self.state(), workflow.now()
+        order, state, now = self._order, self.state(), workflow.now()
         since = max(filter(None, (self._completed_at, self._last_refill_at)), default=now)
         refusal = policy.refill_refusal(
             refill_days=order.refill_days,
@@ -507,7 +499,7 @@ class OrderWorkflow:
         """Leave the provider's slot (a failover) and wake the orders that may now take it."""
         wake = await workflow.execute_activity_method(
             SlotActivities.release_slot,
-            ReleaseSlot(self._order_id(), provider_id),
+            ReleaseSlot(self._order.order_id, provider_id),
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=STORE_RETRY,
             summary="free the provider slot",
@@ -607,9 +599,7 @@ class OrderWorkflow:
                     f"provider:{route.provider_id}",
                 )
                 return run_delivered, seen.status if ended else ""
-            await self._continue_as_new_if_suggested(
-                order, run_no, RunInFlight(run_no, route.provider_id, units, provider_order_id)
-            )
+            await self._continue_as_new_if_suggested(order, run_no, self._in_flight)
 
     def _record_run(self, route: RouteRef, provider_order_id: str, delivered: int) -> None:
         if delivered > 0:
@@ -708,25 +698,17 @@ class OrderWorkflow:
         async with self._money:
             self._set_phase(policy.SETTLING)  # a moment only: shown by the query, not worth a projection
             state.note = ""
-            delivered, stop = self._delivered, self._stop
-            if stop is not None and stop.kind == "refunded":
-                status, refund = policy.REFUNDED, 0
-            elif stop is not None:
-                status, refund = policy.settle_stopped(
-                    order.quantity,
-                    delivered,
-                    order.charge_micros,
-                    refund_undelivered=stop.kind == "cancel" or order.link_fault_refund == "remaining",
-                )
-            else:
-                status, refund = policy.settle_delivery(
-                    order.quantity,
-                    order.quantity - delivered,
-                    order.charge_micros,
-                    order.tolerance_bp,
-                    service_failed=service_failed,
-                )
-            refund = min(refund, order.charge_micros - state.refunded_micros)
+            delivered = self._delivered
+            status, refund, revenue = policy.final_settlement(
+                quantity=order.quantity,
+                delivered=delivered,
+                charge=order.charge_micros,
+                refunded=state.refunded_micros,
+                tolerance_bp=order.tolerance_bp,
+                stop_kind=self._stop.kind if self._stop is not None else None,
+                link_fault_refund=order.link_fault_refund,
+                service_failed=service_failed,
+            )
             wake = await workflow.execute_activity_method(
                 LedgerActivities.settle_order,
                 Settlement(
@@ -734,7 +716,7 @@ class OrderWorkflow:
                     customer_id=order.customer_id,
                     refund_micros=refund,
                     refund_no=0,
-                    revenue_micros=order.charge_micros - state.refunded_micros - refund,
+                    revenue_micros=revenue,
                     reason=f"{order.quantity - delivered} of {order.quantity} units not delivered",
                 ),
                 start_to_close_timeout=timedelta(seconds=30),
@@ -836,12 +818,14 @@ class OrderWorkflow:
 
     # ----- helpers -----
 
-    def _input(self) -> OrderInput:
-        assert self._order is not None
-        return self._order
-
-    def _order_id(self) -> int:
-        return self._input().order_id
+    async def _cancel_at_provider(self, run: RunInFlight, why: str) -> CancelAnswer:
+        return await workflow.execute_activity_method(
+            ProviderActivities.cancel_run,
+            CancelRun(self._order.order_id, run.provider_id, run.provider_order_id),
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=PROVIDER_RETRY,
+            summary=f"ask provider {run.provider_id} to stop run {run.run_no}: {why}",
+        )
 
     async def _ask_provider_to_stop(self, why: str) -> None:
         """A courtesy cancel of the run at the provider when delivery stops for a reason of our own; what
@@ -850,13 +834,7 @@ class OrderWorkflow:
         if run is None:
             return
         try:
-            await workflow.execute_activity_method(
-                ProviderActivities.cancel_run,
-                CancelRun(self._order_id(), run.provider_id, run.provider_order_id),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=PROVIDER_RETRY,
-                summary=f"ask provider {run.provider_id} to stop run {run.run_no}: {why}",
-            )
+            await self._cancel_at_provider(run, why)
         except ActivityError as err:
             workflow.logger.warning(
                 "provider %s did not stop run %s: %s", run.provider_id, run.run_no, _reason(err)
@@ -905,7 +883,6 @@ class OrderWorkflow:
         self._events.append(OrderEvent(self._event_seq, workflow.now().isoformat(), kind, actor, message))
 
     def _restore(self, progress: Progress) -> None:
-        self._state = progress.state
         self._phase = progress.state.phase if progress.state.phase != policy.PAUSED else policy.DELIVERING
         self._started = datetime.fromisoformat(progress.started_at)
         self._routes, self._delivered = list(progress.routes), progress.delivered

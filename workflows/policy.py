@@ -18,6 +18,7 @@ COMPLETED = "Completed"
 PARTIAL = "Partial"
 CANCELED = "Canceled"
 REFUNDED = "Refunded"
+STATUSES = (PENDING, IN_PROGRESS, COMPLETED, PARTIAL, CANCELED, REFUNDED)
 FINAL_STATUSES = frozenset({COMPLETED, PARTIAL, CANCELED, REFUNDED})
 
 # Internal phases, shown to ops.
@@ -28,7 +29,9 @@ PAUSED = "paused"
 SETTLING = "settling"
 REFILL_WINDOW = "refill_window"
 CLOSED = "closed"
+PHASES = (QUEUED, DELIVERING, INTERRUPTED, PAUSED, SETTLING, REFILL_WINDOW, CLOSED)
 HOLDABLE = (QUEUED, DELIVERING, INTERRUPTED)  # phases ops may pause
+IN_FLIGHT = (*HOLDABLE, PAUSED)  # phases in which an order is at a provider or waiting for one
 
 # Refill statuses that end a refill.
 REFILL_FINAL = frozenset({"Completed", "Rejected", "Error"})
@@ -57,6 +60,11 @@ def clamp_remains(remains: int, quantity: int) -> int:
     return min(max(remains, 0), quantity)
 
 
+def remains(quantity: int, delivered: int) -> int:
+    """Units not delivered, as API v2's `remains` reports them (over-delivery shows as 0)."""
+    return max(quantity - delivered, 0)
+
+
 def delivered_in_run(units: int, status: str, remains: int | None) -> int:
     """Units a run has delivered, from the provider's status and `remains`.
 
@@ -74,6 +82,12 @@ def provider_gave_up(status: str) -> bool:
     (Partial is not giving up: it is a shortfall the settlement judges by the tolerance.)
     """
     return status in (CANCELED, REFUNDED)
+
+
+def run_link_fault(status: str, fault_text: str | None) -> str | None:
+    """The link fault a provider's status reports, or None. It counts only when the provider has ended the
+    run (Canceled, Partial, Refunded): a remark beside a run still delivering does not stop the order."""
+    return fault_text if status in (CANCELED, PARTIAL, REFUNDED) else None
 
 
 def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
@@ -228,6 +242,49 @@ def settle_stopped(
     status = CANCELED if delivered == 0 else (COMPLETED if shortfall == 0 else PARTIAL)
     refund = refund_for_shortfall(shortfall, charge, quantity) if refund_undelivered else 0
     return status, refund
+
+
+def final_settlement(
+    *,
+    quantity: int,
+    delivered: int,
+    charge: int,
+    refunded: int,
+    tolerance_bp: int,
+    stop_kind: str | None,
+    link_fault_refund: str,
+    service_failed: bool,
+) -> tuple[str, int, int]:
+    """(status, refund, revenue) when delivery has ended, however it ended.
+
+    A delivery that ran its course is judged by the tolerance; a cancel refunds all that was not delivered;
+    a link fault refunds it only where the service says `remaining`; an order support refunded in full
+    keeps its status. Support refunds already paid count against the refund, so the order never pays out
+    more than its charge, and what is left is revenue.
+    """
+    if stop_kind == "refunded":
+        status, refund = REFUNDED, 0
+    elif stop_kind is not None:
+        undelivered = stop_kind == "cancel" or link_fault_refund == "remaining"
+        status, refund = settle_stopped(quantity, delivered, charge, refund_undelivered=undelivered)
+    else:
+        status, refund = settle_delivery(
+            quantity, quantity - delivered, charge, tolerance_bp, service_failed=service_failed
+        )
+    refund = min(refund, charge - refunded)
+    return status, refund, charge - refunded - refund
+
+
+def cancel_refusal(
+    *, status: str, phase: str, stopping: bool, cancel_allowed: bool
+) -> tuple[str, str] | None:
+    """Why a cancel must be refused, or None: a Pending order always cancels; one in progress only where
+    the service allows it; once delivery has ended (or is already stopping) never."""
+    if stopping or phase in (SETTLING, REFILL_WINDOW, CLOSED):
+        return CANNOT_CANCEL
+    if status != PENDING and not cancel_allowed:
+        return CANNOT_CANCEL
+    return None
 
 
 def support_refund_amount(

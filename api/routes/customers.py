@@ -22,6 +22,7 @@ from api.schemas import (
     Statement,
     StatementEntry,
     error_responses,
+    replayable_responses,
 )
 from store import customers, ledger
 from store.keys import Caller
@@ -34,8 +35,9 @@ router = APIRouter(prefix="/v1/customers", tags=["customers"])
     "",
     status_code=201,
     response_model=CustomerOut,
-    responses={200: {"model": CustomerOut, "description": "the customer with this external_ref"}}
-    | error_responses(401, 403, 422),
+    responses=replayable_responses(
+        CustomerOut, 401, 403, 422, description="the customer with this external_ref"
+    ),
 )
 async def create_customer(
     body: CustomerCreate,
@@ -65,8 +67,7 @@ async def get_customer(
     "/{customer_id}/deposits",
     status_code=201,
     response_model=DepositOut,
-    responses={200: {"model": DepositOut, "description": "a replay of the same Idempotency-Key"}}
-    | error_responses(401, 403, 404, 422),
+    responses=replayable_responses(DepositOut, 401, 403, 404, 422),
 )
 async def deposit(
     customer_id: Id,
@@ -104,8 +105,7 @@ async def deposit(
     "/{customer_id}/adjustments",
     status_code=201,
     response_model=AdjustmentOut,
-    responses={200: {"model": AdjustmentOut, "description": "a replay of the same Idempotency-Key"}}
-    | error_responses(401, 402, 403, 404, 422),
+    responses=replayable_responses(AdjustmentOut, 401, 402, 403, 404, 422),
 )
 async def adjust(
     customer_id: Id,

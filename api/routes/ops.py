@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
-from api.actions import send_action, visible_order
+from api.actions import send_order_action, visible_order
 from api.auth import role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError
@@ -15,7 +15,6 @@ from api.schemas import ActionRefusal, Id, OrderStateOut, ProviderActionOut, Req
 from store import orders as store_orders
 from store.keys import Caller
 from store.models import Order, Provider
-from workflows.models import OrderAction, OrderState
 
 router = APIRouter(tags=["ops"])
 Ops = Annotated[Caller, Depends(role("ops", "admin"))]
@@ -35,15 +34,8 @@ async def _order_action(
     caller: Caller,
 ) -> OrderStateOut:
     order = await visible_order(session, caller, order_id)
-    state = await send_action(
-        temporal,
-        settings.temporal_task_queue,
-        order,
-        caller,
-        action,
-        OrderAction(actor=caller.actor, reason=body.reason),
-        OrderState,
-        reason=body.reason,
+    state = await send_order_action(
+        temporal, settings.temporal_task_queue, order, caller, action, body.reason
     )
     return OrderStateOut.of(state)
 
@@ -93,16 +85,7 @@ async def _provider_action(
     async def one(order: Order) -> None:
         async with gate:
             try:
-                await send_action(
-                    temporal,
-                    settings.temporal_task_queue,
-                    order,
-                    caller,
-                    action,
-                    OrderAction(actor=caller.actor, reason=reason),
-                    OrderState,
-                    reason=reason,
-                )
+                await send_order_action(temporal, settings.temporal_task_queue, order, caller, action, reason)
             except ApiError as exc:
                 refusals.append(ActionRefusal(order_id=order.id, code=exc.code, message=exc.message))
 
@@ -119,10 +102,9 @@ async def _provider_action(
 
 
 PROVIDER_ERRORS = error_responses(401, 403, 404, 422)
-PROVIDER_ACTION = {"response_model": ProviderActionOut, "responses": PROVIDER_ERRORS}
 
 
-@router.post("/v1/providers/{provider_id}/pause", **PROVIDER_ACTION)
+@router.post("/v1/providers/{provider_id}/pause", response_model=ProviderActionOut, responses=PROVIDER_ERRORS)
 async def pause_provider(
     provider_id: Id,
     body: RequiredReason,

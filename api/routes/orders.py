@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
-from temporalio.service import RPCError
 
-from api.actions import send_action, visible_order
+from api.actions import place_and_start, send_action, send_order_action, visible_order
 from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError, mark_replayed
@@ -31,15 +29,15 @@ from api.schemas import (
     Status,
     TimelineEvent,
     error_responses,
+    replayable_responses,
 )
 from store import orders as store_orders
+from store import slots
 from store.keys import Caller
 from store.models import Refill
-from temporal_client import start_order_workflow
-from workflows.models import OrderAction, OrderState, RefillRequest, RefillTicket
+from workflows.models import RefillRequest, RefillTicket
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-log = logging.getLogger(__name__)
 
 TIMELINE_LIMIT = 1000
 
@@ -48,8 +46,7 @@ TIMELINE_LIMIT = 1000
     "",
     status_code=201,
     response_model=OrderOut,
-    responses={200: {"model": OrderOut, "description": "a replay of the same Idempotency-Key"}}
-    | error_responses(401, 402, 403, 409, 422, 503),
+    responses=replayable_responses(OrderOut, 401, 402, 403, 409, 422, 503),
 )
 async def create_order(
     body: OrderCreate,
@@ -79,24 +76,19 @@ async def create_order(
         runs=body.runs,
         interval=body.interval,
     )
-    async with session.begin():
-        order, created = await store_orders.place_order(session, caller, request, idempotency_key)
-        order_input = store_orders.order_input(order)
-
+    order, created, started = await place_and_start(
+        session, temporal, settings.temporal_task_queue, caller, request, idempotency_key
+    )
     # The order is committed. Starting its workflow is retried by a replay of the same request, and by the
-    # worker's sweeper if no replay comes; an order whose workflow already reported needs no start.
-    try:
-        if order.state_version == 0:
-            await start_order_workflow(temporal, settings.temporal_task_queue, order_input)
-    except RPCError as exc:
-        log.error("order %s saved but its workflow did not start: %s", order.id, exc)
+    # worker's sweeper if no replay comes.
+    if not started:
         raise ApiError(
             503,
             "workflow_unavailable",
             f"order {order.id} is saved and charged but could not be started yet; "
             "send the same request with the same Idempotency-Key again",
             order_id=order.id,
-        ) from exc
+        )
     if not created:
         mark_replayed(response)
     return OrderOut.of(order)
@@ -116,6 +108,7 @@ async def get_order(
         timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events[:TIMELINE_LIMIT]],
         timeline_truncated=len(events) > TIMELINE_LIMIT,
         refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
+        queue_position=await slots.queue_position(session, order_id),
     )
 
 
@@ -193,16 +186,7 @@ async def cancel_order(
     delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    state = await send_action(
-        temporal,
-        settings.temporal_task_queue,
-        order,
-        caller,
-        "cancel",
-        OrderAction(actor=caller.actor, reason=reason),
-        OrderState,
-        reason=reason,
-    )
+    state = await send_order_action(temporal, settings.temporal_task_queue, order, caller, "cancel", reason)
     return OrderStateOut.of(state)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from api.actions import send_action, visible_order
+from api.actions import send_action, send_order_action, visible_order
 from api.auth import role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import mark_replayed
@@ -18,9 +18,10 @@ from api.schemas import (
     RefundOut,
     RequiredReason,
     error_responses,
+    replayable_responses,
 )
 from store.keys import Caller
-from workflows.models import OrderAction, OrderState, RefundReceipt, SupportRefund
+from workflows.models import RefundReceipt, SupportRefund
 from workflows.policy import format_money, parse_money
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
@@ -31,8 +32,7 @@ Support = Annotated[Caller, Depends(role("support", "admin"))]
     "/{order_id}/refunds",
     status_code=201,
     response_model=RefundOut,
-    responses={200: {"model": RefundOut, "description": "a replay of the same Idempotency-Key"}}
-    | error_responses(401, 403, 404, 409, 422, 503, 504),
+    responses=replayable_responses(RefundOut, 401, 403, 404, 409, 422, 503, 504),
 )
 async def refund(
     order_id: Id,
@@ -93,14 +93,7 @@ async def report_link_fault(
     """Report that the order's link is private, deleted, renamed or invalid: delivery stops, and the refund
     follows the service's `link_fault_refund` (`cannot_report_link_fault` once delivery has ended)."""
     order = await visible_order(session, caller, order_id)
-    state = await send_action(
-        temporal,
-        settings.temporal_task_queue,
-        order,
-        caller,
-        "report_link_fault",
-        OrderAction(actor=caller.actor, reason=body.reason),
-        OrderState,
-        reason=body.reason,
+    state = await send_order_action(
+        temporal, settings.temporal_task_queue, order, caller, "report_link_fault", body.reason
     )
     return OrderStateOut.of(state)

@@ -60,7 +60,8 @@ def _script(api: Api, *answers: tuple[Any, ...]) -> None:
 async def test_a_customer_cancels_a_waiting_order_and_gets_the_charge_back(api: Api) -> None:
     await _catalog(api, capacity=0)  # no provider has room: the order waits its turn, Pending
     order_id = await _order(api)
-    await _eventually(api, order_id, lambda o: o["phase"] == "queued" and o["updated_at"] != o["created_at"])
+    waiting = await _eventually(api, order_id, lambda o: o["queue_position"] is not None)
+    assert (waiting["phase"], waiting["queue_position"]) == ("queued", 1)
     assert await _balance(api) == "0.900000"
     response = await api.http.post(
         f"/v1/orders/{order_id}/cancel", json={"reason": "changed my mind"}, headers=api.as_("customer")
@@ -68,6 +69,7 @@ async def test_a_customer_cancels_a_waiting_order_and_gets_the_charge_back(api: 
     assert response.status_code == 200, response.text
     order = await _eventually(api, order_id, lambda o: o["status"] == "Canceled")
     assert order["refunded"] == order["charge"] == "0.100000"
+    assert order["queue_position"] is None  # it left the line
     assert await _balance(api) == "1.000000"
     [cancel] = [e for e in order["timeline"] if e["kind"] == "cancel"]
     assert cancel["actor"].startswith("customer:key")

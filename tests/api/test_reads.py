@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import get_args
 
 from sqlalchemy import update
 
+from api import schemas
 from store.catalog import load_catalog
 from store.db import transaction
 from store.models import Order, OrderEvent, Refill
 from support import Api, catalog
+from workflows import policy
 
 # A read-model version no projection of these tests' workflows reaches: the rows keep what the test wrote.
 FROZEN = 10**6
@@ -127,3 +130,8 @@ async def test_the_catalog_shows_terms_not_providers(api: Api) -> None:
     )
     assert not {"routes", "provider", "providers", "api_url", "api_key"} & set(service)
     assert (await api.http.get("/v1/services")).status_code == 401
+
+
+def test_the_api_spells_statuses_and_phases_as_the_policy_does() -> None:
+    assert get_args(schemas.Status) == policy.STATUSES
+    assert get_args(schemas.Phase) == policy.PHASES

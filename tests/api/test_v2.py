@@ -76,9 +76,17 @@ async def test_a_drip_feed_order_shows_its_runs(api: Api) -> None:
 
 async def test_status_of_many_orders(api: Api) -> None:
     mine = (await v2(api, action="add", service=SERVICE, link=LINK, quantity=100))["order"]
-    theirs = (await api.order(key="bob", customer_id=api.other_customer_id)).json()
-    many = await v2(api, action="status", orders=f"{mine},{theirs.get('id', 1)},x,99")
-    assert set(many) == {str(mine), str(theirs.get("id", 1)), "x", "99"}
+    funded = await api.http.post(  # Bob starts with nothing: without funds his order would never exist
+        f"/v1/customers/{api.other_customer_id}/deposits",
+        json={"amount": "1"},
+        headers=api.as_("storefront") | {"Idempotency-Key": "bob-funds"},
+    )
+    assert funded.status_code == 201, funded.text
+    placed = await api.order(key="bob", customer_id=api.other_customer_id)
+    assert placed.status_code == 201, placed.text
+    theirs = placed.json()["id"]
+    many = await v2(api, action="status", orders=f"{mine},{theirs},x,99")
+    assert set(many) == {str(mine), str(theirs), "x", "99"}
     assert many[str(mine)]["remains"] == "100"
     assert all(many[k] == {"error": "Incorrect order ID"} for k in many if k != str(mine))
     too_many = await v2(api, action="status", orders=",".join(str(n) for n in range(1, 102)))

@@ -149,3 +149,34 @@ async def test_support_refunds_are_capped_idempotent_and_a_full_one_makes_the_or
     assert sorted(keys) == [f"order:{order.order_id}:refund:{n}" for n in (1, 2, 3)]
     refunds = [(k, a) for k, a, _ in await timeline(sessions, order.order_id) if k == "refund"]
     assert refunds == [("refund", "support:lee")] * 3
+
+
+def test_cancel_rules() -> None:
+    def refusal(status: str, phase: str, *, stopping: bool = False, allowed: bool = False) -> object:
+        return policy.cancel_refusal(status=status, phase=phase, stopping=stopping, cancel_allowed=allowed)
+
+    assert refusal(policy.PENDING, policy.QUEUED) is None
+    assert refusal(policy.IN_PROGRESS, policy.DELIVERING, allowed=True) is None
+    assert refusal(policy.IN_PROGRESS, policy.DELIVERING) == policy.CANNOT_CANCEL
+    assert refusal(policy.PENDING, policy.QUEUED, stopping=True) == policy.CANNOT_CANCEL
+    assert refusal(policy.COMPLETED, policy.REFILL_WINDOW, allowed=True) == policy.CANNOT_CANCEL
+
+
+def test_support_refunds_already_paid_count_against_the_settlement() -> None:
+    def settle(stop: str | None, refunded: int, delivered: int = 600) -> tuple[str, int, int]:
+        return policy.final_settlement(
+            quantity=1000,
+            delivered=delivered,
+            charge=1_000_000,
+            refunded=refunded,
+            tolerance_bp=200,
+            stop_kind=stop,
+            link_fault_refund="none",
+            service_failed=False,
+        )
+
+    assert settle(None, 0) == (policy.PARTIAL, 400_000, 600_000)
+    assert settle(None, 900_000) == (policy.PARTIAL, 100_000, 0)  # never more than the charge
+    assert settle("cancel", 100_000) == (policy.PARTIAL, 400_000, 500_000)
+    assert settle("link_fault", 0) == (policy.PARTIAL, 0, 1_000_000)
+    assert settle("refunded", 1_000_000) == (policy.REFUNDED, 0, 0)

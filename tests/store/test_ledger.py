@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from ledger_steps import recognise, support_refund
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,38 +23,10 @@ async def _customer(sessions: async_sessionmaker[AsyncSession], funds: int) -> i
         return customer.id
 
 
-async def customer_balance(session: AsyncSession, customer_id: int) -> int:
-    return await customers.get_balance(session, customer_id)
-
-
-async def _recognise(sessions: async_sessionmaker[AsyncSession], order: OrderInput, amount: int) -> None:
-    async with transaction(sessions) as session:
-        await ledger.ensure_account(session, ledger.REVENUE, "revenue")
-        await ledger.transfer(
-            session,
-            key=f"order:{order.order_id}:revenue",
-            kind="revenue",
-            debit=ledger.escrow_account(order.order_id),
-            credit=ledger.REVENUE,
-            amount=amount,
-            actor="test",
-            order_id=order.order_id,
-        )
-
-
 async def _refund(
     sessions: async_sessionmaker[AsyncSession], order: OrderInput, amount: int, key: str = "r1"
 ) -> ledger.TransferResult:
-    async with transaction(sessions) as session:
-        return await ledger.refund_order(
-            session,
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            amount=amount,
-            key=f"order:{order.order_id}:support-refund:{key}",
-            actor="support:key1",
-            reason="customer complaint",
-        )
+    return await support_refund(sessions, order, amount, f"order:{order.order_id}:support-refund:{key}")
 
 
 async def _transfers(sessions: async_sessionmaker[AsyncSession], order_id: int) -> dict[str, int]:
@@ -78,7 +51,7 @@ async def test_a_replayed_transfer_moves_nothing(sessions: async_sessionmaker[As
             result = await deposit(session, customer_id, 5_000_000, key="pay-1", actor="test")
     assert result.replayed
     async with sessions() as session:
-        assert await customer_balance(session, customer_id) == 5_000_000
+        assert await customers.get_balance(session, customer_id) == 5_000_000
 
 
 async def test_a_key_reused_for_another_amount_is_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -126,7 +99,7 @@ async def test_an_order_the_customer_cannot_afford_writes_nothing(
     with pytest.raises(Exception, match="not enough funds"):
         await place(sessions, shop, 100)
     async with sessions() as session:
-        assert await customer_balance(session, shop.customer_id) == 99_999
+        assert await customers.get_balance(session, shop.customer_id) == 99_999
         assert await session.scalar(text("SELECT count(*) FROM orders")) == 0
     await _sound(sessions)
 
@@ -139,7 +112,7 @@ async def test_a_refund_from_escrow_needs_no_reversal(sessions: async_sessionmak
     assert (first.replayed, again.replayed, again.transfer_id) == (False, True, first.transfer_id)
     assert await _transfers(sessions, order.order_id) == {"charge": 1_000_000, "refund": 400_000}
     async with sessions() as session:
-        assert await customer_balance(session, shop.customer_id) == 400_000
+        assert await customers.get_balance(session, shop.customer_id) == 400_000
     await _sound(sessions)
 
 
@@ -148,7 +121,7 @@ async def test_a_refund_after_revenue_was_recognised_reverses_the_difference(
 ) -> None:
     shop = await open_shop(sessions, funds=1_000_000)
     order = await place(sessions, shop, 1000)
-    await _recognise(sessions, order, 900_000)  # 0.10 stays in escrow (say, a refill reserve)
+    await recognise(sessions, order, 900_000)  # 0.10 stays in escrow (say, a refill reserve)
     await _refund(sessions, order, 250_000)
     assert await _transfers(sessions, order.order_id) == {
         "charge": 1_000_000,
@@ -161,7 +134,7 @@ async def test_a_refund_after_revenue_was_recognised_reverses_the_difference(
     async with sessions() as session:
         assert await ledger.balance(session, ledger.escrow_account(order.order_id)) == 0
         assert await ledger.balance(session, ledger.REVENUE) == 750_000
-        assert await customer_balance(session, shop.customer_id) == 250_000
+        assert await customers.get_balance(session, shop.customer_id) == 250_000
         reversal = await session.scalar(select(LedgerTransfer).where(LedgerTransfer.kind == "reversal"))
         assert reversal is not None
         assert reversal.idempotency_key == f"order:{order.order_id}:support-refund:r1:reversal"
@@ -174,7 +147,7 @@ async def test_a_refund_key_reused_for_another_refund_is_refused(
     shop = await open_shop(sessions, funds=2_000_000)
     order = await place(sessions, shop, 1000)
     other = await place(sessions, shop, 1000)
-    await _recognise(sessions, order, 1_000_000)
+    await recognise(sessions, order, 1_000_000)
     await _refund(sessions, order, 100_000)
     with pytest.raises(ledger.TransferConflict):  # another amount
         await _refund(sessions, order, 200_000)
@@ -215,8 +188,8 @@ async def test_an_order_is_never_refunded_beyond_its_charge(
     shop = await open_shop(sessions, funds=2_000_000)
     order = await place(sessions, shop, 1000)
     rich = await place(sessions, shop, 1000)
-    await _recognise(sessions, order, 600_000)
-    await _recognise(sessions, rich, 1_000_000)  # revenue holds enough, but not this order's
+    await recognise(sessions, order, 600_000)
+    await recognise(sessions, rich, 1_000_000)  # revenue holds enough, but not this order's
     await _refund(sessions, order, 700_000, key="a")
     with pytest.raises(ledger.InsufficientFunds):
         await _refund(sessions, order, 300_001, key="b")
@@ -247,7 +220,7 @@ async def test_adjustments_credit_and_debit_with_a_reason(
             async with transaction(sessions) as session:
                 await customers.adjust(session, customer_id, amount, key="a4", actor="admin", reason=reason)
     async with sessions() as session:
-        assert await customer_balance(session, customer_id) == 1_200_000
+        assert await customers.get_balance(session, customer_id) == 1_200_000
     await _sound(sessions)
 
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from ledger_steps import recognise, support_refund
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,7 +17,7 @@ from store.db import make_engine, make_sessionmaker, transaction
 from store.models import LedgerAccount, LedgerTransfer, Order
 from store.orders import OrderRejected, OrderRequest, place_order
 from support import LINK, SERVICE, Shop, open_shop, place
-from workflows.models import OrderInput, Settlement
+from workflows.models import Settlement
 
 
 @pytest.fixture
@@ -44,36 +45,6 @@ async def _order(pool: async_sessionmaker[AsyncSession], shop: Shop, key: str) -
         return exc.code
 
 
-async def _refund(
-    pool: async_sessionmaker[AsyncSession], order: OrderInput, amount: int, key: str
-) -> ledger.TransferResult:
-    async with transaction(pool) as session:
-        return await ledger.refund_order(
-            session,
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            amount=amount,
-            key=key,
-            actor="support:key1",
-            reason="complaint",
-        )
-
-
-async def _recognise(pool: async_sessionmaker[AsyncSession], order: OrderInput, amount: int) -> None:
-    async with transaction(pool) as session:
-        await ledger.ensure_account(session, ledger.REVENUE, "revenue")
-        await ledger.transfer(
-            session,
-            key=f"order:{order.order_id}:revenue",
-            kind="revenue",
-            debit=ledger.escrow_account(order.order_id),
-            credit=ledger.REVENUE,
-            amount=amount,
-            actor="workflow",
-            order_id=order.order_id,
-        )
-
-
 async def test_200_parallel_orders_against_funds_for_100(pool: async_sessionmaker[AsyncSession]) -> None:
     shop = await open_shop(pool, funds=10_000_000)  # 100 units at 1.00 per 1000 cost 0.10: 100 fit
     results = await asyncio.gather(*(_order(pool, shop, f"parallel-{n}") for n in range(200)))
@@ -96,8 +67,8 @@ async def test_200_parallel_orders_against_funds_for_100(pool: async_sessionmake
 async def test_50_parallel_refunds_with_one_key_refund_once(pool: async_sessionmaker[AsyncSession]) -> None:
     shop = await open_shop(pool, funds=1_000_000)
     order = await place(pool, shop, 1000)  # charge 1.00
-    await _recognise(pool, order, 1_000_000)  # so every attempt would need a reversal first
-    results = await asyncio.gather(*(_refund(pool, order, 400_000, "refund:once") for _ in range(50)))
+    await recognise(pool, order, 1_000_000)  # so every attempt would need a reversal first
+    results = await asyncio.gather(*(support_refund(pool, order, 400_000, "refund:once") for _ in range(50)))
     assert len({r.transfer_id for r in results}) == 1
     assert sorted(r.replayed for r in results) == [False] + [True] * 49
     async with pool() as session:
@@ -149,11 +120,11 @@ async def test_charges_refunds_and_recognitions_at_once_never_deadlock(
     shop = await open_shop(pool, funds=10_000_000)
     orders = [await place(pool, shop, 1000) for _ in range(10)]  # 10.00 charged: the balance is 0
     for o in orders[:5]:
-        await _recognise(pool, o, 1_000_000)  # their refunds reverse revenue first
+        await recognise(pool, o, 1_000_000)  # their refunds reverse revenue first
     # These settle (refund 0.20, recognise 0.30, as the workflow's activity does) while support refunds.
     settle = LedgerActivities(pool).settle_order
     work = [settle(Settlement(o.order_id, o.customer_id, 200_000, 1, 300_000, "short")) for o in orders[5:]]
-    work += [_refund(pool, o, 500_000, f"order:{o.order_id}:support-refund:1") for o in orders]
+    work += [support_refund(pool, o, 500_000, f"order:{o.order_id}:support-refund:1") for o in orders]
     work += [_order(pool, shop, f"later-{n}") for n in range(20)]  # paid from refunds, when they land
     results = await asyncio.wait_for(asyncio.gather(*work, return_exceptions=True), timeout=20)
     assert [r for r in results if isinstance(r, BaseException)] == []
