@@ -36,6 +36,7 @@ from providers.client import (
 )
 from store.db import transaction
 from store.models import Provider, ProviderRefill, ProviderSubmission
+from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
     CancelAnswer,
     CancelRun,
@@ -49,11 +50,6 @@ from workflows.models import (
     SubmittedRun,
 )
 from workflows.policy import run_link_fault
-
-# Error types the workflow tells apart (ApplicationError.type); all are final for the activity.
-REJECTED = "ProviderRejected"  # this route refuses (incorrect service, disabled, unknown order, ...)
-NEEDS_RECONCILIATION = "NeedsReconciliation"  # the provider may hold it: only ops can tell
-LINK_FAULT = "LinkFault"  # the provider refuses the link (private, deleted, renamed, invalid)
 
 # How long status checks wait for company before their batch leaves.
 BATCH_WINDOW_SECONDS = 0.1

@@ -22,7 +22,9 @@ SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?\d{1,7}(\.\d{1,6})?$
 
 
 Status = Literal["Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded"]
-Phase = Literal["queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed"]
+Phase = Literal[
+    "queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed", "needs_attention"
+]
 Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
 

@@ -135,6 +135,7 @@ class Order(Base):
         CheckConstraint(
             "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"
         ),
+        CheckConstraint("refunded_units BETWEEN 0 AND quantity", name="orders_refunded_units"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
@@ -146,6 +147,8 @@ class Order(Base):
     interval_minutes: Mapped[int | None] = mapped_column(Integer)
     charge_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
     refunded_micros: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    # Units refunded as such (support refunds by units, shortfall refunds): API v2 reports them as `remains`.
+    refunded_units: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     status: Mapped[str] = mapped_column(String(20), nullable=False)
     phase: Mapped[str] = mapped_column(String(20), nullable=False)
     delivered: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
@@ -167,6 +170,9 @@ class Order(Base):
     # What the order waits for or does next, in the panel's words ("run 3 of 10 at 14:00").
     note: Mapped[str] = mapped_column(Text, nullable=False, default="", server_default="")
     refill_deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the workflow next means to act by itself (a status check, the next run, the end of a backoff): an
+    # order long past it has made no progress (`backoffice check`). None while it waits for someone.
+    next_action_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class OrderEvent(Base):
@@ -184,7 +190,9 @@ class OrderEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)  # workflow time
     kind: Mapped[str] = mapped_column(String(40), nullable=False)
     actor: Mapped[str] = mapped_column(String(100), nullable=False)
-    message: Mapped[str] = mapped_column(Text, nullable=False)
+    message: Mapped[str] = mapped_column(Text, nullable=False)  # what anyone may read, customers included
+    # For staff only: the provider, its order id, its raw texts. Customers never see upstream.
+    detail: Mapped[str | None] = mapped_column(Text)
 
 
 REFILL_STATUSES = ("Pending", "In progress", "Completed", "Rejected", "Error")
@@ -294,6 +302,15 @@ class ProviderSubmission(Base):
     state: Mapped[str] = mapped_column(String(30), nullable=False)
     provider_order_id: Mapped[str | None] = mapped_column(String(100))
     error: Mapped[str | None] = mapped_column(Text)
+    # What the provider last reported for this provider order: units delivered (clamped to `quantity`), its
+    # `charge` (what the panel pays for it), its status. Followed until final, also after the order gave the
+    # provider order up (`abandoned_at`: failover, cancel, link fault, full refund).
+    delivered: Mapped[int | None] = mapped_column(Integer)
+    cost_micros: Mapped[int | None] = mapped_column(BigInteger)
+    provider_status: Mapped[str | None] = mapped_column(String(20))
+    provider_status_raw: Mapped[str | None] = mapped_column(String(100))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    abandoned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False

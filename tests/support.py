@@ -21,7 +21,6 @@ from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
-from activities.provider import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from activities.slots import SlotActivities
 from store import keys, ledger
 from store import orders as orders_store
@@ -30,6 +29,7 @@ from store.customers import create_customer, deposit
 from store.db import transaction
 from store.models import Provider
 from store.orders import OrderRequest, order_input, place_order
+from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
     CancelAnswer,
     CancelRun,

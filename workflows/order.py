@@ -22,10 +22,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.ledger import LedgerActivities
     from activities.projection import ProjectionActivities
-    from activities.provider import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED, ProviderActivities
+    from activities.provider import ProviderActivities
     from activities.slots import SlotActivities
     from workflows import policy
     from workflows import search_attributes as sa
+    from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
     from workflows.models import (
         CancelAnswer,
         CancelRun,

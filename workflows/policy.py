@@ -29,7 +29,9 @@ PAUSED = "paused"
 SETTLING = "settling"
 REFILL_WINDOW = "refill_window"
 CLOSED = "closed"
-PHASES = (QUEUED, DELIVERING, INTERRUPTED, PAUSED, SETTLING, REFILL_WINDOW, CLOSED)
+# A step failed in a way no retry can mend; the order waits for ops to fix the cause and send it on.
+NEEDS_ATTENTION = "needs_attention"
+PHASES = (QUEUED, DELIVERING, INTERRUPTED, PAUSED, SETTLING, REFILL_WINDOW, CLOSED, NEEDS_ATTENTION)
 HOLDABLE = (QUEUED, DELIVERING, INTERRUPTED)  # phases ops may pause
 IN_FLIGHT = (*HOLDABLE, PAUSED)  # phases in which an order is at a provider or waiting for one
 

@@ -22,12 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.provider import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED, ProviderActivities
+from activities.provider import ProviderActivities
 from providers.client import ProviderAmbiguous, ProviderUnavailable
 from providers.simulator import SimClock, create_simulator_app
 from store.db import transaction
 from store.models import Provider, ProviderRefill, ProviderSubmission
 from support import LINK, open_shop, place
+from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
     CancelAnswer,
     CancelRun,

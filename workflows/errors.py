@@ -1,0 +1,12 @@
+"""The failure types the order workflow tells apart (`ApplicationError.type`).
+
+They live here so that `workflows/` depends on nothing else in the project: activities raise them, the
+workflow and the API read them.
+"""
+
+REJECTED = "ProviderRejected"  # this route refuses (incorrect service, disabled, unknown order, ...)
+NEEDS_RECONCILIATION = "NeedsReconciliation"  # the provider may hold the request: only ops can tell
+LINK_FAULT = "LinkFault"  # the provider refuses the link (private, deleted, renamed, invalid)
+# A side effect that no retry can make succeed: bad data, a broken constraint that is not a race, a bug.
+# The activity raises it non-retryable; the order then waits in phase `needs_attention` for ops.
+STEP_FAILED = "StepFailed"
