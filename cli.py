@@ -249,10 +249,11 @@ def _timestamp(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _order_fields(order: Any) -> dict[str, Any]:
+def _order_fields(order: Any, cost_micros: int | None = None) -> dict[str, Any]:
     from api.schemas import OrderOut
 
-    return OrderOut.of(order).model_dump(mode="json") | {
+    shown = OrderOut.of(order, for_customer=False, cost_micros=cost_micros)
+    return shown.model_dump(mode="json") | {
         "provider_id": order.provider_id,
         "note": order.note,
         "refill_deadline": order.refill_deadline.isoformat() if order.refill_deadline else None,
@@ -260,7 +261,7 @@ def _order_fields(order: Any) -> dict[str, Any]:
 
 
 def cmd_orders_list(settings: Settings, args: argparse.Namespace) -> int:
-    from store.orders import OrderFilter, list_orders
+    from store.orders import OrderFilter, costs_of, list_orders
 
     where = OrderFilter(
         customer_id=args.customer,
@@ -275,7 +276,9 @@ def cmd_orders_list(settings: Settings, args: argparse.Namespace) -> int:
         rows, more = await list_orders(session, where, after=args.after, limit=args.limit)
         next_after = rows[-1].id if more else None
         if args.json:
-            _print_json({"orders": [_order_fields(o) for o in rows], "next_after": next_after})
+            costs = await costs_of(session, [o.id for o in rows])
+            orders = [_order_fields(o, costs.get(o.id)) for o in rows]
+            _print_json({"orders": orders, "next_after": next_after})
             return 0
         print(
             f"{'id':>8} {'customer':>8} {'service':>7}  {'status':<11} {'phase':<13} "
@@ -304,10 +307,18 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
         events = await store_orders.timeline(session, order.id)
         refills = await store_orders.refills(session, order.id)
         runs = await store_orders.submissions_of(session, order.id)
+        costs = [r.cost_micros for r in runs if r.cost_micros is not None]
         shown: dict[str, Any] = {
-            "order": _order_fields(order),
+            "order": _order_fields(order, sum(costs) if costs else None),
             "timeline": [
-                {"seq": e.seq, "at": e.at, "kind": e.kind, "actor": e.actor, "message": e.message}
+                {
+                    "seq": e.seq,
+                    "at": e.at,
+                    "kind": e.kind,
+                    "actor": e.actor,
+                    "message": e.message,
+                    "detail": e.detail,
+                }
                 for e in events
             ],
             "runs": [
@@ -318,6 +329,11 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
                     "quantity": r.quantity,
                     "state": r.state,
                     "provider_order_id": r.provider_order_id,
+                    "delivered": r.delivered,
+                    "provider_status": r.provider_status,
+                    "cost": policy.format_money(r.cost_micros) if r.cost_micros is not None else None,
+                    "given_up_at": r.abandoned_at,
+                    "finished_at": r.finished_at,
                     "error": r.error,
                     "created_at": r.created_at,
                 }
@@ -348,7 +364,10 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
             f"  quantity    {o['quantity']}  delivered {o['delivered']}  remains {o['remains']}"
             + (f"  (drip-feed {o['runs']} runs every {o['interval']} min)" if o["runs"] else "")
         )
-        print(f"  money       charge {o['charge']}  refunded {o['refunded']}")
+        print(
+            f"  money       charge {o['charge']}  refunded {o['refunded']} ({o['refunded_units']} units)  "
+            f"cost {o['cost'] or '-'}  margin {o['margin'] or '-'}"
+        )
         print(
             f"  provider    {o['provider_id'] or '-'}  status {o['provider_status'] or '-'}  "
             f"start count {o['start_count'] if o['start_count'] is not None else '-'}"
@@ -361,14 +380,22 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
             print(f"  note        {order.note}")
         print(f"timeline ({len(events)}):")
         for e in events:
-            print(f"  {e.seq:>4}  {_when(e.at)}  {e.kind:<18} {e.actor:<22} {e.message}")
+            detail = f"  [{e.detail}]" if e.detail else ""
+            print(f"  {e.seq:>4}  {_when(e.at)}  {e.kind:<18} {e.actor:<22} {e.message}{detail}")
         if runs:
             print(f"runs ({len(runs)}):")
             for r in runs:
+                # What the run really did: the provider's last word, not just that it was accepted.
+                outcome = r.provider_status or r.state
+                if r.delivered is not None:
+                    outcome += f", {r.delivered} delivered"
+                if r.cost_micros is not None:
+                    outcome += f", cost {policy.format_money(r.cost_micros)}"
+                if r.abandoned_at is not None:
+                    outcome += f", given up {_when(r.abandoned_at)}"
                 print(
                     f"  run {r.run_no:<3} provider {r.provider_id} ({r.provider_service_id})  "
-                    f"{r.quantity} units  "
-                    f"{r.state:<20} provider order {r.provider_order_id or '-'}"
+                    f"{r.quantity} units  {outcome:<40} provider order {r.provider_order_id or '-'}"
                     + (f"  {r.error}" if r.error else "")
                 )
         print(f"refills ({len(refills)}):")

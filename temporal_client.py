@@ -83,6 +83,7 @@ ORDER_MESSAGES = (
     "resume",
     "report_link_fault",
     "reconcile_run",
+    "retry",
 )
 
 

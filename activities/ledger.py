@@ -16,7 +16,8 @@ class LedgerActivities:
 
     @activity.defn(name="settle_order")
     async def settle_order(self, s: Settlement) -> list[str]:
-        """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice.
+        """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice
+        (the settlement's refund is always `order:<id>:refund:0`; support refunds count from 1).
 
         Settling ends the order's hold on its provider too, in the same transaction: returns the workflow
         ids of the orders that may now take the freed slot.
@@ -27,7 +28,7 @@ class LedgerActivities:
             if s.refund_micros > 0:
                 await ledger.transfer(
                     session,
-                    key=f"order:{s.order_id}:refund:{s.refund_no}",
+                    key=f"order:{s.order_id}:refund:0",
                     kind="refund",
                     debit=escrow,
                     credit=ledger.customer_account(s.customer_id),

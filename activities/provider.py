@@ -157,7 +157,14 @@ class ProviderActivities:
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
         link_fault = run_link_fault(status.status, status.link_fault)
-        return RunStatus(status.status, status.raw_status, status.remains, status.start_count, link_fault)
+        return RunStatus(
+            status.status,
+            status.raw_status,
+            status.remains,
+            status.start_count,
+            link_fault,
+            cost_micros=status.charge_micros(),
+        )
 
     @activity.defn(name="cancel_run")
     async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:

@@ -65,6 +65,16 @@ class _ReadModel(Collector):
         for status, count in sorted(snap.refills.items()):
             refills.add_metric([status], count)
         yield refills
+        yield CounterMetricFamily(
+            "backoffice_units_bought_beyond_need",
+            "Units providers delivered beyond what orders needed (a given-up route that delivered late).",
+            value=snap.units_beyond_need,
+        )
+        yield CounterMetricFamily(
+            "backoffice_provider_cost_micros",
+            "What providers charged for the provider orders, in micro-units (their reported `charge`).",
+            value=snap.provider_cost_micros,
+        )
 
 
 @router.get("/metrics")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from store.ledger import StatementLine
-from store.models import Customer, Order, OrderEvent, Refill, Service
+from store.models import Customer, Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
 from workflows.models import OrderState
 from workflows.policy import format_money
@@ -69,10 +69,19 @@ class OrderOut(BaseModel):
     remains: int
     charge: str
     refunded: str
+    refunded_units: int = Field(
+        description="units refunded as such (support refunds by units, the settlement's shortfall)"
+    )
     runs: int | None
     interval: int | None
     start_count: int | None
-    provider_status: str | None
+    provider_status: str | None = Field(
+        description="the provider's own words; staff only (null for customers)"
+    )
+    cost: str | None = Field(
+        default=None, description="what the providers charged for this order so far; staff only"
+    )
+    margin: str | None = Field(default=None, description="charge - refunded - cost; staff only")
     note: str = Field(description="what the order waits for or does next, in the panel's words")
     refill_deadline: datetime | None = Field(description="end of the refill window, once it is open")
     created_at: datetime
@@ -80,7 +89,9 @@ class OrderOut(BaseModel):
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, o: Order) -> OrderOut:
+    def of(cls, o: Order, *, for_customer: bool, cost_micros: int | None = None) -> OrderOut:
+        """Customers never see upstream: no provider's words, no cost."""
+        staff = not for_customer
         return cls(
             id=o.id,
             customer_id=o.customer_id,
@@ -93,10 +104,17 @@ class OrderOut(BaseModel):
             remains=policy.remains(o.quantity, o.delivered),
             charge=format_money(o.charge_micros),
             refunded=format_money(o.refunded_micros),
+            refunded_units=o.refunded_units,
             runs=o.runs,
             interval=o.interval_minutes,
             start_count=o.start_count,
-            provider_status=o.provider_status_raw,
+            provider_status=o.provider_status_raw if staff else None,
+            cost=format_money(cost_micros) if staff and cost_micros is not None else None,
+            margin=(
+                format_money(o.charge_micros - o.refunded_micros - cost_micros)
+                if staff and cost_micros is not None
+                else None
+            ),
             note=o.note,
             refill_deadline=o.refill_deadline,
             created_at=o.created_at,
@@ -116,11 +134,47 @@ class TimelineEvent(BaseModel):
     kind: str
     actor: str = Field(description="who: `workflow`, `<role>:key<id>`; a customer key sees only the role")
     message: str
+    detail: str | None = Field(
+        default=None, description="the provider, its order id and its own words; staff only"
+    )
 
     @classmethod
     def of(cls, e: OrderEvent, *, for_customer: bool) -> TimelineEvent:
         actor = e.actor.split(":", 1)[0] if for_customer else e.actor
-        return cls(seq=e.seq, at=e.at, kind=e.kind, actor=actor, message=e.message)
+        detail = None if for_customer else e.detail
+        return cls(seq=e.seq, at=e.at, kind=e.kind, actor=actor, message=e.message, detail=detail)
+
+
+class ProviderOrderOut(BaseModel):
+    """One order placed at a provider for a run (staff only): what it delivered and cost."""
+
+    run_no: int
+    provider_id: int
+    provider_order_id: str | None
+    quantity: int
+    state: str = Field(
+        description="the submission: sending, accepted, rejected, link_fault, needs_reconciliation"
+    )
+    delivered: int | None
+    cost: str | None
+    provider_status: str | None
+    given_up_at: datetime | None = Field(description="when the order gave it up (still followed to its end)")
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, s: ProviderSubmission) -> ProviderOrderOut:
+        return cls(
+            run_no=s.run_no,
+            provider_id=s.provider_id,
+            provider_order_id=s.provider_order_id,
+            quantity=s.quantity,
+            state=s.state,
+            delivered=s.delivered,
+            cost=format_money(s.cost_micros) if s.cost_micros is not None else None,
+            provider_status=s.provider_status_raw,
+            given_up_at=s.abandoned_at,
+            finished_at=s.finished_at,
+        )
 
 
 class RefillOut(BaseModel):
@@ -158,6 +212,9 @@ class OrderDetail(OrderOut):
         description="while the order waits for a provider slot, its place in line (1 = next); else null"
     )
     refills: list[RefillOut]
+    provider_orders: list[ProviderOrderOut] | None = Field(
+        default=None, description="the orders placed at providers, one per run and route; staff only"
+    )
 
 
 class ServiceOut(BaseModel):

@@ -280,11 +280,21 @@ class Api2:
         return {"order": order.id}
 
     def _status_of(self, o: Order) -> dict[str, Any]:
+        # The protocol's formula refund = charge * remains / quantity gives back what the order refunded
+        # (docs/api.md, "API v2 status"); `charge` is the price paid at intake.
+        status, remains = policy.reseller_view(
+            status=o.status,
+            quantity=o.quantity,
+            delivered=o.delivered,
+            charge=o.charge_micros,
+            refunded=o.refunded_micros,
+            refunded_units=o.refunded_units,
+        )
         answer: dict[str, Any] = {
             "charge": money(o.charge_micros),
             "start_count": str(o.start_count or 0),
-            "status": o.status,
-            "remains": str(policy.remains(o.quantity, o.delivered)),
+            "status": status,
+            "remains": str(remains),
             "currency": self.settings.currency,
         }
         if o.runs:

@@ -15,7 +15,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import httpx
@@ -82,6 +82,19 @@ class ProviderOrderStatus:
     currency: str | None = None
     reason: str | None = None
     link_fault: str | None = None
+
+    def charge_micros(self) -> int | None:
+        """The provider's `charge` (what this order costs the panel) in micro-units; None when it sends
+        none or something that is not a non-negative amount."""
+        if not self.charge:
+            return None
+        try:
+            value = Decimal(self.charge) * 1_000_000
+        except InvalidOperation:
+            return None
+        if not value.is_finite() or value < 0:
+            return None
+        return int(value.to_integral_value(rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)

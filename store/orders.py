@@ -307,11 +307,24 @@ async def submissions_of(session: AsyncSession, order_id: int) -> list[ProviderS
     )
 
 
+async def costs_of(session: AsyncSession, order_ids: Sequence[int]) -> dict[int, int]:
+    """What the providers charged for each order's provider orders, for the orders that have a cost."""
+    if not order_ids:
+        return {}
+    rows = await session.execute(
+        select(ProviderSubmission.order_id, func.sum(ProviderSubmission.cost_micros))
+        .where(ProviderSubmission.order_id.in_(order_ids), ProviderSubmission.cost_micros.is_not(None))
+        .group_by(ProviderSubmission.order_id)
+    )
+    return {int(order_id): int(total or 0) for order_id, total in rows}
+
+
 async def project(session: AsyncSession, p: Projection) -> bool:
     """Write the workflow's state into the read model; an older version never overwrites a newer one.
 
-    Timeline events and refill progress are written whatever the version: both are keyed, so a retry or a
-    late write repeats nothing.
+    Timeline events, refill progress and what each provider order delivered and cost are written whatever
+    the version: all are keyed, so a retry or a late write repeats nothing, and the order's `delivered` and
+    its provider orders' change in the same transaction.
     """
     values: dict[str, Any] = {
         "state_version": p.version,
@@ -319,11 +332,13 @@ async def project(session: AsyncSession, p: Projection) -> bool:
         "phase": p.phase,
         "delivered": p.delivered,
         "refunded_micros": p.refunded_micros,
+        "refunded_units": p.refunded_units,
         "provider_id": p.provider_id,
         "provider_status_raw": p.provider_status_raw,
         "start_count": p.start_count,
         "note": p.note,
-        "refill_deadline": datetime.fromisoformat(p.refill_deadline) if p.refill_deadline else None,
+        "refill_deadline": _time(p.refill_deadline),
+        "next_action_at": _time(p.next_action_at),
     }
     if p.finished:
         values["finished_at"] = func.now()
@@ -342,6 +357,7 @@ async def project(session: AsyncSession, p: Projection) -> bool:
                         "kind": e.kind,
                         "actor": e.actor,
                         "message": e.message,
+                        "detail": e.detail,
                     }
                     for e in p.events
                 ]
@@ -354,7 +370,29 @@ async def project(session: AsyncSession, p: Projection) -> bool:
             .where(Refill.order_id == p.order_id, Refill.refill_no == refill.refill_no)
             .values(status=refill.status, finished_at=func.now() if refill.finished else None)
         )
+    for po in p.provider_orders:
+        await session.execute(
+            update(ProviderSubmission)
+            .where(
+                ProviderSubmission.order_id == p.order_id,
+                ProviderSubmission.run_no == po.run_no,
+                ProviderSubmission.provider_id == po.provider_id,
+            )
+            .values(
+                provider_order_id=func.coalesce(ProviderSubmission.provider_order_id, po.provider_order_id),
+                delivered=po.delivered,
+                cost_micros=po.cost_micros,
+                provider_status=po.status or None,
+                provider_status_raw=po.raw_status[:100] or None,
+                finished_at=func.coalesce(ProviderSubmission.finished_at, func.now()) if po.final else None,
+                abandoned_at=_time(po.abandoned_at),
+            )
+        )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def _time(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
 
 
 async def open_refill(session: AsyncSession, refill: OpenRefill) -> int:

@@ -200,8 +200,10 @@ class ScriptedProvider:
     down: set[int] = field(default_factory=set)
     lost_answers: set[int] = field(default_factory=set)  # providers whose submissions need reconciliation
     unavailable_checks: int = 0
+    forgets_after: dict[int, int] = field(default_factory=dict)  # provider -> checks before it forgets orders
     cancel_allowed: bool = True
     refill_answers: list[str] = field(default_factory=lambda: ["In progress", "Completed"])
+    refill_rejects: int = 0  # the next refills the provider refuses (its own cooldown, say)
     submitted: list[SubmitRun] = field(default_factory=list)
     checks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     canceled: list[CancelRun] = field(default_factory=list)
@@ -234,6 +236,8 @@ class ScriptedProvider:
         if self.unavailable_checks > 0:
             self.unavailable_checks -= 1
             raise RuntimeError("provider unavailable (scripted outage)")
+        if self.checks[check.provider_id] >= self.forgets_after.get(check.provider_id, 10**9):
+            raise ApplicationError("Incorrect order ID", type=REJECTED, non_retryable=True)
         if any(c.provider_order_id == check.provider_order_id for c in self.canceled):
             remains = self._last_remains.get(check.provider_order_id)
             if remains is None:
@@ -255,6 +259,9 @@ class ScriptedProvider:
 
     @activity.defn(name="submit_refill")
     async def submit_refill(self, refill: SubmitRefill) -> SubmittedRefill:
+        if self.refill_rejects > 0:
+            self.refill_rejects -= 1
+            raise ApplicationError("Refill is disabled for a while", type=REJECTED, non_retryable=True)
         self.refills.append(refill)
         return SubmittedRefill(f"refill-{len(self.refills)}")
 
@@ -277,25 +284,30 @@ class ScriptedProvider:
 
 @asynccontextmanager
 async def order_worker(
-    client: Client, sessions: async_sessionmaker[AsyncSession], provider: ScriptedProvider
+    client: Client,
+    sessions: async_sessionmaker[AsyncSession],
+    provider: ScriptedProvider,
+    *,
+    replace: dict[str, Callable[..., Any]] | None = None,
 ) -> AsyncIterator[str]:
+    """A worker with the real store activities and the scripted provider; `replace` swaps activities by
+    name (a step made to fail on purpose)."""
     task_queue = f"orders-{uuid.uuid4().hex[:8]}"
     ledger_activities = LedgerActivities(sessions)
     projection = ProjectionActivities(sessions)
     slots = SlotActivities(sessions)
+    activities: dict[str, Callable[..., Any]] = {
+        "settle_order": ledger_activities.settle_order,
+        "refund_order": ledger_activities.refund_order,
+        "project_order": projection.project_order,
+        "open_refill": projection.open_refill,
+        "claim_slot": slots.claim_slot,
+        "release_slot": slots.release_slot,
+        **{a.__name__: a for a in provider.activities()},
+        **(replace or {}),
+    }
     async with Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[OrderWorkflow],
-        activities=[
-            ledger_activities.settle_order,
-            ledger_activities.refund_order,
-            projection.project_order,
-            projection.open_refill,
-            slots.claim_slot,
-            slots.release_slot,
-            *provider.activities(),
-        ],
+        client, task_queue=task_queue, workflows=[OrderWorkflow], activities=list(activities.values())
     ):
         yield task_queue
 

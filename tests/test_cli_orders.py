@@ -206,7 +206,7 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
         )  # fmt: skip
         assert wrong.code == 1
         assert wrong.json() | {"message": ""} == {
-            "order_id": order.order_id, "outcome": "refused", "code": "NotAwaiting", "message": "",
+            "order_id": order.order_id, "outcome": "refused", "code": "not_awaiting", "message": "",
         }  # fmt: skip
 
         right = await backoffice(
@@ -214,7 +214,7 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
             "--actor", "ops:ann", "--reason", "found in the panel",
         )  # fmt: skip
         assert right.code == 0, right.err
-        assert right.out.strip() == f"order {order.order_id}: run 1 reconciled by ops:ann: found in the panel"
+        assert right.out.strip() == f"order {order.order_id}: run 1 reconciled by ops"
         await wait_for_end(with_temporal.client, sessions, order.order_id, status="Completed")
 
     # The audit trail: one line per message, refused or accepted, with the actor and the order.
@@ -356,7 +356,12 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
         assert part.json() == {
             "order_id": waiting.order_id,
             "outcome": "accepted",
-            "answer": {"refunded_micros": 500_000, "total_refunded_micros": 500_000, "status": "In progress"},
+            "answer": {
+                "refunded_micros": 500_000,
+                "total_refunded_micros": 500_000,
+                "status": "In progress",
+                "refunded_units": 500,  # marked refunded: the settlement will not refund them again
+            },
         }
         replay = await backoffice(*refund, *why, "--units", "500", "--idempotency-key", "T-81")
         assert replay.code == 0, replay.err
@@ -390,6 +395,7 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
         assert whole.code == 0, whole.err
         assert whole.json()["answer"] == {
             "refunded_micros": 200_000, "total_refunded_micros": 200_000, "status": "Refunded",
+            "refunded_units": 0,
         }  # fmt: skip
         await wait_for_order(sessions, completed.order_id, status="Refunded", phase="closed")
 
@@ -401,7 +407,7 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
     assert (shown["order"]["status"], shown["order"]["refunded"]) == ("Refunded", "3.000000")
     refunds = [(e["actor"], e["message"]) for e in shown["timeline"] if e["kind"] == "refund"]
     assert refunds == [
-        ("support:lee", "refunded 0.500000: ticket 81: slow delivery"),
+        ("support:lee", "refunded 500 units, 0.500000: ticket 81: slow delivery"),
         ("support:lee", "refunded 2.500000: ticket 81: slow delivery"),
     ]
     # Every cent came back: the customer holds what they were funded with, nothing stays in escrow.

@@ -106,6 +106,9 @@ async def test_api_and_worker_metrics_move_when_orders_move(
     assert value(api_after, "backoffice_orders", status="Pending", phase="queued") == 0
     assert value(api_after, "backoffice_refunds_total") == value(api_before, "backoffice_refunds_total") + 1
     assert value(api_after, "backoffice_refunded_micros_total") == 100_000  # 100 of 200 units at 1.00/1000
+    # What the provider charged for the two provider orders (its `charge`), and no unit bought twice.
+    assert value(api_after, "backoffice_provider_cost_micros_total") > 0
+    assert value(api_after, "backoffice_units_bought_beyond_need_total") == 0
     # Intake latency: two more answers with 201.
     intake = "backoffice_order_intake_seconds_count"
     assert value(api_after, intake, code="201") == value(api_before, intake, code="201") + 2

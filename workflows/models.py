@@ -27,7 +27,8 @@ class OrderInput:
     routes: list[RouteRef]
     runs: int | None = None
     interval_minutes: int | None = None
-    progress: Progress | None = None  # set only when the order continues as new
+    # The order's whole state when it continues as new (its history had grown long); None at the start.
+    state: OrderState | None = None
     # The service's policy as of intake.
     service_name: str = ""
     cancel_allowed: bool = False
@@ -39,68 +40,107 @@ class OrderInput:
 
 
 @dataclass
+class ProviderOrder:
+    """One order placed at a provider for a run. A run that failed over has one per route that took it.
+
+    Followed until the provider reports it final, also once the order has given it up (`abandoned_at`):
+    what it delivered late still counts as delivered, and what it cost is known.
+    """
+
+    run_no: int
+    provider_id: int
+    provider_order_id: str
+    units: int  # what this provider order was asked to deliver
+    poll_floor_seconds: int  # the provider's shortest polite interval between status reads
+    delivered: int = 0  # as last reported, clamped to `units`
+    cost_micros: int | None = None  # the provider's `charge` for it, when it reports one
+    status: str = ""  # normalised; "" until first read
+    raw_status: str = ""
+    final: bool = False
+    abandoned_at: str | None = None  # ISO workflow time the order gave it up
+    checks: int = 0  # status reads so far: the polling backs off with them
+
+
+@dataclass
+class RefundRecord:
+    """A support refund by its idempotency key: what was asked (to tell a replay from a conflict) and,
+    once paid, its receipt."""
+
+    request: str
+    receipt: RefundReceipt | None = None
+
+
+@dataclass
 class OrderState:
-    """What the `state` query answers and what the read model is projected from."""
+    """The order's one state object: what the `state` query and every update answer, what the read model is
+    projected from, and what continue-as-new hands whole to the next run.
+
+    The first group is what the order shows; the rest is the workflow's working memory.
+    """
 
     order_id: int
     status: str
     phase: str
     quantity: int
-    delivered: int = 0
+    delivered: int = 0  # all provider orders together, capped at the quantity
     refunded_micros: int = 0
-    provider_id: int | None = None
-    provider_status_raw: str | None = None
+    refunded_units: int = 0  # units refunded as units (support by units, settlement shortfall)
+    provider_id: int | None = None  # the provider of the run in flight (staff only)
+    provider_status_raw: str | None = None  # that provider's own words (staff only)
     start_count: int | None = None
     runs_total: int = 1
     runs_done: int = 0
     version: int = 0
-    note: str = ""  # what the order waits for or does next
+    note: str = ""  # what the order waits for or does next (no provider names: customers read it)
     queue_position: int | None = None  # while waiting for a provider slot
     refill_deadline: str | None = None  # ISO time the refill window ends
-    refills_used: int = 0
+    refills_used: int = 0  # refills that count against `refill_max` (rejected ones do not)
+    refills_asked: int = 0  # every refill asked for: numbers them
     paused_by: str | None = None
     interrupted_since: str | None = None  # ISO time the provider stopped answering
     link_fault: str | None = None
+    attention: str | None = None  # why the order needs ops (phase needs_attention)
+    next_action_at: str | None = None  # ISO time the order next means to act by itself
 
-
-@dataclass(frozen=True)
-class RunInFlight:
-    """A run submitted to a route and still being followed there."""
-
-    run_no: int
-    provider_id: int
-    units: int  # what this route was asked to deliver for the run
-    provider_order_id: str
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where an order left off when it continued as new (its history had grown long)."""
-
-    state: OrderState
-    started_at: str  # ISO time the order's first run was due; later runs keep their offsets from it
-    next_run: int
-    delivered: int  # units of finished runs, and of finished parts of the run in flight
-    routes: list[RouteRef]
-    in_flight: RunInFlight | None
+    # Working memory.
+    working_phase: str = ""  # the phase underneath a pause or a needs_attention hold
+    started_at: str = ""  # ISO time run 1 was due; later runs keep their offsets from it
+    next_run: int = 1
+    routes: list[RouteRef] = field(default_factory=list)  # routes still willing to deliver, best first
+    provider_orders: list[ProviderOrder] = field(default_factory=list)
     slot_provider_id: int | None = None
-    delivered_runs: list[DeliveredRun] = field(default_factory=list)
-    refunds: dict[str, RefundReceipt] = field(default_factory=dict)
+    awaiting_run: int | None = None  # the run ops must reconcile before delivery goes on
     stop: StopRequest | None = None
+    interruption_attempt: int = 0
+    refunds: dict[str, RefundRecord] = field(default_factory=dict)  # support refunds by idempotency key
+    refill_queue: list[RefillTicket] = field(default_factory=list)
+    refill_busy: bool = False
+    refill_parts: list[RefillPart] = field(default_factory=list)  # the refill under way, per provider order
+    refill_began: str | None = None
+    service_failed: bool = False  # no route could deliver what was left
+    settled_at: str | None = None  # when delivery's money was settled (the refill cooldown counts from it)
+    last_refill_at: str | None = None
     event_seq: int = 0
+    pending_events: list[OrderEvent] = field(default_factory=list)  # not yet in the read model
+    pending_refills: list[RefillProgress] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class DeliveredRun:
-    """A provider order that delivered units: where a refill goes."""
+@dataclass
+class RefillPart:
+    """One provider order a refill was forwarded to, followed to its end."""
 
     provider_id: int
     provider_order_id: str
+    poll_floor_seconds: int
+    provider_refill_id: str | None = None  # None: the provider refused it
+    status: str = "Pending"
+    checks: int = 0
 
 
 @dataclass(frozen=True)
 class StopRequest:
-    """Delivery must stop: a customer's cancel, or a link fault (reported by the provider or support)."""
+    """Delivery must stop: a customer's cancel, a link fault (reported by the provider or support), or a
+    refund in full."""
 
     kind: str  # "cancel" | "link_fault" | "refunded"
     actor: str
@@ -140,6 +180,7 @@ class RunStatus:
     # Set when the provider ended the run because of the link (private, deleted, renamed, invalid);
     # `remains` still tells what was delivered before.
     link_fault: str | None = None
+    cost_micros: int | None = None  # the provider's `charge` for this order, when it says
 
 
 @dataclass(frozen=True)
@@ -186,20 +227,26 @@ class RefillStatus:
 
 @dataclass(frozen=True)
 class Projection:
+    """The read model's row for the order, its new timeline events, refill progress and provider orders;
+    built from the order's state in one place (workflows/record.py)."""
+
     order_id: int
     version: int
     status: str
     phase: str
     delivered: int
     refunded_micros: int
+    refunded_units: int
     provider_id: int | None
     provider_status_raw: str | None
     start_count: int | None
+    note: str
+    refill_deadline: str | None
+    next_action_at: str | None
     finished: bool = False
-    note: str = ""
-    refill_deadline: str | None = None
     events: list[OrderEvent] = field(default_factory=list)
     refills: list[RefillProgress] = field(default_factory=list)
+    provider_orders: list[ProviderOrder] = field(default_factory=list)  # those changed since the last one
 
 
 @dataclass(frozen=True)
@@ -210,7 +257,8 @@ class OrderEvent:
     at: str  # ISO workflow time
     kind: str
     actor: str
-    message: str
+    message: str  # for anyone, customers included: never names a provider
+    detail: str | None = None  # for staff: the provider, its order id, its own words
 
 
 @dataclass(frozen=True)
@@ -267,7 +315,6 @@ class Settlement:
     order_id: int
     customer_id: int
     refund_micros: int
-    refund_no: int
     revenue_micros: int
     reason: str
     actor: str = "workflow"
@@ -317,12 +364,17 @@ class SupportRefund:
     amount_micros: int | None = None
     units: int | None = None
 
+    def fingerprint(self) -> str:
+        """What the refund asks for: the same key with another measure is a conflict, not a replay."""
+        return f"amount:{self.amount_micros}" if self.amount_micros is not None else f"units:{self.units}"
+
 
 @dataclass(frozen=True)
 class RefundReceipt:
     refunded_micros: int  # what this refund moved (0 when the key was already used: a replay)
     total_refunded_micros: int
     status: str
+    refunded_units: int = 0  # units this refund paid for (0 for an amount)
 
 
 @dataclass(frozen=True)

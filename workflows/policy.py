@@ -232,18 +232,50 @@ def refill_outcome(part_statuses: list[str]) -> str:
     return "Error" if any(s == "Error" for s in part_statuses) else "Completed"
 
 
-def settle_stopped(
-    quantity: int, delivered: int, charge: int, *, refund_undelivered: bool
-) -> tuple[str, int]:
-    """Status and refund when delivery was stopped before its end (a cancel or a link fault).
+def refundable_units(
+    *,
+    quantity: int,
+    delivered: int,
+    tolerance_bp: int,
+    stop_kind: str | None,
+    link_fault_refund: str,
+    service_failed: bool,
+) -> int:
+    """The undelivered units the policy refunds once delivery has ended, however it ended.
 
-    The tolerance does not apply: it judges a delivery that ran its course. A cancel refunds all that was not
-    delivered; a link fault refunds it only when the service's `link_fault_refund` says `remaining`.
+    A delivery that ran its course is judged by the tolerance (a shortfall within it is normal variation);
+    when the service failed completely the tolerance does not apply. A cancel refunds all that was not
+    delivered; a link fault only where the service's `link_fault_refund` says `remaining`. An order support
+    refunded in full has nothing left to refund.
     """
     shortfall = clamp_remains(quantity - delivered, quantity)
-    status = CANCELED if delivered == 0 else (COMPLETED if shortfall == 0 else PARTIAL)
-    refund = refund_for_shortfall(shortfall, charge, quantity) if refund_undelivered else 0
-    return status, refund
+    if stop_kind == "refunded":
+        return 0
+    if stop_kind == "cancel" or (stop_kind == "link_fault" and link_fault_refund == "remaining"):
+        return shortfall
+    if stop_kind == "link_fault":
+        return 0
+    if not service_failed and within_tolerance(shortfall, quantity, tolerance_bp):
+        return 0
+    return shortfall
+
+
+def final_status(*, quantity: int, delivered: int, refund_units: int, stop_kind: str | None) -> str:
+    """What the customer sees once delivery has ended: Completed, Partial, Canceled or Refunded."""
+    if stop_kind == "refunded":
+        return REFUNDED
+    if delivered == 0 and (stop_kind is not None or refund_units > 0):
+        return CANCELED
+    if stop_kind is not None:
+        return COMPLETED if delivered >= quantity else PARTIAL
+    return PARTIAL if refund_units > 0 else COMPLETED
+
+
+def price_of_units(units: int, charge: int, quantity: int) -> int:
+    """The money `units` refunded units are worth. Refunds by units always move the difference between
+    the worth of all units refunded after and before, so rounding never drifts: n refunds of one unit each
+    move exactly what one refund of n units would."""
+    return refund_for_shortfall(units, charge, quantity)
 
 
 def final_settlement(
@@ -252,29 +284,34 @@ def final_settlement(
     delivered: int,
     charge: int,
     refunded: int,
+    refunded_units: int,
     tolerance_bp: int,
     stop_kind: str | None,
     link_fault_refund: str,
     service_failed: bool,
-) -> tuple[str, int, int]:
-    """(status, refund, revenue) when delivery has ended, however it ended.
+) -> tuple[str, int, int, int]:
+    """(status, refund, units it pays for, revenue) when delivery has ended, however it ended.
 
-    A delivery that ran its course is judged by the tolerance; a cancel refunds all that was not delivered;
-    a link fault refunds it only where the service says `remaining`; an order support refunded in full
-    keeps its status. Support refunds already paid count against the refund, so the order never pays out
-    more than its charge, and what is left is revenue.
+    One accounting for units: units support already refunded count against the shortfall, so no unit is
+    refunded twice; refunds by amount are goodwill on top. The order never pays out more than its charge,
+    and what is left is revenue.
     """
-    if stop_kind == "refunded":
-        status, refund = REFUNDED, 0
-    elif stop_kind is not None:
-        undelivered = stop_kind == "cancel" or link_fault_refund == "remaining"
-        status, refund = settle_stopped(quantity, delivered, charge, refund_undelivered=undelivered)
-    else:
-        status, refund = settle_delivery(
-            quantity, quantity - delivered, charge, tolerance_bp, service_failed=service_failed
-        )
-    refund = min(refund, charge - refunded)
-    return status, refund, charge - refunded - refund
+    owed_units = refundable_units(
+        quantity=quantity,
+        delivered=delivered,
+        tolerance_bp=tolerance_bp,
+        stop_kind=stop_kind,
+        link_fault_refund=link_fault_refund,
+        service_failed=service_failed,
+    )
+    new_units = max(owed_units - refunded_units, 0)
+    worth = price_of_units(refunded_units + new_units, charge, quantity)
+    refund = worth - price_of_units(refunded_units, charge, quantity)
+    refund = max(min(refund, charge - refunded), 0)
+    status = final_status(
+        quantity=quantity, delivered=delivered, refund_units=owed_units, stop_kind=stop_kind
+    )
+    return status, refund, new_units, charge - refunded - refund
 
 
 def cancel_refusal(
@@ -289,23 +326,71 @@ def cancel_refusal(
     return None
 
 
-def support_refund_amount(
-    *, amount_micros: int | None, units: int | None, charge: int, quantity: int, refunded: int
-) -> int:
-    """What a support refund moves: the amount asked (or `units` priced as a shortfall), capped at what is
-    still refundable. Raises ValueError for a malformed request."""
+def support_refund(
+    *,
+    amount_micros: int | None,
+    units: int | None,
+    charge: int,
+    quantity: int,
+    refunded: int,
+    refunded_units: int,
+) -> tuple[int, int]:
+    """(money, units) a support refund moves: an amount (goodwill), or `units` priced as a shortfall and
+    marked refunded, so the settlement will not refund them again. Capped at the units not yet refunded and
+    at what is still refundable. Raises ValueError for a malformed request."""
     if (amount_micros is None) == (units is None):
         raise ValueError("give either an amount or a number of units")
+    left = max(charge - refunded, 0)
     if amount_micros is not None:
         if amount_micros <= 0:
             raise ValueError("the amount must be positive")
-        asked = amount_micros
-    else:
-        assert units is not None
-        if units <= 0:
-            raise ValueError("the number of units must be positive")
-        asked = refund_for_shortfall(units, charge, quantity)
-    return min(asked, max(charge - refunded, 0))
+        return min(amount_micros, left), 0
+    assert units is not None
+    if units <= 0:
+        raise ValueError("the number of units must be positive")
+    units = min(units, quantity - refunded_units)
+    worth = price_of_units(refunded_units + units, charge, quantity)
+    money = worth - price_of_units(refunded_units, charge, quantity)
+    return min(money, left), units
+
+
+def reseller_view(
+    *, status: str, quantity: int, delivered: int, charge: int, refunded: int, refunded_units: int
+) -> tuple[str, int]:
+    """(status, remains) as API v2 reports them, so that the protocol's own formula
+    `refund = charge * remains / quantity` gives back what the order refunded.
+
+    While delivery goes on, `remains` is what is still to deliver. Once it has ended, `remains` is the
+    refunded units (refunds by amount counted at the order's price per unit), and an order that ended short
+    with nothing refunded is Completed: showing it Partial or Canceled would tell the reseller's software to
+    refund its own customer money the panel kept.
+    """
+    if status not in FINAL_STATUSES:
+        return status, remains(quantity, delivered)
+    if refunded <= 0:
+        return COMPLETED, 0
+    if refunded >= charge:
+        return (REFUNDED if status == REFUNDED else CANCELED), quantity
+    goodwill = refunded - price_of_units(refunded_units, charge, quantity)
+    extra = -(-goodwill * quantity // charge) if goodwill > 0 else 0  # ceiling: any refund shows
+    return PARTIAL, min(refunded_units + extra, quantity)
+
+
+def refill_poll_seconds(floor_seconds: int, checks_done: int, *, cap: int = 600) -> int:
+    """When to read a refill's status next: at the provider's floor first, then doubling up to 10 minutes,
+    so a quick refill shows Completed within a minute and a slow one costs a few calls an hour."""
+    return min(floor_seconds * 2 ** min(checks_done, 20), max(cap, floor_seconds))
+
+
+def refill_counts(outcome: str) -> bool:
+    """A refill the provider rejected or erred on does not use up one of the customer's refills."""
+    return outcome not in ("Rejected", "Error")
+
+
+def follow_deadline_hours(max_interruption_hours: int) -> int:
+    """How long the settlement waits for provider orders the order gave up to end: the patience the service
+    gives a provider that does not answer. Past it the order settles on what was reported."""
+    return max(max_interruption_hours, 1)
 
 
 def interruption_backoff_seconds(attempt: int, *, first: int = 60, cap: int = 1800) -> int:

@@ -24,6 +24,7 @@ from api.schemas import (
     OrderOut,
     OrderStateOut,
     Phase,
+    ProviderOrderOut,
     RefillList,
     RefillOut,
     Status,
@@ -91,7 +92,7 @@ async def create_order(
         )
     if not created:
         mark_replayed(response)
-    return OrderOut.of(order)
+    return OrderOut.of(order, for_customer=caller.role == "customer")
 
 
 @router.get("/{order_id}", response_model=OrderDetail, responses=error_responses(401, 404, 422))
@@ -103,12 +104,19 @@ async def get_order(
     for_customer = caller.role == "customer"
     events = await store_orders.timeline(session, order_id, TIMELINE_LIMIT + 1)
     refills = await store_orders.refills(session, order_id)
+    submissions = [] if for_customer else await store_orders.submissions_of(session, order_id)
+    costs = [s.cost_micros for s in submissions if s.cost_micros is not None]
+    shown = OrderOut.of(order, for_customer=for_customer, cost_micros=sum(costs) if costs else None)
+    position = await slots.queue_position(session, order_id)
+    if position is not None:  # the live place in line, never a number that has aged
+        shown.note = f"waiting for a provider slot: number {position} in line"
     return OrderDetail(
-        **OrderOut.of(order).model_dump(),
+        **shown.model_dump(),
         timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events[:TIMELINE_LIMIT]],
         timeline_truncated=len(events) > TIMELINE_LIMIT,
         refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
-        queue_position=await slots.queue_position(session, order_id),
+        queue_position=position,
+        provider_orders=None if for_customer else [ProviderOrderOut.of(s) for s in submissions],
     )
 
 
@@ -164,8 +172,11 @@ async def list_orders(
     )
     after = _decode_cursor(cursor) if cursor else 0
     rows, more = await store_orders.list_orders(session, where, after=after, limit=limit)
+    for_customer = caller.role == "customer"
+    costs = {} if for_customer else await store_orders.costs_of(session, [o.id for o in rows])
     return OrderList(
-        orders=[OrderOut.of(o) for o in rows], next_cursor=_encode_cursor(rows[-1].id) if more else None
+        orders=[OrderOut.of(o, for_customer=for_customer, cost_micros=costs.get(o.id)) for o in rows],
+        next_cursor=_encode_cursor(rows[-1].id) if more else None,
     )
 
 

@@ -280,3 +280,65 @@ async def test_an_ended_order_refuses_with_order_closed(api: Api) -> None:
             break
         await asyncio.sleep(0.2)
     assert (response.status_code, response.json()["code"]) == (409, "order_closed")
+
+
+async def _v2_status(api: Api, order_id: int) -> dict[str, Any]:
+    key = api.keys["customer"]
+    answer = await api.http.post("/api/v2", data={"key": key, "action": "status", "order": order_id})
+    return dict(answer.json())
+
+
+async def test_customers_never_see_upstream_and_staff_see_everything(api: Api) -> None:
+    await _catalog(api)
+    _script(api, ("In progress", 60))
+    order_id = await _order(api)
+    await _eventually(api, order_id, lambda o: o["delivered"] == 40)
+    mine = (await api.http.get(f"/v1/orders/{order_id}", headers=api.as_("customer"))).json()
+    assert (mine["provider_status"], mine["cost"], mine["margin"], mine["provider_orders"]) == (None,) * 4
+    for event in mine["timeline"]:
+        assert event["detail"] is None
+        assert "provider" not in event["message"] and "their order" not in event["message"]
+    assert "provider" not in mine["note"]
+    listed = (await api.http.get("/v1/orders", headers=api.as_("customer"))).json()["orders"]
+    assert all(o["provider_status"] is None and o["cost"] is None for o in listed)
+    assert set(await _v2_status(api, order_id)) == {"charge", "start_count", "status", "remains", "currency"}
+    staff = (await api.http.get(f"/v1/orders/{order_id}", headers=api.as_("support"))).json()
+    assert staff["provider_status"] == "IN PROGRESS"
+    submitted = next(e for e in staff["timeline"] if e["kind"] == "run_submitted")
+    assert submitted["detail"].startswith("provider ") and "their order" in submitted["detail"]
+    assert [p["run_no"] for p in staff["provider_orders"]] == []  # the scripted provider keeps no rows
+
+
+async def test_api_v2_status_tells_resellers_what_was_refunded(api: Api) -> None:
+    """The protocol's formula refund = charge * remains / quantity gives back what the order refunded."""
+    await _catalog(api, link_fault_refund="none", tolerance_pct="0")
+    _script(api, ("Partial", 30))
+    partial = await _order(api, key="p")
+    await _eventually(api, partial, lambda o: o["phase"] == "closed")
+    assert await _v2_status(api, partial) | {"start_count": ""} == {
+        "charge": "0.10", "start_count": "", "status": "Partial", "remains": "30", "currency": "USD",
+    }  # fmt: skip
+    # A link fault on a service that refunds nothing: shown as done with nothing to refund, never Partial.
+    _script(api, ("Canceled", 70, "Link is private"))
+    faulty = await _order(api, key="f")
+    shown = await _eventually(api, faulty, lambda o: o["phase"] == "closed")
+    assert (shown["status"], shown["refunded"]) == ("Partial", "0.000000")
+    assert (await _v2_status(api, faulty))["status"] == "Completed"
+    assert (await _v2_status(api, faulty))["remains"] == "0"
+    _script(api, ("Completed", 0))
+    done = await _order(api, key="d")
+    await _eventually(api, done, lambda o: o["phase"] == "closed")
+    assert ((await _v2_status(api, done))["status"], (await _v2_status(api, done))["remains"]) == (
+        "Completed",
+        "0",
+    )
+
+
+async def test_the_queue_note_and_the_place_in_line_agree(api: Api) -> None:
+    await _catalog(api, capacity=1, routes=[{"provider": "alpha", "service": "a1"}])
+    _script(api, ("In progress", 60))
+    first = await _order(api, key="q1")
+    await _eventually(api, first, lambda o: o["phase"] == "delivering")
+    second = await _order(api, key="q2")
+    waiting = await _eventually(api, second, lambda o: o["queue_position"] == 1)
+    assert waiting["note"] == "waiting for a provider slot: number 1 in line"

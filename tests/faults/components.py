@@ -310,6 +310,6 @@ def catalog(provider_url: str) -> dict[str, Any]:
         "services": [
             service(31, "dedupe", "102"),
             service(32, "plain", "102"),
-            service(33, "dedupe", "101", refill_days=30, refill_max=3, refill_cooldown_hours=0),
+            service(33, "dedupe", "101", refill_days=30, refill_max=1, refill_cooldown_hours=0),
         ],
     }

@@ -20,6 +20,7 @@ from workflows.models import RefillRequest, RefillTicket
 from workflows.order import OrderWorkflow
 
 ASK = RefillRequest("customer:1", "lost 40 followers")
+TOO_SOON = "The order was completed or refill was requested less than 24 hours ago"
 
 
 async def _refused(handle: object, text: str) -> None:
@@ -106,3 +107,58 @@ async def test_an_order_still_delivering_cannot_be_refilled(
         state = await handle.result()
     # A Partial order (shortfall beyond the tolerance, refunded) has no refill window.
     assert (state.status, state.phase, state.refunded_micros) == (policy.PARTIAL, policy.CLOSED, 100_000)
+
+
+async def test_a_refill_the_provider_rejects_does_not_use_up_a_refill(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """refill_max 2: the provider's own cooldown rejects the first refill at once; the customer still has
+    two refills. The panel's cooldown counts from the rejected request all the same."""
+    env = temporal_env
+    shop = await open_shop(
+        sessions, refill_days=30, refill_max=2, routes=[{"provider": "alpha", "service": "a1"}]
+    )
+    order = await place(sessions, shop, 500)
+    alpha = order.routes[0].provider_id
+    provider = ScriptedProvider(
+        script={alpha: [("Completed", 0)]}, refill_rejects=1, refill_answers=["Completed"]
+    )
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await env.sleep(timedelta(hours=25))
+        for expected in ("Rejected", "Completed", "Completed"):
+            ticket = await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
+            await until(env, handle, lambda s: not s.refill_busy, step=timedelta(seconds=30))
+            if expected == "Rejected":  # the cooldown counts from the request, rejected or not
+                await _refused(handle, TOO_SOON)
+            await env.sleep(timedelta(hours=25))
+            async with sessions() as session:
+                shown = {r.refill_no: r.status for r in await orders_store.refills(session, order.order_id)}
+            assert shown[ticket.refill_no] == expected
+        await _refused(handle, "This order has no refills left")
+        state = await handle.result()
+    assert (state.refills_used, state.refills_asked) == (2, 3)
+
+
+async def test_refill_status_is_followed_soon_after_the_request(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """A refill the provider finishes at once shows Completed within a minute (the provider's poll floor),
+    not at a fixed 10-minute poll; a slow one is read less and less often."""
+    env = temporal_env
+    shop = await open_shop(sessions, refill_days=30, routes=[{"provider": "alpha", "service": "a1"}])
+    order = await place(sessions, shop, 500)
+    alpha = order.routes[0].provider_id
+    provider = ScriptedProvider(script={alpha: [("Completed", 0)]}, refill_answers=["Completed"])
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await env.sleep(timedelta(hours=25))
+        await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
+        await until(env, handle, lambda s: not s.refill_busy, step=timedelta(seconds=10))
+        asked = (await event_times(sessions, order.order_id, "refill_requested"))[0]
+        done = (await event_times(sessions, order.order_id, "refill_finished"))[0]
+        assert done - asked < timedelta(seconds=61)  # one poll floor (60 s) after the request
+        await handle.terminate("test over")
+    assert [policy.refill_poll_seconds(60, n) for n in range(6)] == [60, 120, 240, 480, 600, 600]

@@ -3,6 +3,8 @@ the detail shows the place in line, and the first route with room takes the orde
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
@@ -66,3 +68,32 @@ async def test_the_first_route_with_room_takes_the_order_at_once(
     assert [run.provider_id for run in provider.submitted] == [beta]
     assert (state.status, state.provider_id, state.queue_position) == (policy.COMPLETED, beta, None)
     assert await event_times(sessions, order.order_id, "slot") == []  # it never had to wait
+
+
+async def test_an_order_waiting_for_its_next_run_leaves_its_slot_to_the_next_in_line(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Capacity counts provider orders delivering, not orders: a paced order frees its slot during the hour
+    between its runs, the order behind it delivers meanwhile, and the first queues again for its next run."""
+    shop = await open_shop(sessions, routes=ALPHA_ONLY, pace_per_hour=1000)
+    paced = await place(sessions, shop, 1500)  # 1000 now, 500 an hour later
+    behind = await place(sessions, shop, 500)
+    alpha = paced.routes[0].provider_id
+    await set_capacity(sessions, alpha, 1)
+    provider = ScriptedProvider(script={alpha: [("In progress", 500), ("Completed", 0)]})
+    env = temporal_env
+    async with order_worker(env.client, sessions, provider) as queue:
+        h1 = await start_order(env.client, queue, paced)
+        await until(env, h1, lambda s: s.status == policy.IN_PROGRESS)
+        h2 = await start_order(env.client, queue, behind)
+        await until(env, h2, lambda s: s.queue_position == 1)
+        results = [await h.result() for h in (h1, h2)]
+    assert [s.status for s in results] == [policy.COMPLETED] * 2
+    assert [(run.order_id, run.run_no) for run in provider.submitted] == [
+        (paced.order_id, 1),
+        (behind.order_id, 1),
+        (paced.order_id, 2),
+    ]
+    paced_runs = await event_times(sessions, paced.order_id, "run_submitted")
+    sent_behind = (await event_times(sessions, behind.order_id, "run_submitted"))[0]
+    assert sent_behind - paced_runs[0] < timedelta(minutes=30)  # not an hour behind an idle provider

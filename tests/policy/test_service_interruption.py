@@ -145,11 +145,15 @@ async def test_when_every_route_stays_down_the_order_is_refunded_in_full(
 async def test_ops_pause_an_order_and_resume_it(
     temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
+    """A pause holds the back office: no new run goes out. API v2 cannot hold a provider order, so the run
+    already at the provider goes on there, and the order keeps following it and counting what it delivers."""
     env = temporal_env
     shop = await open_shop(sessions)
-    order = await place(sessions, shop, 500)
+    order = await place(sessions, shop, 1500)  # two runs: 1000 now, 500 an hour later
     alpha = order.routes[0].provider_id
-    provider = ScriptedProvider(script={alpha: [*[("In progress", 300)] * 3, ("Completed", 0)]})
+    provider = ScriptedProvider(
+        script={alpha: [("In progress", 700), ("In progress", 400), ("Completed", 0)]}
+    )
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
         await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
@@ -158,17 +162,19 @@ async def test_ops_pause_an_order_and_resume_it(
         assert _code(no_reason.value) == "missing_reason"
         paused = await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "provider outage"))
         assert (paused.phase, paused.paused_by) == (policy.PAUSED, "ops:kim")
-        checks = provider.checks[alpha]
         await env.sleep(timedelta(hours=6))
-        assert provider.checks[alpha] == checks  # a paused order leaves the provider alone
-        assert (await handle.query(OrderWorkflow.state)).phase == policy.PAUSED
+        held = await handle.query(OrderWorkflow.state)
+        assert held.phase == policy.PAUSED
+        assert held.delivered == 1000  # run 1 went on at the provider and was counted
+        assert len(provider.submitted) == 1  # run 2 waits for the resume
         with pytest.raises(WorkflowUpdateFailedError) as twice:
             await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "again"))
         assert _code(twice.value) == "cannot_pause"
         resumed = await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
-        assert (resumed.phase, resumed.paused_by) == (policy.DELIVERING, None)
+        assert resumed.paused_by is None and resumed.phase != policy.PAUSED
         state = await handle.result()
-    assert state.status == policy.COMPLETED
+    assert (state.status, state.delivered) == (policy.COMPLETED, 1500)
+    assert len(provider.submitted) == 2
     actors = {(kind, actor) for kind, actor, _ in await timeline(sessions, order.order_id)}
     assert {("paused", "ops:kim"), ("resumed", "ops:kim")} <= actors
 

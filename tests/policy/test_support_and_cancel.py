@@ -163,20 +163,27 @@ def test_cancel_rules() -> None:
 
 
 def test_support_refunds_already_paid_count_against_the_settlement() -> None:
-    def settle(stop: str | None, refunded: int, delivered: int = 600) -> tuple[str, int, int]:
+    def settle(
+        stop: str | None, refunded: int, delivered: int = 600, units: int = 0
+    ) -> tuple[str, int, int, int]:
         return policy.final_settlement(
             quantity=1000,
             delivered=delivered,
             charge=1_000_000,
             refunded=refunded,
+            refunded_units=units,
             tolerance_bp=200,
             stop_kind=stop,
             link_fault_refund="none",
             service_failed=False,
         )
 
-    assert settle(None, 0) == (policy.PARTIAL, 400_000, 600_000)
-    assert settle(None, 900_000) == (policy.PARTIAL, 100_000, 0)  # never more than the charge
-    assert settle("cancel", 100_000) == (policy.PARTIAL, 400_000, 500_000)
-    assert settle("link_fault", 0) == (policy.PARTIAL, 0, 1_000_000)
-    assert settle("refunded", 1_000_000) == (policy.REFUNDED, 0, 0)
+    assert settle(None, 0) == (policy.PARTIAL, 400_000, 400, 600_000)
+    assert settle(None, 900_000) == (policy.PARTIAL, 100_000, 400, 0)  # never more than the charge
+    assert settle("cancel", 100_000) == (policy.PARTIAL, 400_000, 400, 500_000)
+    assert settle("link_fault", 0) == (policy.PARTIAL, 0, 0, 1_000_000)
+    assert settle("refunded", 1_000_000) == (policy.REFUNDED, 0, 0, 0)
+    # Support refunded 500 units while the provider ended at 500: the shortfall is already paid.
+    assert settle(None, 500_000, delivered=500, units=500) == (policy.PARTIAL, 0, 0, 500_000)
+    # Support refunded 100 units; the shortfall is 400: only the other 300 are refunded now.
+    assert settle(None, 100_000, units=100) == (policy.PARTIAL, 300_000, 300, 600_000)

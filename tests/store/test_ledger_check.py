@@ -33,7 +33,7 @@ async def world(sessions: async_sessionmaker[AsyncSession]) -> World:
     closed = await place(sessions, shop, 1000)
     still_open = await place(sessions, shop, 500)
     await LedgerActivities(sessions).settle_order(
-        Settlement(closed.order_id, shop.customer_id, 200_000, 1, 800_000, "short")
+        Settlement(closed.order_id, shop.customer_id, 200_000, 800_000, "short")
     )
     async with transaction(sessions) as session:
         await session.execute(

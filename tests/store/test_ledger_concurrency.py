@@ -123,7 +123,7 @@ async def test_charges_refunds_and_recognitions_at_once_never_deadlock(
         await recognise(pool, o, 1_000_000)  # their refunds reverse revenue first
     # These settle (refund 0.20, recognise 0.30, as the workflow's activity does) while support refunds.
     settle = LedgerActivities(pool).settle_order
-    work = [settle(Settlement(o.order_id, o.customer_id, 200_000, 1, 300_000, "short")) for o in orders[5:]]
+    work = [settle(Settlement(o.order_id, o.customer_id, 200_000, 300_000, "short")) for o in orders[5:]]
     work += [support_refund(pool, o, 500_000, f"order:{o.order_id}:support-refund:1") for o in orders]
     work += [_order(pool, shop, f"later-{n}") for n in range(20)]  # paid from refunds, when they land
     results = await asyncio.wait_for(asyncio.gather(*work, return_exceptions=True), timeout=20)

@@ -9,7 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from support import ScriptedProvider, open_shop, order_worker, place, start_order, timeline
+from store.models import Order
+from support import ScriptedProvider, open_shop, order_worker, place, start_order, timeline, until
 from workflows import policy
 from workflows.models import OrderState, RunReconciliation
 from workflows.order import OrderWorkflow
@@ -52,7 +53,7 @@ async def _run(
             OrderWorkflow.reconcile_run,
             RunReconciliation(1, found, "ops:ann", "checked the provider's panel"),
         )
-        assert answered.note == "run 1 reconciled by ops:ann: checked the provider's panel"
+        assert answered.note == "run 1 reconciled by ops"  # the note is for customers too: no staff ids
         state = await handle.result()
     return state, provider, first, second
 
@@ -74,3 +75,32 @@ async def test_a_run_the_provider_never_took_goes_to_the_next_route(
     state, provider, _, second = await _run(temporal_env, sessions, found=None)
     assert [run.provider_id for run in provider.submitted] == [second]
     assert (state.status, state.provider_id) == (policy.COMPLETED, second)
+
+
+async def test_a_run_the_provider_forgot_counts_nothing_once_ops_find_it_never_placed(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The provider reported 152 delivered, then no longer knew the order; ops find it was never placed.
+    The order counts 0 for it everywhere (read model and timeline) and the next route delivers it all."""
+    env = temporal_env
+    shop = await open_shop(sessions)
+    order = await place(sessions, shop, 500)
+    first, second = (r.provider_id for r in order.routes)
+    provider = ScriptedProvider(
+        script={first: [("In progress", 348)], second: [("Completed", 0)]}, forgets_after={first: 1}
+    )
+    async with order_worker(env.client, sessions, provider) as queue:
+        handle = await start_order(env.client, queue, order)
+        waiting = await until(env, handle, lambda s: s.awaiting_run == 1)
+        assert waiting.delivered == 152
+        await handle.execute_update(
+            OrderWorkflow.reconcile_run, RunReconciliation(1, None, "ops:ann", "not in their panel")
+        )
+        state = await handle.result()
+    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 500, 0)
+    assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 500)]
+    async with sessions() as session:
+        row = await session.get(Order, order.order_id)
+        assert row is not None and row.delivered == 500
+    finished = [m for kind, _, m in await timeline(sessions, state.order_id) if kind == "run_finished"]
+    assert finished == ["run 1: 500 of 500 delivered"]

@@ -21,7 +21,7 @@ from temporalio.worker import Replayer
 
 from support import ScriptedProvider, open_shop, order_worker, place, start_order, until
 from workflows import policy
-from workflows.models import OrderAction, RefillRequest, SupportRefund
+from workflows.models import OrderAction, RefillRequest, RunReconciliation, SupportRefund
 from workflows.order import OrderWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
@@ -33,6 +33,27 @@ async def _refill_and_refund(env: WorkflowEnvironment, handle: WorkflowHandle[An
     await handle.execute_update(OrderWorkflow.request_refill, RefillRequest("customer:1", "drops"))
     await handle.execute_update(
         OrderWorkflow.refund, SupportRefund("support:lee", "goodwill", "k-1", amount_micros=100_000)
+    )
+
+
+async def _reconcile(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.awaiting_run == 1)
+    await handle.execute_update(
+        OrderWorkflow.reconcile_run, RunReconciliation(1, "found-1", "ops:ann", "found in their panel")
+    )
+
+
+async def _support_link_fault(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.delivered > 0)
+    await handle.execute_update(
+        OrderWorkflow.report_link_fault, OrderAction("support:lee", "the account was renamed")
+    )
+
+
+async def _refund_units(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
+    await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+    await handle.execute_update(
+        OrderWorkflow.refund, SupportRefund("support:lee", "ticket 7", "k-7", units=300)
     )
 
 
@@ -75,6 +96,19 @@ SCENARIOS: dict[str, tuple[int, dict[str, Any], dict[str, Any], Driver | None]] 
         {"script": {0: [("In progress", 300), ("In progress", 200), ("Completed", 0)]}},
         _pause_and_resume,
     ),
+    "reconciled-run": (500, {}, {"script": {0: [("Completed", 0)]}, "lost": {0}}, _reconcile),
+    "link-fault-reported-by-support": (
+        500,
+        {},
+        {"script": {0: [("In progress", 400), ("In progress", 350)]}},
+        _support_link_fault,
+    ),
+    "refund-by-units-then-partial": (
+        1000,
+        {},
+        {"script": {0: [("In progress", 800), ("Partial", 300)]}},
+        _refund_units,
+    ),
 }
 
 
@@ -90,6 +124,7 @@ async def test_record_histories(
             script={ids[i]: answers for i, answers in faults.get("script", {}).items()},
             rejects={ids[i] for i in faults.get("rejects", set())},
             down={ids[i] for i in faults.get("down", set())},
+            lost_answers={ids[i] for i in faults.get("lost", set())},
         )
         async with order_worker(temporal_env.client, sessions, provider) as queue:
             handle = await start_order(temporal_env.client, queue, order)

@@ -1,0 +1,296 @@
+"""The running order's record: its one state object, its timeline, how both reach the read model, and the
+waits and steps every part of the order shares (delivery, money, refills).
+
+A database step that fails in a way no retry can mend (STEP_FAILED) does not hang the order: it goes to
+phase `needs_attention` with the reason on its timeline and in the Web UI, and waits for ops to fix the cause
+and send it on (the `retry` update); the step then runs again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
+from temporalio.exceptions import ActivityError, ApplicationError
+
+from workflows import policy, steps
+from workflows import search_attributes as sa
+from workflows.errors import STEP_FAILED
+from workflows.models import OrderEvent, OrderInput, OrderState, Projection, ProviderOrder
+
+A = TypeVar("A")
+R = TypeVar("R")
+
+WORKFLOW_ACTOR = "workflow"
+
+
+class OrderRecord:
+    def __init__(self, order: OrderInput, state: OrderState) -> None:
+        self.order = order
+        self.state = state
+        self.wake = False  # a message, a freed slot or a provider push: look again now
+        self.retry_asked = False  # ops sent an order in needs_attention on
+        self._projected: tuple[Any, ...] | None = None  # what the read model last got, to skip empty writes
+        self._provider_orders_projected: dict[str, ProviderOrder] = {}
+        # The search attributes as last set (the start sets status and phase already).
+        self._searchable: tuple[Any, ...] = (policy.PENDING, policy.QUEUED, None)
+
+    # ----- what the order shows
+
+    def event(
+        self, kind: str, message: str, actor: str = WORKFLOW_ACTOR, *, detail: str | None = None
+    ) -> None:
+        """A timeline line: `message` for anyone, `detail` (provider, their ids and words) for staff only."""
+        self.state.event_seq += 1
+        self.state.pending_events.append(
+            OrderEvent(self.state.event_seq, workflow.now().isoformat(), kind, actor, message, detail)
+        )
+
+    def set_phase(self, phase: str) -> None:
+        """Set the working phase; a pause (on holdable phases) or a needs_attention hold shows over it."""
+        state = self.state
+        state.working_phase = phase
+        if state.attention is not None:
+            state.phase = policy.NEEDS_ATTENTION
+        elif state.paused_by is not None and phase in policy.HOLDABLE:
+            state.phase = policy.PAUSED
+        else:
+            state.phase = phase
+
+    def now_iso(self) -> str:
+        return workflow.now().isoformat()
+
+    # ----- the read model
+
+    def _projection_key(self) -> tuple[Any, ...]:
+        s = self.state
+        return (
+            s.status,
+            s.phase,
+            s.delivered,
+            s.refunded_micros,
+            s.refunded_units,
+            s.provider_id,
+            s.provider_status_raw,
+            s.start_count,
+            s.note,
+            s.refill_deadline,
+        )
+
+    def _changed_provider_orders(self) -> list[ProviderOrder]:
+        """Provider orders whose outcome changed since the read model last got them (a status read that
+        found nothing new is not a change)."""
+        return [
+            dataclasses.replace(po)
+            for po in self.state.provider_orders
+            if _outcome(self._provider_orders_projected.get(po.provider_order_id)) != _outcome(po)
+        ]
+
+    async def publish_if_changed(self) -> None:
+        if (
+            self.state.pending_events
+            or self.state.pending_refills
+            or self._projected != self._projection_key()
+            or self._changed_provider_orders()
+        ):
+            await self.publish()
+
+    async def publish(self, *, finished: bool = False) -> None:
+        """Project the state into the read model, the search attributes and the Web UI summary."""
+        state = self.state
+        state.version += 1
+        self._upsert_search_attributes()
+        self.show_details()
+        events, refills = list(state.pending_events), list(state.pending_refills)
+        provider_orders = self._changed_provider_orders()
+        projection = Projection(
+            order_id=state.order_id,
+            version=state.version,
+            status=state.status,
+            phase=state.phase,
+            delivered=state.delivered,
+            refunded_micros=state.refunded_micros,
+            refunded_units=state.refunded_units,
+            provider_id=state.provider_id,
+            provider_status_raw=state.provider_status_raw,
+            start_count=state.start_count,
+            note=state.note,
+            refill_deadline=state.refill_deadline,
+            next_action_at=None if finished else state.next_action_at,
+            finished=finished,
+            events=events,
+            refills=refills,
+            provider_orders=provider_orders,
+        )
+        await self.store_step(steps.PROJECT_ORDER, projection, f"record {state.status} ({state.phase})")
+        # Only what reached the read model leaves the pending lists (a handler may have added more meanwhile).
+        del state.pending_events[: len(events)]
+        del state.pending_refills[: len(refills)]
+        self._projected = self._projection_key()
+        for po in provider_orders:
+            self._provider_orders_projected[po.provider_order_id] = po
+
+    def _upsert_search_attributes(self) -> None:
+        state = self.state
+        searchable = (state.status, state.phase, state.provider_id)
+        if searchable == self._searchable:  # each upsert is a history event: only when something changed
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.ORDER_STATUS.value_set(state.status),
+            sa.ORDER_PHASE.value_set(state.phase),
+        ]
+        if state.provider_id is not None:
+            updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
+        workflow.upsert_search_attributes(updates)
+        self._searchable = searchable
+
+    def show_details(self) -> None:
+        """The summary ops see in the Web UI: where the order is and what comes next."""
+        state = self.state
+        lines = [
+            f"**{state.status}** ({state.phase}): {state.delivered} of {state.quantity} delivered, "
+            f"run {state.runs_done} of {state.runs_total}"
+        ]
+        if state.refunded_micros:
+            lines.append(f"refunded {policy.format_money(state.refunded_micros)}")
+        if state.paused_by:
+            lines.append(f"paused by {state.paused_by}")
+        if state.attention:
+            lines.append(f"needs attention: {state.attention}")
+        if state.note:
+            lines.append(f"next: {state.note}")
+        workflow.set_current_details("\n\n".join(lines))
+
+    # ----- waiting
+
+    async def wait(self, done: Callable[[], bool], within: timedelta, summary: str) -> bool:
+        """Wait until `done()`, at most `within`; True when `done()` came first."""
+        if within <= timedelta(0):
+            return done()
+        try:
+            await workflow.wait_condition(done, timeout=within, timeout_summary=summary)
+            return True
+        except TimeoutError:
+            return False
+
+    async def nap(self, within: timedelta, summary: str) -> None:
+        """Wait `within`, or less when something wakes the order (a message, a freed slot, a push).
+
+        The wake-up is consumed after the wait, never before it: one that came while the order was busy
+        (in an activity) still cuts the next wait short instead of being lost.
+        """
+        await self.wait(lambda: self.wake, within, summary)
+        self.wake = False
+
+    def plan_next_action(self, within: timedelta | None) -> None:
+        """Tell the read model when the order next means to act by itself (None: it waits for someone)."""
+        self.state.next_action_at = None if within is None else (workflow.now() + within).isoformat()
+
+    async def until_resumed(self) -> None:
+        if self.state.paused_by is not None:
+            await workflow.wait_condition(lambda: self.state.paused_by is None or self.state.stop is not None)
+
+    async def continue_as_new_if_suggested(self) -> None:
+        """Keep the history small: a long order goes on in a fresh run of the same workflow id, handed its
+        whole state. Published first; skipped (until the next wait) while a message is being answered, so
+        no accepted update is ever lost."""
+        if not workflow.info().is_continue_as_new_suggested():
+            return
+        await self.publish_if_changed()
+        if not workflow.all_handlers_finished():
+            return
+        workflow.continue_as_new(dataclasses.replace(self.order, state=self.state))
+
+    # ----- steps
+
+    async def store_step(self, step: steps.Step[A, R], arg: A, summary: str) -> R:
+        """A database step; one that fails for good puts the order in needs_attention until ops send it on."""
+        while True:
+            try:
+                return await step(arg, summary)
+            except ActivityError as err:
+                if error_type(err) != STEP_FAILED:
+                    raise
+                await self.needs_attention(
+                    f"{step.name} failed: {reason(err)}", publish=step.name != "project_order"
+                )
+
+    async def needs_attention(self, why: str, *, publish: bool = True) -> None:
+        """Hold the order, visibly, until ops have fixed the cause and sent it on with `retry`."""
+        state = self.state
+        workflow.logger.error("order %s needs attention: %s", state.order_id, why)
+        state.attention = why
+        self.set_phase(state.working_phase)
+        self.event("needs_attention", why)
+        self.plan_next_action(None)
+        self._upsert_search_attributes()
+        self.show_details()
+        if publish:
+            try:
+                await steps.PROJECT_ORDER(self._attention_projection(), "record needs_attention")
+            except ActivityError as err:  # the read model itself may be what fails: the Web UI still shows it
+                workflow.logger.error("could not record the attention: %s", reason(err))
+        self.retry_asked = False
+        await workflow.wait_condition(lambda: self.retry_asked)
+        self.retry_asked = False
+        state.attention = None
+        self.set_phase(state.working_phase)
+
+    def _attention_projection(self) -> Projection:
+        state = self.state
+        state.version += 1
+        return Projection(
+            order_id=state.order_id,
+            version=state.version,
+            status=state.status,
+            phase=state.phase,
+            delivered=state.delivered,
+            refunded_micros=state.refunded_micros,
+            refunded_units=state.refunded_units,
+            provider_id=state.provider_id,
+            provider_status_raw=state.provider_status_raw,
+            start_count=state.start_count,
+            note=f"needs attention: {state.attention}",
+            refill_deadline=state.refill_deadline,
+            next_action_at=None,
+            events=[e for e in state.pending_events if e.kind == "needs_attention"][-1:],
+        )
+
+
+def _outcome(po: ProviderOrder | None) -> tuple[Any, ...] | None:
+    if po is None:
+        return None
+    return (
+        po.provider_order_id,
+        po.delivered,
+        po.cost_micros,
+        po.status,
+        po.raw_status,
+        po.final,
+        po.abandoned_at,
+    )
+
+
+def error_type(err: ActivityError) -> str | None:
+    cause = err.cause
+    return cause.type if isinstance(cause, ApplicationError) else None
+
+
+def reason(err: ActivityError) -> str:
+    cause = err.cause
+    if isinstance(cause, ApplicationError):
+        return cause.message
+    return str(cause) if cause is not None else str(err)
+
+
+def minutes(span: timedelta) -> str:
+    total = max(int(span.total_seconds() // 60), 0)
+    return f"{total} min" if total < 120 else f"{total // 60} h {total % 60} min"
+
+
+def parse_time(iso: str) -> datetime:
+    return datetime.fromisoformat(iso)
