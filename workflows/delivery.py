@@ -21,17 +21,15 @@ from workflows.models import (
     CancelAnswer,
     CancelRun,
     CheckRun,
-    ClaimSlot,
     ProviderOrder,
-    ReleaseSlot,
     RouteRef,
     RunReconciliation,
     StopRequest,
     SubmitRun,
 )
 from workflows.record import OrderRecord, error_type, minutes, parse_time, reason
+from workflows.slots import Slots
 
-QUEUE_RECHECK = timedelta(minutes=5)  # a waiting order looks again even if no wake-up signal came
 TRAILING_CHECK = timedelta(minutes=5)  # how often a given-up provider order is read while nothing else runs
 
 LINK_FAULT_TEXT = "delivery stopped: the link is private, deleted, renamed or invalid"
@@ -48,6 +46,7 @@ class Delivery:
             order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
         )
         self.reconciliation: RunReconciliation | None = None  # ops' answer, handed over by the update
+        self.slots = Slots(record)
 
     # ----- what the provider orders add up to
 
@@ -93,7 +92,10 @@ class Delivery:
                 break
             state.next_run, state.runs_done = run_no + 1, run_no
             if run_no < len(self.plan):
-                await self._free_slot_until(run_no + 1)
+                # Capacity counts provider orders delivering: waiting for its next run, the order leaves
+                # its slot to others and queues again when the run is due.
+                due = parse_time(state.started_at) + timedelta(minutes=self.plan[run_no][1])
+                await self.slots.free_until(due)
             await record.continue_as_new_if_suggested()
         await self._wind_down()
         return state.service_failed
@@ -129,7 +131,7 @@ class Delivery:
                     return DONE
                 if not state.routes:
                     return NO_ROUTE
-                route = await self._take_slot()
+                route = await self.slots.take()
                 if route is None:
                     return STOPPED
                 po = await self._submit(route, run_no, left)
@@ -156,68 +158,13 @@ class Delivery:
     def _route(self, provider_id: int) -> RouteRef | None:
         return next((r for r in self.record.state.routes if r.provider_id == provider_id), None)
 
-    # ----- slots
-
-    async def _take_slot(self) -> RouteRef | None:
-        """Wait FIFO for a slot at the first route with room; None when delivery was stopped."""
-        record, state = self.record, self.record.state
-        held = self._route(state.slot_provider_id) if state.slot_provider_id is not None else None
-        if held is not None:
-            return held
-        while state.stop is None:
-            await record.until_resumed()
-            if state.stop is not None:
-                break
-            answer = await record.store_step(
-                steps.CLAIM_SLOT,
-                ClaimSlot(state.order_id, workflow.info().workflow_id, [r.provider_id for r in state.routes]),
-                "ask for a provider slot",
-            )
-            if answer.provider_id is not None:
-                state.slot_provider_id = answer.provider_id
-                # The first route with room takes the order; the others stay behind it for failover.
-                state.routes.sort(key=lambda r: r.provider_id != answer.provider_id)
-                if state.queue_position is not None:
-                    record.event("slot", "a provider slot is free", detail=f"provider {answer.provider_id}")
-                state.queue_position = None
-                return state.routes[0]
-            first_wait = state.queue_position is None
-            state.queue_position = answer.position
-            # The read model shows the live place in line; the note does not repeat a number that ages.
-            state.note = "waiting for a provider slot"
-            record.set_phase(policy.QUEUED)
-            record.plan_next_action(QUEUE_RECHECK)
-            if first_wait:
-                await record.publish()
-            await record.nap(QUEUE_RECHECK, "wait for a provider slot")
-            await record.continue_as_new_if_suggested()
-        return None
-
-    async def _release_slot(self, provider_id: int) -> None:
-        """Leave the provider's slot and wake the orders that may now take it."""
-        wake = await self.record.store_step(
-            steps.RELEASE_SLOT, ReleaseSlot(self.record.state.order_id, provider_id), "free the provider slot"
-        )
-        self.record.state.slot_provider_id = None
-        await wake_waiters(wake)
-
-    async def _free_slot_until(self, next_run: int) -> None:
-        """Capacity counts provider orders delivering: an order waiting for its next run leaves its slot to
-        others and queues again when the run is due."""
-        state = self.record.state
-        if state.slot_provider_id is None:
-            return
-        due = parse_time(state.started_at) + timedelta(minutes=self.plan[next_run - 1][1])
-        if due > workflow.now():
-            await self._release_slot(state.slot_provider_id)
-
     async def _drop_route(self, route: RouteRef, why: str) -> None:
         workflow.logger.warning("route %s gave up: %s", route.provider_id, why)
         self.record.event(
             "failover", "delivery moves to another route", detail=f"provider {route.provider_id}: {why}"
         )
         self.record.state.routes.remove(route)
-        await self._release_slot(route.provider_id)
+        await self.slots.release(route.provider_id)
 
     # ----- one provider order
 
@@ -505,12 +452,3 @@ class Delivery:
         record.event(stop.kind, said, stop.actor, detail=detail)
         if stop.kind == "link_fault":
             state.link_fault = stop.reason  # staff's view (the query); customers read the timeline
-
-
-async def wake_waiters(workflow_ids: list[str]) -> None:
-    """Tell orders waiting for a provider slot that one is free."""
-    for workflow_id in workflow_ids:
-        try:
-            await workflow.get_external_workflow_handle(workflow_id).signal("slot_freed")
-        except Exception as exc:  # a waiter that ended meanwhile: nothing to wake
-            workflow.logger.info("could not wake %s: %s", workflow_id, exc)

@@ -8,18 +8,13 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 from workflows import policy, steps
-from workflows.delivery import wake_waiters
-from workflows.errors import STEP_FAILED
+from workflows.errors import STEP_FAILED, refused
 from workflows.models import RefundMoney, RefundReceipt, RefundRecord, Settlement, SupportRefund
 from workflows.record import OrderRecord, error_type, reason
-
-
-def refused(code: str, text: str) -> ApplicationError:
-    """A refusal the caller sees with its stable code (the update fails; the order goes on)."""
-    return ApplicationError(text, type=code, non_retryable=True)
+from workflows.slots import wake_waiters
 
 
 class Money:

@@ -16,6 +16,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import policy
 from workflows.delivery import Delivery
+from workflows.errors import refused
 from workflows.models import (
     OrderAction,
     OrderInput,
@@ -28,20 +29,15 @@ from workflows.models import (
     StopRequest,
     SupportRefund,
 )
-from workflows.money import Money, refused
+from workflows.money import Money
 from workflows.record import OrderRecord, reason
 from workflows.refills import Refills
-from workflows.text import text_problem
 
 
-def _require_words(actor: str, reason_: str | None = None, *more: str) -> None:
-    """Every message says who sends it (and, where asked, why), in text the back office can keep."""
-    if not actor.strip() or (reason_ is not None and not reason_.strip()):
-        raise refused("missing_reason", "say who sends this and why")
-    for text in (actor, reason_ or "", *more):
-        problem = text_problem(text)
-        if problem is not None:
-            raise refused("bad_text", f"the text cannot be accepted: {problem}")
+def _refuse(refusal: policy.Refusal) -> None:
+    """A validator's verdict: refused with the rule's stable code and text, or nothing."""
+    if refusal is not None:
+        raise refused(*refusal)
 
 
 def _new_state(order: OrderInput, runs_total: int) -> OrderState:
@@ -140,16 +136,16 @@ class OrderWorkflow:
 
     @cancel.validator
     def _check_cancel(self, action: OrderAction) -> None:
-        _require_words(action.actor, None, action.reason)
-        state = self._state
-        refusal = policy.cancel_refusal(
-            status=state.status,
-            phase=state.working_phase,
-            stopping=state.stop is not None,
-            cancel_allowed=self._record.order.cancel_allowed,
+        s = self._state
+        _refuse(policy.words_refusal(action.actor, None, action.reason))
+        _refuse(
+            policy.cancel_refusal(
+                status=s.status,
+                phase=s.working_phase,
+                stopping=s.stop is not None,
+                cancel_allowed=self._record.order.cancel_allowed,
+            )
         )
-        if refusal is not None:
-            raise refused(*refusal)
 
     @workflow.update
     async def report_link_fault(self, action: OrderAction) -> OrderState:
@@ -162,10 +158,8 @@ class OrderWorkflow:
 
     @report_link_fault.validator
     def _check_link_fault(self, action: OrderAction) -> None:
-        _require_words(action.actor, action.reason)
-        state = self._state
-        if state.stop is not None or state.status not in (policy.PENDING, policy.IN_PROGRESS):
-            raise refused("cannot_report_link_fault", "only an order still delivering can stop for its link")
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(policy.link_fault_refusal(status=self._state.status, stopping=self._state.stop is not None))
 
     # ----- ops: pause, resume, reconcile, send on
 
@@ -182,14 +176,13 @@ class OrderWorkflow:
 
     @pause.validator
     def _check_pause(self, action: OrderAction) -> None:
-        _require_words(action.actor, action.reason)
-        state = self._state
-        if (
-            state.paused_by is not None
-            or state.stop is not None
-            or state.working_phase not in policy.HOLDABLE
-        ):
-            raise refused("cannot_pause", "only an order waiting or delivering can be paused")
+        s = self._state
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(
+            policy.pause_refusal(
+                paused=s.paused_by is not None, stopping=s.stop is not None, phase=s.working_phase
+            )
+        )
 
     @workflow.update
     async def resume(self, action: OrderAction) -> OrderState:
@@ -203,9 +196,8 @@ class OrderWorkflow:
 
     @resume.validator
     def _check_resume(self, action: OrderAction) -> None:
-        _require_words(action.actor, action.reason)
-        if self._state.paused_by is None:
-            raise refused("not_paused", "the order is not paused")
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(policy.resume_refusal(paused=self._state.paused_by is not None))
 
     @workflow.update
     async def reconcile_run(self, answer: RunReconciliation) -> OrderState:
@@ -219,9 +211,14 @@ class OrderWorkflow:
 
     @reconcile_run.validator
     def _check_reconcile_run(self, answer: RunReconciliation) -> None:
-        _require_words(answer.actor, answer.reason, answer.provider_order_id or "")
-        if self._state.awaiting_run != answer.run_no or self._delivery.reconciliation is not None:
-            raise refused("not_awaiting", f"run {answer.run_no} is not awaiting reconciliation")
+        _refuse(policy.words_refusal(answer.actor, answer.reason, answer.provider_order_id or ""))
+        _refuse(
+            policy.reconcile_refusal(
+                awaiting_run=self._state.awaiting_run,
+                run_no=answer.run_no,
+                answered=self._delivery.reconciliation is not None,
+            )
+        )
 
     @workflow.update
     async def retry(self, action: OrderAction) -> OrderState:
@@ -233,9 +230,8 @@ class OrderWorkflow:
 
     @retry.validator
     def _check_retry(self, action: OrderAction) -> None:
-        _require_words(action.actor, action.reason)
-        if self._state.attention is None:
-            raise refused("not_needing_attention", "the order does not need attention")
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(policy.retry_refusal(needs_attention=self._state.attention is not None))
 
     # ----- support refunds
 
@@ -260,10 +256,8 @@ class OrderWorkflow:
 
     @refund.validator
     def _check_refund(self, request: SupportRefund) -> None:
-        _require_words(request.actor, request.reason)
-        key_problem = text_problem(request.idempotency_key)
-        if not request.idempotency_key.strip() or key_problem is not None:
-            raise refused("bad_refund", "a refund needs an idempotency key")
+        _refuse(policy.words_refusal(request.actor, request.reason))
+        _refuse(policy.refund_key_refusal(request.idempotency_key))
         self._money.check_refund(request)
 
     # ----- refills
@@ -276,5 +270,5 @@ class OrderWorkflow:
 
     @request_refill.validator
     def _check_refill(self, request: RefillRequest) -> None:
-        _require_words(request.actor, None, request.reason)
+        _refuse(policy.words_refusal(request.actor, None, request.reason))
         self._refills.check(request)

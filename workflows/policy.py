@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
+from workflows.text import text_problem
+
 MICROS = 1_000_000
 
 # Order statuses as customers and API v2 clients see them.
@@ -314,9 +316,57 @@ def final_settlement(
     return status, refund, new_units, charge - refunded - refund
 
 
-def cancel_refusal(
-    *, status: str, phase: str, stopping: bool, cancel_allowed: bool
-) -> tuple[str, str] | None:
+Refusal = tuple[str, str] | None  # (stable code, text) when a message must be refused
+
+
+MISSING_REASON = ("missing_reason", "say who sends this and why")
+
+
+def words_refusal(actor: str, reason: str | None = None, *more: str) -> Refusal:
+    """Every message says who sends it (and, where asked, why), in text the back office can keep."""
+    if not actor.strip() or (reason is not None and not reason.strip()):
+        return MISSING_REASON
+    for words in (actor, reason or "", *more):
+        problem = text_problem(words)
+        if problem is not None:
+            return ("bad_text", f"the text cannot be accepted: {problem}")
+    return None
+
+
+def link_fault_refusal(*, status: str, stopping: bool) -> Refusal:
+    """Support can stop an order for its link only while it still delivers (or waits to)."""
+    if stopping or status not in (PENDING, IN_PROGRESS):
+        return ("cannot_report_link_fault", "only an order still delivering can stop for its link")
+    return None
+
+
+def pause_refusal(*, paused: bool, stopping: bool, phase: str) -> Refusal:
+    if paused or stopping or phase not in HOLDABLE:
+        return ("cannot_pause", "only an order waiting or delivering can be paused")
+    return None
+
+
+def resume_refusal(*, paused: bool) -> Refusal:
+    return None if paused else ("not_paused", "the order is not paused")
+
+
+def retry_refusal(*, needs_attention: bool) -> Refusal:
+    return None if needs_attention else ("not_needing_attention", "the order does not need attention")
+
+
+def reconcile_refusal(*, awaiting_run: int | None, run_no: int, answered: bool) -> Refusal:
+    if awaiting_run != run_no or answered:
+        return ("not_awaiting", f"run {run_no} is not awaiting reconciliation")
+    return None
+
+
+def refund_key_refusal(key: str) -> Refusal:
+    if not key.strip() or text_problem(key) is not None:
+        return ("bad_refund", "a refund needs an idempotency key")
+    return None
+
+
+def cancel_refusal(*, status: str, phase: str, stopping: bool, cancel_allowed: bool) -> Refusal:
     """Why a cancel must be refused, or None: a Pending order always cancels; one in progress only where
     the service allows it; once delivery has ended (or is already stopping) never."""
     if stopping or phase in (SETTLING, REFILL_WINDOW, CLOSED):

@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError
 
 from workflows import policy, steps
 from workflows import search_attributes as sa
-from workflows.errors import REJECTED
+from workflows.errors import REJECTED, refused
 from workflows.models import (
     CheckRefill,
     OpenRefill,
@@ -25,7 +25,6 @@ from workflows.models import (
     RefillTicket,
     SubmitRefill,
 )
-from workflows.money import refused
 from workflows.record import OrderRecord, error_type, parse_time, reason
 
 REFILL_GIVE_UP = timedelta(hours=72)  # a provider that never answers about a refill: the refill errs
