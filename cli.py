@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import re
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -244,9 +245,29 @@ def _timestamp(text: str) -> datetime:
     """An ISO date or date-time for --from/--to; without a zone it is UTC."""
     try:
         value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        # In UTC, as the database compares it; a time past year 9999 there cannot be queried at all.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time in years 1-9999: {text!r}") from exc
+
+
+def _text(value: str) -> str:
+    """A text argument under the rule every door applies (workflows/text.py): argparse refuses it, exit 2."""
+    from workflows.text import text_problem
+
+    if (problem := text_problem(value)) is not None:
+        raise argparse.ArgumentTypeError(f"text with {problem} is not accepted")
+    return value
+
+
+_MONEY = re.compile(r"-?[0-9]{1,7}(\.[0-9]{1,6})?")
+
+
+def _money(value: str) -> str:
+    """Money as `--amount` takes it: ASCII digits only (Decimal alone would read "٢٥" as 25)."""
+    if not _MONEY.fullmatch(value.strip()):
+        raise argparse.ArgumentTypeError(f"not an amount with at most 6 decimals: {value!r}")
+    return value
 
 
 def _order_fields(order: Any) -> dict[str, Any]:
@@ -680,7 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = catalog.add_parser(
         "import", help="create or update services from a provider's service list, at its rate plus a markup"
     )
-    imp.add_argument("provider", help="the provider's name in the catalog")
+    imp.add_argument("provider", type=_text, help="the provider's name in the catalog")
     imp.add_argument("--markup", default="0", metavar="PCT", help="percent added to the provider's rate")
     imp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service list")
     imp.set_defaults(func=cmd_catalog_import)
@@ -691,7 +712,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", required=True, choices=["storefront", "support", "ops", "admin", "customer"]
     )
     create.add_argument("--customer-id", "--customer", dest="customer_id", type=int)
-    create.add_argument("--name", "--label", dest="label", default="", help="who or what the key is for")
+    create.add_argument(
+        "--name", "--label", dest="label", default="", type=_text, help="who or what the key is for"
+    )
     create.set_defaults(func=cmd_keys_create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
@@ -731,8 +754,10 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         command = parent.add_parser(name, help=help)
         command.add_argument("order_id" if parent is orders else "provider_id", type=int)
-        command.add_argument("--actor", required=True, help="who sends it (ops:<name>, support:<name>)")
-        command.add_argument("--reason", required=True, help=why)
+        command.add_argument(
+            "--actor", required=True, type=_text, help="who sends it (ops:<name>, support:<name>)"
+        )
+        command.add_argument("--reason", required=True, type=_text, help=why)
         command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
@@ -753,10 +778,13 @@ def build_parser() -> argparse.ArgumentParser:
         orders, "refund", "refund part of an order (capped at what is refundable)", cmd_orders_refund, "why"
     )
     how_much = refund.add_mutually_exclusive_group(required=True)
-    how_much.add_argument("--amount", help="money, e.g. 1.50")
+    how_much.add_argument("--amount", type=_money, help="money, e.g. 1.50")
     how_much.add_argument("--units", type=int, help="undelivered units, refunded at the order's price")
     refund.add_argument(
-        "--idempotency-key", required=True, help="the same key again refunds nothing twice (e.g. a ticket id)"
+        "--idempotency-key",
+        required=True,
+        type=_text,
+        help="the same key again refunds nothing twice (e.g. a ticket id)",
     )
     reconcile = message(
         orders,
@@ -767,7 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--run", type=int, required=True, help="the run number the order waits on")
     found = reconcile.add_mutually_exclusive_group(required=True)
-    found.add_argument("--provider-order", help="the provider's order id found for the run")
+    found.add_argument("--provider-order", type=_text, help="the provider's order id found for the run")
     found.add_argument(
         "--not-placed",
         dest="provider_order",

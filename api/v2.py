@@ -39,6 +39,7 @@ from store.models import Order
 from workflows import policy
 from workflows.models import RefillRequest, RefillTicket
 from workflows.policy import MICROS
+from workflows.text import text_problem
 
 router = APIRouter(tags=["api v2"])
 log = logging.getLogger(__name__)
@@ -47,7 +48,9 @@ MAX_BODY = 64 * 1024
 MAX_BATCH = 100
 MAX_ID = 2**63 - 1
 FANOUT = 16
-INTEGER = re.compile(r"-?[0-9]{1,19}")
+INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits: `\d` would take Arabic-Indic or full-width ones
+# Parameters of the other service types that hold one item a line (api-v2.md); every other one is one line.
+MULTILINE = frozenset({"comments", "usernames", "keywords", "hashtags"})
 
 INCORRECT_REQUEST = "Incorrect request"
 INVALID_KEY = "Invalid API key"
@@ -135,7 +138,20 @@ def _scalar(value: Any) -> str | None:
 
 
 async def _parameters(request: Request) -> dict[str, Any]:
-    """Query parameters, overlaid by the body's (form or JSON), whichever the client sent."""
+    """Query parameters, overlaid by the body's (form or JSON), whichever the client sent; every text in
+    them must pass the back office's text rule (workflows/text.py)."""
+    params = await _raw_parameters(request)
+    for name, value in params.items():
+        items = value if isinstance(value, list) else [value]
+        if text_problem(name) is not None or any(
+            isinstance(item, str) and text_problem(item, multiline=name in MULTILINE) is not None
+            for item in items
+        ):
+            raise V2Error(INCORRECT_REQUEST)
+    return params
+
+
+async def _raw_parameters(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query_params)
     if request.method != "POST":
         return params
@@ -156,7 +172,9 @@ async def _parameters(request: Request) -> dict[str, Any]:
     if content_type == "application/json" or text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        # A body nested thousands of levels deep exhausts the parser's recursion: a bad request too, never
+        # "try again later".
+        except (ValueError, RecursionError) as exc:
             raise V2Error(INCORRECT_REQUEST) from exc
         if not isinstance(data, dict):
             raise V2Error(INCORRECT_REQUEST)
