@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import LedgerTransfer, Order, Refill
 from store.orders import UNSTARTED_AFTER_SECONDS, is_unstarted
+from workflows import policy
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,11 @@ class Snapshot:
     refunds: int  # refund transfers (shortfalls, failures, link faults, support refunds)
     refunded_micros: int
     refills: dict[str, int]  # refill status -> refills
+
+    @property
+    def needing_attention(self) -> int:
+        """Orders parked in `needs_attention`: a step failed for good and waits for ops."""
+        return sum(n for (_, phase), n in self.orders.items() if phase == policy.NEEDS_ATTENTION)
 
 
 async def snapshot(session: AsyncSession) -> Snapshot:
