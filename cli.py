@@ -508,7 +508,7 @@ async def _send(
 
     Raises OrderActionRefused (the order said no: nothing was written) or _Unanswered.
     """
-    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
     from temporal_client import OrderActionRefused, send_order_update
@@ -523,10 +523,13 @@ async def _send(
                 "%s refused: %s", update, exc.code, extra=fields | {"outcome": "refused", "code": exc.code}
             )
             raise
-        except TimeoutError as exc:
-            audit.warning("%s unanswered", update, extra=fields | {"outcome": "timeout"})
+        # The SDK answers a cancelled update poll with its own error, not CancelledError: the same timeout.
+        except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
+            audit.warning(
+                "%s unanswered", update, extra=fields | {"outcome": "timeout", "code": "action_pending"}
+            )
             raise _Unanswered(
-                "action_timeout",
+                "action_pending",
                 f"no answer within {wait_seconds:.0f} s; it may still take effect: "
                 f"see `backoffice orders show {order_id}`",
             ) from exc

@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     temporal_tls_ca: Path | None = None
     temporal_api_key: str | None = None
 
+    # How long an order action (cancel, refill, refund, pause, ...) waits for the order's answer; past it the
+    # caller gets 504 `action_pending`: the action may still take effect.
+    action_timeout_seconds: float = Field(default=20.0, gt=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     simulator_port: int = 8100

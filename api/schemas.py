@@ -337,7 +337,8 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
         422: "the request does not fit the schema (`invalid_request`) or the rules",
         503: "Temporal is unavailable (`workflow_unavailable`)",
-        504: "the order did not answer in time (`action_timeout`); the action may still take effect",
+        504: "the order did not answer in time (`action_pending`): the action may still take effect; "
+        "read the order before sending it again",
     }
     return {status: {"model": ErrorOut, "description": text.get(status, "error")} for status in statuses}
 

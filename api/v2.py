@@ -59,6 +59,8 @@ INCORRECT_ORDER = "Incorrect order ID"
 REFILL_NOT_FOUND = "Refill not found"
 CANNOT_CANCEL = "The order cannot be canceled"
 UNAVAILABLE = "Service temporarily unavailable, try again later"
+# The order did not answer in time but may still act: a client must look before it sends the request again.
+PENDING = "Request pending: it may still take effect, check the order status before sending it again"
 
 # Intake refusals (store.orders.OrderRejected codes) as API v2's standard texts; the rest keep their message.
 INTAKE_TEXTS = {
@@ -371,7 +373,7 @@ class Api2:
         async def act(order: Order) -> int:
             ticket = await send_action(
                 self.temporal,
-                self.settings.temporal_task_queue,
+                self.settings,
                 order,
                 self.caller,
                 "request_refill",
@@ -384,7 +386,7 @@ class Api2:
 
         def text_of(exc: ApiError) -> str:
             if exc.status in (503, 504):
-                return UNAVAILABLE
+                return UNAVAILABLE if exc.status == 503 else PENDING
             return REFILL_TEXTS.get(exc.code, exc.message)
 
         results = await self._each_order(texts, act, text_of)
@@ -432,7 +434,7 @@ class Api2:
         async def act(order: Order) -> int:
             await send_order_action(
                 self.temporal,
-                self.settings.temporal_task_queue,
+                self.settings,
                 order,
                 self.caller,
                 "cancel",
@@ -442,7 +444,7 @@ class Api2:
             return 1
 
         def text_of(exc: ApiError) -> str:
-            return UNAVAILABLE if exc.status in (503, 504) else CANNOT_CANCEL
+            return {503: UNAVAILABLE, 504: PENDING}.get(exc.status, CANNOT_CANCEL)
 
         results = await self._each_order(texts, act, text_of)
         # Always the batch shape: clients that send `order` read the same list.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -201,6 +202,7 @@ class ScriptedProvider:
     lost_answers: set[int] = field(default_factory=set)  # providers whose submissions need reconciliation
     unavailable_checks: int = 0
     cancel_allowed: bool = True
+    cancel_seconds: float = 0.0  # how long a cancel takes to answer (a slow provider)
     refill_answers: list[str] = field(default_factory=lambda: ["In progress", "Completed"])
     submitted: list[SubmitRun] = field(default_factory=list)
     checks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
@@ -248,6 +250,7 @@ class ScriptedProvider:
 
     @activity.defn(name="cancel_run")
     async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:
+        await asyncio.sleep(self.cancel_seconds)
         if not self.cancel_allowed:
             return CancelAnswer(False, "The order cannot be canceled")
         self.canceled.append(cancel)

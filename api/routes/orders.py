@@ -183,7 +183,7 @@ async def cancel_order(
     delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings.temporal_task_queue, order, caller, "cancel", reason)
+    state = await send_order_action(temporal, settings, order, caller, "cancel", reason)
     return OrderStateOut.of(state)
 
 
@@ -211,7 +211,7 @@ async def request_refill(
     order = await visible_order(session, caller, order_id)
     ticket = await send_action(
         temporal,
-        settings.temporal_task_queue,
+        settings,
         order,
         caller,
         "request_refill",
