@@ -337,9 +337,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
         422: "the request does not fit the schema (`invalid_request`) or the rules",
         503: "Temporal is unavailable (`workflow_unavailable`)",
+        429: "too many failed authentications from this address (`too_many_failures`); see Retry-After",
         504: "the order did not answer in time (`action_pending`): the action may still take effect; "
         "read the order before sending it again",
     }
+    if 401 in statuses:  # a key that fails too often is slowed down
+        statuses = (*statuses, 429)
     return {status: {"model": ErrorOut, "description": text.get(status, "error")} for status in statuses}
 
 
@@ -406,11 +409,11 @@ class StatementEntry(BaseModel):
     amount: str = Field(description="signed: positive credits the balance, negative debits it")
     balance_after: str
     order_id: int | None
-    actor: str
+    actor: str = Field(description="who: `<role>:key<id>`, `workflow`; a customer key sees only the role")
     reason: str
 
     @classmethod
-    def of(cls, line: StatementLine) -> StatementEntry:
+    def of(cls, line: StatementLine, *, for_customer: bool) -> StatementEntry:
         return cls(
             transfer_id=line.transfer_id,
             created_at=line.created_at,
@@ -418,7 +421,7 @@ class StatementEntry(BaseModel):
             amount=format_money(line.amount_micros),
             balance_after=format_money(line.balance_after_micros),
             order_id=line.order_id,
-            actor=line.actor,
+            actor=line.actor.split(":", 1)[0] if for_customer else line.actor,  # staff keys stay staff's
             reason=line.reason,
         )
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.actions import place_and_start, send_action, send_order_action
+from api.auth import throttled
 from api.errors import ApiError
 from settings import Settings
 from store import ledger
@@ -107,7 +108,12 @@ OPENAPI = {
         "200": {
             "description": 'the action\'s answer, or `{"error": ...}`',
             "content": {"application/json": {"schema": {}}},
-        }
+        },
+        "429": {
+            "description": "too many failed authentications from this address: "
+            '`{"error": "Invalid API key"}` with Retry-After',
+            "content": {"application/json": {"schema": {}}},
+        },
     },
 }
 
@@ -115,9 +121,14 @@ OPENAPI = {
 class V2Error(Exception):
     """A protocol error: answered as HTTP 200 `{"error": text}`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, retry_after: int | None = None) -> None:
         super().__init__(text)
-        self.text = text
+        self.text, self.retry_after = text, retry_after
+
+
+def _invalid_key(request: Request) -> V2Error:
+    """`Invalid API key`; once the client has failed too often, with the wait for a 429 (docs/api.md)."""
+    return V2Error(INVALID_KEY, retry_after=throttled(request))
 
 
 def money(micros: int, rounding: str = ROUND_HALF_UP) -> str:
@@ -467,6 +478,11 @@ async def api_v2(request: Request) -> JSONResponse:
     try:
         answer = await _answer(request)
     except V2Error as exc:
+        if exc.retry_after is not None:
+            # Only clients sending wrong keys see this: the usual text, and the status and header HTTP
+            # clients back off on.
+            headers = {"Retry-After": str(exc.retry_after)}
+            return JSONResponse({"error": exc.text}, status_code=429, headers=headers)
         answer = {"error": exc.text}
     except Exception:  # clients read the body, not the status: even our own failure answers 200
         log.exception("API v2 call failed")
@@ -490,11 +506,11 @@ async def _answer(request: Request) -> Any:
     params = await _parameters(request)
     key = _key(request, params)
     if not key or len(key) > 300:
-        raise V2Error(INVALID_KEY)
+        raise _invalid_key(request)
     async with request.app.state.sessions() as session:
         caller = await authenticate(session, key)
     if caller is None or caller.role != "customer":
-        raise V2Error(INVALID_KEY)
+        raise _invalid_key(request)
     action = ACTIONS.get(_scalar(params.get("action")) or "")
     if action is None:
         raise V2Error(INCORRECT_REQUEST)
