@@ -175,3 +175,11 @@ async def test_an_api_v2_body_nested_too_deep_is_an_incorrect_request(api: Api, 
 async def test_an_unparsable_api_v2_body_is_an_incorrect_request(api: Api, body: str | bytes) -> None:
     answer = await v2_raw(api, content=body, headers={"Content-Type": "application/json"})
     assert answer in ({"error": "Incorrect request"}, {"error": "Invalid API key"}), answer
+
+
+async def test_a_rest_body_nested_too_deep_is_invalid_request(api: Api) -> None:
+    body = '{"name": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    response = await api.http.post(
+        "/v1/customers", content=body, headers=api.as_("storefront") | {"Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "invalid_request"), response.text
