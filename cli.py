@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import dataclasses
 import json
 import logging
+import os
+import re
 import signal
 import sys
+import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,6 +229,95 @@ def cmd_ledger_check(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_with_session(settings, work))
 
 
+def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
+    """The ledger's invariants, then whether the orders agree with the books, the runs and Temporal."""
+    from datetime import timedelta
+
+    from store.checks import Finding, order_findings, phases, running_orders
+    from store.ledger import Breach, check_invariants
+
+    breaches: list[Breach] = []
+    findings: list[Finding] = []
+    running: list[int] = []
+    ended: list[Finding] = []  # orders in flight whose workflow is missing or has ended
+
+    async def read(session: Any) -> int:
+        breaches.extend(await check_invariants(session))
+        findings.extend(await order_findings(session, stuck_after=timedelta(hours=args.stuck_hours)))
+        running.extend(await running_orders(session))
+        return 0
+
+    async def settled_meanwhile(session: Any) -> int:
+        # An order may close while we ask: its workflow ended because it is done, not lost.
+        now = await phases(session, [f.order_id for f in ended])
+        ended[:] = [f for f in ended if now.get(f.order_id) != policy.CLOSED]
+        return 0
+
+    async def main() -> int:
+        await _with_session(settings, read)
+        if not args.no_workflows and running:
+            try:
+                ended.extend(await _workflows_gone(settings, running, args.concurrency))
+            except Exception as exc:  # noqa: BLE001 - a check that cannot ask Temporal must not pass
+                print(
+                    f"error: cannot ask Temporal about {len(running)} running order(s): {exc}",
+                    file=sys.stderr,
+                )
+                return 1
+            if ended:
+                await _with_session(settings, settled_meanwhile)
+        found = sorted([*findings, *ended], key=lambda f: (f.order_id, f.kind))
+        if args.json:
+            _print_json(
+                {
+                    "breaches": [dataclasses.asdict(b) for b in breaches],
+                    "findings": [dataclasses.asdict(f) for f in found],
+                }
+            )
+        else:
+            for breach in breaches:
+                print(f"BREACH {breach.what}: {breach.detail}")
+            for f in found:
+                print(f"FINDING {f.kind} order {f.order_id}: {f.detail}")
+            print(
+                "the ledger is sound and the orders agree with it"
+                if not (breaches or found)
+                else f"{len(breaches)} breach(es), {len(found)} finding(s)"
+            )
+        return 1 if breaches or found else 0
+
+    return asyncio.run(main())
+
+
+async def _workflows_gone(settings: Settings, order_ids: list[int], concurrency: int) -> list[Any]:
+    """Findings for the orders whose workflow Temporal does not have, or has ended."""
+    from temporalio.client import WorkflowExecutionStatus
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from store.checks import Finding
+    from temporal_client import connect, workflow_id
+
+    client = await connect(_temporal_settings(settings))
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(order_id: int) -> Finding | None:
+        async with gate:
+            try:
+                described = await client.get_workflow_handle(workflow_id(order_id)).describe()
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                return Finding(
+                    "workflow_missing", order_id, f"in flight, but Temporal has no {workflow_id(order_id)}"
+                )
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            return None
+        status = described.status.name if described.status else "unknown"
+        return Finding("workflow_ended", order_id, f"in flight, but {workflow_id(order_id)} is {status}")
+
+    return [f for f in await asyncio.gather(*(one(i) for i in order_ids)) if f is not None]
+
+
 # Orders and providers: what ops and support look at and send. Reads come from the read model (DATABASE_URL,
 # else dev.json); messages go to the orders' workflows (TEMPORAL_ADDRESS, else dev.json) and are answered
 # once the order has acted. Every command prints JSON with --json.
@@ -244,9 +337,29 @@ def _timestamp(text: str) -> datetime:
     """An ISO date or date-time for --from/--to; without a zone it is UTC."""
     try:
         value = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"not an ISO date or date-time: {text!r}") from exc
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+        # In UTC, as the database compares it; a time past year 9999 there cannot be queried at all.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise argparse.ArgumentTypeError(f"not an ISO date or date-time in years 1-9999: {text!r}") from exc
+
+
+def _text(value: str) -> str:
+    """A text argument under the rule every door applies (workflows/text.py): argparse refuses it, exit 2."""
+    from workflows.text import text_problem
+
+    if (problem := text_problem(value)) is not None:
+        raise argparse.ArgumentTypeError(f"text with {problem} is not accepted")
+    return value
+
+
+_MONEY = re.compile(r"-?[0-9]{1,7}(\.[0-9]{1,6})?")
+
+
+def _money(value: str) -> str:
+    """Money as `--amount` takes it: ASCII digits only (Decimal alone would read "٢٥" as 25)."""
+    if not _MONEY.fullmatch(value.strip()):
+        raise argparse.ArgumentTypeError(f"not an amount with at most 6 decimals: {value!r}")
+    return value
 
 
 def _order_fields(order: Any, cost_micros: int | None = None) -> dict[str, Any]:
@@ -425,7 +538,7 @@ async def _send(
 
     Raises OrderActionRefused (the order said no: nothing was written) or _Unanswered.
     """
-    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
     from temporal_client import OrderActionRefused, send_order_update
@@ -440,10 +553,13 @@ async def _send(
                 "%s refused: %s", update, exc.code, extra=fields | {"outcome": "refused", "code": exc.code}
             )
             raise
-        except TimeoutError as exc:
-            audit.warning("%s unanswered", update, extra=fields | {"outcome": "timeout"})
+        # The SDK answers a cancelled update poll with its own error, not CancelledError: the same timeout.
+        except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
+            audit.warning(
+                "%s unanswered", update, extra=fields | {"outcome": "timeout", "code": "action_pending"}
+            )
             raise _Unanswered(
-                "action_timeout",
+                "action_pending",
                 f"no answer within {wait_seconds:.0f} s; it may still take effect: "
                 f"see `backoffice orders show {order_id}`",
             ) from exc
@@ -707,7 +823,7 @@ def build_parser() -> argparse.ArgumentParser:
     imp = catalog.add_parser(
         "import", help="create or update services from a provider's service list, at its rate plus a markup"
     )
-    imp.add_argument("provider", help="the provider's name in the catalog")
+    imp.add_argument("provider", type=_text, help="the provider's name in the catalog")
     imp.add_argument("--markup", default="0", metavar="PCT", help="percent added to the provider's rate")
     imp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the service list")
     imp.set_defaults(func=cmd_catalog_import)
@@ -718,7 +834,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--role", required=True, choices=["storefront", "support", "ops", "admin", "customer"]
     )
     create.add_argument("--customer-id", "--customer", dest="customer_id", type=int)
-    create.add_argument("--name", "--label", dest="label", default="", help="who or what the key is for")
+    create.add_argument(
+        "--name", "--label", dest="label", default="", type=_text, help="who or what the key is for"
+    )
     create.set_defaults(func=cmd_keys_create)
     listing = keys.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--all", action="store_true", help="include revoked keys")
@@ -731,6 +849,18 @@ def build_parser() -> argparse.ArgumentParser:
     ledger.add_parser("check", help="prove the ledger invariants; exit 1 on a breach").set_defaults(
         func=cmd_ledger_check
     )
+    check = sub.add_parser(
+        "check",
+        help="the ledger's invariants, and whether orders agree with the ledger, their runs and Temporal; "
+        "exit 1 on any finding",
+    )
+    check.add_argument(
+        "--stuck-hours", type=float, default=24.0, help="in flight with no progress for this long is stuck"
+    )
+    check.add_argument("--no-workflows", action="store_true", help="do not ask Temporal about workflows")
+    check.add_argument("--concurrency", type=int, default=16, help="workflows described at once")
+    check.add_argument("--json", action="store_true")
+    check.set_defaults(func=cmd_check)
 
     orders = sub.add_parser("orders", help="find, read and steer orders").add_subparsers(
         dest="what", required=True
@@ -758,8 +888,10 @@ def build_parser() -> argparse.ArgumentParser:
     ) -> argparse.ArgumentParser:
         command = parent.add_parser(name, help=help)
         command.add_argument("order_id" if parent is orders else "provider_id", type=int)
-        command.add_argument("--actor", required=True, help="who sends it (ops:<name>, support:<name>)")
-        command.add_argument("--reason", required=True, help=why)
+        command.add_argument(
+            "--actor", required=True, type=_text, help="who sends it (ops:<name>, support:<name>)"
+        )
+        command.add_argument("--reason", required=True, type=_text, help=why)
         command.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for each answer")
         command.add_argument("--json", action="store_true")
         command.set_defaults(func=func)
@@ -780,10 +912,13 @@ def build_parser() -> argparse.ArgumentParser:
         orders, "refund", "refund part of an order (capped at what is refundable)", cmd_orders_refund, "why"
     )
     how_much = refund.add_mutually_exclusive_group(required=True)
-    how_much.add_argument("--amount", help="money, e.g. 1.50")
+    how_much.add_argument("--amount", type=_money, help="money, e.g. 1.50")
     how_much.add_argument("--units", type=int, help="undelivered units, refunded at the order's price")
     refund.add_argument(
-        "--idempotency-key", required=True, help="the same key again refunds nothing twice (e.g. a ticket id)"
+        "--idempotency-key",
+        required=True,
+        type=_text,
+        help="the same key again refunds nothing twice (e.g. a ticket id)",
     )
     reconcile = message(
         orders,
@@ -794,7 +929,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--run", type=int, required=True, help="the run number the order waits on")
     found = reconcile.add_mutually_exclusive_group(required=True)
-    found.add_argument("--provider-order", help="the provider's order id found for the run")
+    found.add_argument("--provider-order", type=_text, help="the provider's order id found for the run")
     found.add_argument(
         "--not-placed",
         dest="provider_order",
@@ -815,12 +950,54 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> None:
+def run(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run the command; its exit status."""
     args = build_parser().parse_args(argv)
     settings = get_settings()
     setup_logging(settings.log_level, settings.log_format)
-    sys.exit(args.func(settings, args))
+    return int(args.func(settings, args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The commands in process (tests): SystemExit with the command's status."""
+    sys.exit(run(argv))
+
+
+_exit_status = 0
+
+
+def _exit_before_finalizing() -> None:
+    """The last exit handler: flush, then end the process before the interpreter finalizes.
+
+    The Temporal SDK's Rust runtime keeps threads that call into Python while the interpreter tears itself
+    down; now and then that aborts the process (`Fatal Python error: PyGILState_Release`, exit 134) after
+    the command has printed its result, and a script reads a failure for an action that succeeded. By now
+    the command has closed its engines and clients, and the exit handlers registered after this one (the
+    embedded PostgreSQL's cleanup, for one) have run: nothing is left for finalization to do but crash.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(_exit_status)
+
+
+def console() -> None:
+    """The `backoffice` executable and `python -m cli`: exits with the command's own status, always."""
+    global _exit_status
+    atexit.register(_exit_before_finalizing)  # before the command registers its own: so it runs last
+    try:
+        _exit_status = run()
+    except SystemExit as exc:  # argparse (2), or a SystemExit("message") from the settings
+        if isinstance(exc.code, str):
+            print(exc.code, file=sys.stderr)
+        _exit_status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except KeyboardInterrupt:
+        _exit_status = 130
+    except BaseException:  # noqa: BLE001 - printed, and the status says it failed
+        traceback.print_exc()
+        _exit_status = 1
+    sys.exit(_exit_status)
 
 
 if __name__ == "__main__":
-    main()
+    console()

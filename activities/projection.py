@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.failures import fails_for_good
 from store import orders
 from store.db import transaction
 from workflows.models import OpenRefill, Projection
@@ -16,11 +17,13 @@ class ProjectionActivities:
         self._sessions = sessions
 
     @activity.defn(name="project_order")
+    @fails_for_good("project_order")
     async def project_order(self, projection: Projection) -> None:
         async with transaction(self._sessions) as session:
             await orders.project(session, projection)
 
     @activity.defn(name="open_refill")
+    @fails_for_good("open_refill")
     async def open_refill(self, refill: OpenRefill) -> int:
         """Record a customer's refill request; returns the refill id clients follow it by."""
         async with transaction(self._sessions) as session:

@@ -10,7 +10,8 @@ window leave as one `status` call with up to 100 ids (`providers.batching`). Eve
 waits for its token bucket when the provider has `rate_limit_per_second`.
 
 Temporary trouble (ProviderUnavailable, ProviderAmbiguous) is raised as is: Temporal retries it and the
-workflow decides how long to wait. Final refusals are non-retryable ApplicationErrors with a `type` below.
+workflow decides how long to wait. Final refusals are non-retryable ApplicationErrors with a `type` below;
+database work that can never succeed is STEP_FAILED (activities/failures.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.failures import fails_for_good, permanent_failures
 from providers.batching import Coalescer, TokenBucket
 from providers.client import (
     ApiV2Client,
@@ -83,8 +85,9 @@ class ProviderActivities:
 
     async def _upstream(self, provider_id: int) -> _Upstream:
         """The provider's client, shared by this worker's activities; rebuilt when its settings change."""
-        async with self._sessions() as session:
-            provider = await session.get(Provider, provider_id)
+        with permanent_failures("read the provider"):
+            async with self._sessions() as session:
+                provider = await session.get(Provider, provider_id)
         if provider is None:
             raise ApplicationError(
                 f"provider {provider_id} does not exist", type=REJECTED, non_retryable=True
@@ -230,21 +233,24 @@ class ProviderActivities:
         """Send a request that changes something at the provider at most once, tracked by its row (see the
         module docstring); return the provider's id for it."""
         table, where, key = type(new_row), once.where, new_row.client_key
-        async with transaction(self._sessions) as session:
-            row: ProviderSubmission | ProviderRefill | None = await session.scalar(
-                select(table).where(*where).with_for_update()
-            )
-            raise_after = None
-            if row is None:
-                session.add(new_row)
-            elif row.state == "accepted" and getattr(row, once.id_column):
-                return str(getattr(row, once.id_column))
-            elif row.state in _FINAL_TYPES:
-                raise _final(row.state, row.error)
-            elif not dedupes:  # still `sending`: the last attempt's fate is unknown
-                row.state = "needs_reconciliation"
-                row.error = f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
-                raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
+        with permanent_failures(f"record the {once.request}"):
+            async with transaction(self._sessions) as session:
+                row: ProviderSubmission | ProviderRefill | None = await session.scalar(
+                    select(table).where(*where).with_for_update()
+                )
+                raise_after = None
+                if row is None:
+                    session.add(new_row)
+                elif row.state == "accepted" and getattr(row, once.id_column):
+                    return str(getattr(row, once.id_column))
+                elif row.state in _FINAL_TYPES:
+                    raise _final(row.state, row.error)
+                elif not dedupes:  # still `sending`: the last attempt's fate is unknown
+                    row.state = "needs_reconciliation"
+                    row.error = (
+                        f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
+                    )
+                    raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
         if raise_after is not None:
             raise raise_after
 
@@ -257,20 +263,22 @@ class ProviderActivities:
             raise ApplicationError(exc.message, type=type_, non_retryable=True) from exc
         except ProviderUnavailable:
             # The request was not processed: forget the attempt so the retry starts clean.
-            async with transaction(self._sessions) as session:
-                await session.execute(delete(table).where(*where, table.state == "sending"))
+            with permanent_failures(f"forget the {once.request}"):
+                async with transaction(self._sessions) as session:
+                    await session.execute(delete(table).where(*where, table.state == "sending"))
             raise
         # ProviderAmbiguous passes: the row stays `sending`; the retry decides as described above.
         if await _settle(self._sessions, table, where, state="accepted", **{once.id_column: given_id}):
             return given_id
         # An overlapping attempt settled the row first. If it was accepted, that is the answer. If it went to
         # ops meanwhile, keep what this attempt learned (what ops need) but leave the state to them.
-        async with transaction(self._sessions) as session:
-            row = await session.scalar(select(table).where(*where).with_for_update())
-            if row is not None and row.state == "accepted" and getattr(row, once.id_column):
-                return str(getattr(row, once.id_column))
-            if row is not None and getattr(row, once.id_column) is None:
-                setattr(row, once.id_column, given_id)
+        with permanent_failures(f"record the {once.request}"):
+            async with transaction(self._sessions) as session:
+                row = await session.scalar(select(table).where(*where).with_for_update())
+                if row is not None and row.state == "accepted" and getattr(row, once.id_column):
+                    return str(getattr(row, once.id_column))
+                if row is not None and getattr(row, once.id_column) is None:
+                    setattr(row, once.id_column, given_id)
         raise ApplicationError(
             f"the {once.noun} awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True
         )
@@ -295,6 +303,7 @@ def _final(state: str, error: str | None) -> ApplicationError:
     return ApplicationError(error or state, type=_FINAL_TYPES[state], non_retryable=True)
 
 
+@fails_for_good("record the provider's answer")
 async def _settle(
     sessions: async_sessionmaker[AsyncSession],
     table: type[ProviderSubmission] | type[ProviderRefill],

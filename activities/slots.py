@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
+from activities.failures import fails_for_good
 from store import slots
 from store.db import transaction
 from workflows.models import ClaimSlot, ReleaseSlot, SlotAnswer
@@ -15,6 +16,7 @@ class SlotActivities:
         self._sessions = sessions
 
     @activity.defn(name="claim_slot")
+    @fails_for_good("claim_slot")
     async def claim_slot(self, claim: ClaimSlot) -> SlotAnswer:
         async with transaction(self._sessions) as session:
             provider_id, position = await slots.claim(
@@ -23,6 +25,7 @@ class SlotActivities:
         return SlotAnswer(provider_id, position)
 
     @activity.defn(name="release_slot")
+    @fails_for_good("release_slot")
     async def release_slot(self, release: ReleaseSlot) -> list[str]:
         """Returns the workflow ids of orders that may now take a freed slot."""
         async with transaction(self._sessions) as session:

@@ -14,10 +14,11 @@ import logging
 from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from api.errors import ApiError
+from settings import Settings
 from store import orders as store_orders
 from store.keys import Caller
 from store.models import Order
@@ -28,9 +29,6 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("backoffice.audit")
-
-# An action answers once the order has acted on it; past this the caller is told to look again later.
-ACTION_TIMEOUT_SECONDS = 20.0
 
 
 async def visible_order(session: AsyncSession, caller: Caller, order_id: int) -> Order:
@@ -74,9 +72,20 @@ def audit_line(**fields: Any) -> None:
     audit.info("%s", json.dumps({"event": "order_action", **fields}, default=str, sort_keys=True))
 
 
+def pending(order_id: int, seconds: float) -> ApiError:
+    """No verdict in time. The update stays with the order, which may still act on it: the caller must read
+    the order before sending it again, not retry blindly."""
+    return ApiError(
+        504,
+        "action_pending",
+        f"order {order_id} did not answer within {seconds:g} s; the action may still take effect: "
+        "read the order before sending it again",
+    )
+
+
 async def send_action(
     temporal: Client,
-    task_queue: str,
+    settings: Settings,
     order: Order,
     caller: Caller,
     action: str,
@@ -86,16 +95,18 @@ async def send_action(
     reason: str = "",
     via: str = "rest",
 ) -> T:
-    """Send `action` to the order's workflow and return its answer.
+    """Send `action` to the order's workflow and return its answer; every outcome is one audit line.
 
     An order whose workflow has not reported yet may not have been started (the API died after the commit):
     it is started first, exactly as a replay of its creation would. Refusals raise ApiError 409 with the
-    validator's code; Temporal being unreachable raises 503.
+    validator's code; no answer within `settings.action_timeout_seconds` raises 504 `action_pending`;
+    Temporal being unreachable raises 503. Anything else is audited as failed and raised on (a 500).
     """
     base = {"action": action, "order_id": order.id, "actor": caller.actor, "reason": reason, "via": via}
+    seconds = settings.action_timeout_seconds
     try:
-        await start_if_new(temporal, task_queue, order)
-        async with asyncio.timeout(ACTION_TIMEOUT_SECONDS):
+        await start_if_new(temporal, settings.temporal_task_queue, order)
+        async with asyncio.timeout(seconds):
             result = await send_order_update(temporal, order.id, action, arg, result_type)
     except OrderActionRefused as exc:
         audit_line(**base, outcome="refused", code=exc.code, message=exc.message)
@@ -104,26 +115,26 @@ async def send_action(
         audit_line(**base, outcome="failed", code="action_failed", message=str(exc.cause or exc))
         message = f"order {order.id} could not {action}: {exc.cause or exc}"
         raise ApiError(409, "action_failed", message) from exc
-    except TimeoutError as exc:
-        audit_line(**base, outcome="timeout", code="action_timeout")
-        raise ApiError(
-            504,
-            "action_timeout",
-            f"order {order.id} did not answer within {ACTION_TIMEOUT_SECONDS:.0f} s; "
-            "the action may still take effect: look at the order's timeline",
-        ) from exc
+    # Our deadline cancels the update's long poll; the SDK then raises its own timeout-or-cancelled error
+    # rather than CancelledError, so asyncio.timeout does not turn it into TimeoutError: both mean the same.
+    except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
+        audit_line(**base, outcome="timeout", code="action_pending")
+        raise pending(order.id, seconds) from exc
     except RPCError as exc:
         audit_line(**base, outcome="failed", code="workflow_unavailable", message=str(exc))
         raise ApiError(
             503, "workflow_unavailable", f"order {order.id} cannot be reached right now; try again"
         ) from exc
+    except Exception as exc:
+        audit_line(**base, outcome="failed", code="internal_error", message=f"{type(exc).__name__}: {exc}")
+        raise
     audit_line(**base, outcome="accepted")
     return result
 
 
 async def send_order_action(
     temporal: Client,
-    task_queue: str,
+    settings: Settings,
     order: Order,
     caller: Caller,
     action: str,
@@ -135,5 +146,5 @@ async def send_order_action(
     resume, report_link_fault)."""
     arg = OrderAction(actor=caller.actor, reason=reason)
     return await send_action(
-        temporal, task_queue, order, caller, action, arg, OrderState, reason=reason, via=via
+        temporal, settings, order, caller, action, arg, OrderState, reason=reason, via=via
     )

@@ -12,6 +12,8 @@ from api import v2
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.routes import catalog, customers, meta, ops, orders, support
+from api.throttle import FailedAuthentications
+from logs import redact_server_logs
 from settings import Settings
 from store.db import make_engine, make_sessionmaker
 from telemetry import temporal_sdk_metrics
@@ -46,6 +48,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
         lifespan=lifespan,
     )
     app.state.settings = settings
+    redact_server_logs()  # uvicorn's access lines print `GET /api/v2?key=...`
+    app.state.failed_authentications = FailedAuthentications(
+        burst=settings.auth_failures_burst, per_minute=settings.auth_failures_per_minute
+    )
     install_error_handlers(app)
     install_metrics(app)
     app.include_router(orders.router)

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
+from api.throttle import FailedAuthentications
 from store.keys import Caller, authenticate
 
 # Declared as OpenAPI security schemes; either one authenticates (Bearer wins when both are sent).
@@ -23,12 +24,35 @@ async def current_caller(
 ) -> Caller:
     key = credentials.credentials.strip() if credentials and credentials.credentials.strip() else x_api_key
     if not key or len(key) > 300:
-        raise ApiError(401, "unauthorized", "an API key is required (Authorization: Bearer <key>)")
+        raise refused(request, "an API key is required (Authorization: Bearer <key>)")
     async with request.app.state.sessions() as session:  # its own session: the handler's stays fresh
         caller = await authenticate(session, key)
     if caller is None:
-        raise ApiError(401, "unauthorized", "invalid API key")
+        raise refused(request, "invalid API key")
     return caller
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def throttled(request: Request) -> int | None:
+    """Count a failed authentication from the request's client; seconds to wait when it failed too often."""
+    failures: FailedAuthentications = request.app.state.failed_authentications
+    return failures.failed(client_address(request))
+
+
+def refused(request: Request, message: str) -> ApiError:
+    """401, or 429 with Retry-After once the client has failed too often (only failures are counted)."""
+    wait = throttled(request)
+    if wait is None:
+        return ApiError(401, "unauthorized", message)
+    return ApiError(
+        429,
+        "too_many_failures",
+        f"too many failed authentications from this address; try again in {wait} s",
+        headers={"Retry-After": str(wait)},
+    )
 
 
 def role(*allowed: str) -> Callable[..., Coroutine[Any, Any, Caller]]:

@@ -50,6 +50,11 @@ class _ReadModel(Collector):
             orders.add_metric([status, phase], snap.orders.get((status, phase), 0))
         yield orders
         yield GaugeMetricFamily(
+            "backoffice_orders_needing_attention",
+            "Orders in phase needs_attention: a step failed for good; ops fix the cause and send them on.",
+            value=snap.needing_attention,
+        )
+        yield GaugeMetricFamily(
             "backoffice_orders_unstarted",
             "Charged orders whose workflow has not reported a minute after intake (the sweeper's work).",
             value=snap.unstarted,

@@ -2,30 +2,70 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from store.ledger import StatementLine
 from store.models import Customer, Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
 from workflows.models import OrderState
 from workflows.policy import format_money
+from workflows.text import text_problem
+
+
+def _one_line(value: str) -> str:
+    if (problem := text_problem(value)) is not None:
+        raise ValueError(f"text with {problem} is not accepted")
+    return value
+
+
+def _multiline(value: str) -> str:
+    if (problem := text_problem(value, multiline=True)) is not None:
+        raise ValueError(f"text with {problem} is not accepted")
+    return value
+
+
+def safe_text(min_length: int = 0, max_length: int = 500, *, multiline: bool = False) -> Any:
+    """A text field the store can keep (workflows/text.py's rule): lengths are checked first, so a huge
+    string is refused before it is scanned."""
+    rule = _multiline if multiline else _one_line
+    return Annotated[
+        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(rule)
+    ]
+
+
+def _storable_moment(value: datetime) -> datetime:
+    """A time PostgreSQL can hold once taken to UTC (no zone means UTC): 9999-12-31T23:59:59-23:59 is a
+    valid ISO time but past year 9999 in UTC, which Python (and so the driver) cannot even represent."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("the time is outside the years 1 to 9999 once taken to UTC") from exc
+
 
 Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Moment = Annotated[datetime, AfterValidator(_storable_moment)]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\x21-\x7e]+$")]
+# ASCII digits only: `\d` would also take Arabic-Indic or full-width digits (and Decimal reads them).
 # At most 10 million a movement keeps every balance far inside a bigint of micro-units.
-Money = Annotated[str, StringConstraints(pattern=r"^\d{1,7}(\.\d{1,6})?$")]
-SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?\d{1,7}(\.\d{1,6})?$")]
+Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}(\.[0-9]{1,6})?$")]
+SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,7}(\.[0-9]{1,6})?$")]
 
 
 Status = Literal["Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded"]
 Phase = Literal[
     "queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed", "needs_attention"
 ]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Reason = safe_text(1, 500)
+OptionalText = safe_text(0, 500)
+Name = safe_text(1, 200)
+Link = safe_text(1, 2048)
+Cursor = safe_text(1, 100)
 
 
 class Strict(BaseModel):
@@ -49,7 +89,7 @@ class ErrorOut(BaseModel):
 class OrderCreate(Strict):
     customer_id: Id | None = Field(default=None, description="required unless the caller is a customer key")
     service_id: Id
-    link: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    link: Link
     quantity: Annotated[int, Field(ge=1, le=100_000_000, description="units; per run for a drip-feed")]
     runs: Annotated[int, Field(ge=2, le=1000)] | None = Field(default=None, description="drip-feed runs")
     interval: Annotated[int, Field(ge=1, le=10080)] | None = Field(
@@ -268,7 +308,7 @@ class ServiceList(BaseModel):
 
 
 class OptionalReason(Strict):
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: OptionalText = ""
 
 
 class RequiredReason(Strict):
@@ -354,8 +394,12 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
         422: "the request does not fit the schema (`invalid_request`) or the rules",
         503: "Temporal is unavailable (`workflow_unavailable`)",
-        504: "the order did not answer in time (`action_timeout`); the action may still take effect",
+        429: "too many failed authentications from this address (`too_many_failures`); see Retry-After",
+        504: "the order did not answer in time (`action_pending`): the action may still take effect; "
+        "read the order before sending it again",
     }
+    if 401 in statuses:  # a key that fails too often is slowed down
+        statuses = (*statuses, 429)
     return {status: {"model": ErrorOut, "description": text.get(status, "error")} for status in statuses}
 
 
@@ -367,8 +411,8 @@ def replayable_responses(
 
 
 class CustomerCreate(Strict):
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    external_ref: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    name: Name
+    external_ref: Name | None = None
 
 
 class CustomerOut(BaseModel):
@@ -391,7 +435,7 @@ class CustomerOut(BaseModel):
 
 class DepositCreate(Strict):
     amount: Money = Field(description='decimal string, up to 6 decimals, e.g. "25.00"')
-    reason: Annotated[str, StringConstraints(max_length=500)] = ""
+    reason: OptionalText = ""
 
 
 class DepositOut(BaseModel):
@@ -403,7 +447,7 @@ class DepositOut(BaseModel):
 
 class AdjustmentCreate(Strict):
     amount: SignedMoney = Field(description='decimal string, negative to debit the customer, e.g. "-2.50"')
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    reason: Reason
 
 
 class AdjustmentOut(BaseModel):
@@ -422,11 +466,11 @@ class StatementEntry(BaseModel):
     amount: str = Field(description="signed: positive credits the balance, negative debits it")
     balance_after: str
     order_id: int | None
-    actor: str
+    actor: str = Field(description="who: `<role>:key<id>`, `workflow`; a customer key sees only the role")
     reason: str
 
     @classmethod
-    def of(cls, line: StatementLine) -> StatementEntry:
+    def of(cls, line: StatementLine, *, for_customer: bool) -> StatementEntry:
         return cls(
             transfer_id=line.transfer_id,
             created_at=line.created_at,
@@ -434,7 +478,7 @@ class StatementEntry(BaseModel):
             amount=format_money(line.amount_micros),
             balance_after=format_money(line.balance_after_micros),
             order_id=line.order_id,
-            actor=line.actor,
+            actor=line.actor.split(":", 1)[0] if for_customer else line.actor,  # staff keys stay staff's
             reason=line.reason,
         )
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
 from api.actions import place_and_start, send_action, send_order_action
+from api.auth import throttled
 from api.errors import ApiError
 from settings import Settings
 from store import ledger
@@ -39,6 +40,7 @@ from store.models import Order
 from workflows import policy
 from workflows.models import RefillRequest, RefillTicket
 from workflows.policy import MICROS
+from workflows.text import text_problem
 
 router = APIRouter(tags=["api v2"])
 log = logging.getLogger(__name__)
@@ -47,7 +49,9 @@ MAX_BODY = 64 * 1024
 MAX_BATCH = 100
 MAX_ID = 2**63 - 1
 FANOUT = 16
-INTEGER = re.compile(r"-?[0-9]{1,19}")
+INTEGER = re.compile(r"-?[0-9]{1,19}")  # ASCII digits: `\d` would take Arabic-Indic or full-width ones
+# Parameters of the other service types that hold one item a line (api-v2.md); every other one is one line.
+MULTILINE = frozenset({"comments", "usernames", "keywords", "hashtags"})
 
 INCORRECT_REQUEST = "Incorrect request"
 INVALID_KEY = "Invalid API key"
@@ -56,6 +60,8 @@ INCORRECT_ORDER = "Incorrect order ID"
 REFILL_NOT_FOUND = "Refill not found"
 CANNOT_CANCEL = "The order cannot be canceled"
 UNAVAILABLE = "Service temporarily unavailable, try again later"
+# The order did not answer in time but may still act: a client must look before it sends the request again.
+PENDING = "Request pending: it may still take effect, check the order status before sending it again"
 
 # Intake refusals (store.orders.OrderRejected codes) as API v2's standard texts; the rest keep their message.
 INTAKE_TEXTS = {
@@ -102,7 +108,12 @@ OPENAPI = {
         "200": {
             "description": 'the action\'s answer, or `{"error": ...}`',
             "content": {"application/json": {"schema": {}}},
-        }
+        },
+        "429": {
+            "description": "too many failed authentications from this address: "
+            '`{"error": "Invalid API key"}` with Retry-After',
+            "content": {"application/json": {"schema": {}}},
+        },
     },
 }
 
@@ -110,9 +121,14 @@ OPENAPI = {
 class V2Error(Exception):
     """A protocol error: answered as HTTP 200 `{"error": text}`."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, *, retry_after: int | None = None) -> None:
         super().__init__(text)
-        self.text = text
+        self.text, self.retry_after = text, retry_after
+
+
+def _invalid_key(request: Request) -> V2Error:
+    """`Invalid API key`; once the client has failed too often, with the wait for a 429 (docs/api.md)."""
+    return V2Error(INVALID_KEY, retry_after=throttled(request))
 
 
 def money(micros: int, rounding: str = ROUND_HALF_UP) -> str:
@@ -135,7 +151,20 @@ def _scalar(value: Any) -> str | None:
 
 
 async def _parameters(request: Request) -> dict[str, Any]:
-    """Query parameters, overlaid by the body's (form or JSON), whichever the client sent."""
+    """Query parameters, overlaid by the body's (form or JSON), whichever the client sent; every text in
+    them must pass the back office's text rule (workflows/text.py)."""
+    params = await _raw_parameters(request)
+    for name, value in params.items():
+        items = value if isinstance(value, list) else [value]
+        if text_problem(name) is not None or any(
+            isinstance(item, str) and text_problem(item, multiline=name in MULTILINE) is not None
+            for item in items
+        ):
+            raise V2Error(INCORRECT_REQUEST)
+    return params
+
+
+async def _raw_parameters(request: Request) -> dict[str, Any]:
     params: dict[str, Any] = dict(request.query_params)
     if request.method != "POST":
         return params
@@ -156,7 +185,9 @@ async def _parameters(request: Request) -> dict[str, Any]:
     if content_type == "application/json" or text.lstrip().startswith("{"):
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        # A body nested thousands of levels deep exhausts the parser's recursion: a bad request too, never
+        # "try again later".
+        except (ValueError, RecursionError) as exc:
             raise V2Error(INCORRECT_REQUEST) from exc
         if not isinstance(data, dict):
             raise V2Error(INCORRECT_REQUEST)
@@ -363,7 +394,7 @@ class Api2:
         async def act(order: Order) -> int:
             ticket = await send_action(
                 self.temporal,
-                self.settings.temporal_task_queue,
+                self.settings,
                 order,
                 self.caller,
                 "request_refill",
@@ -376,7 +407,7 @@ class Api2:
 
         def text_of(exc: ApiError) -> str:
             if exc.status in (503, 504):
-                return UNAVAILABLE
+                return UNAVAILABLE if exc.status == 503 else PENDING
             return REFILL_TEXTS.get(exc.code, exc.message)
 
         results = await self._each_order(texts, act, text_of)
@@ -424,7 +455,7 @@ class Api2:
         async def act(order: Order) -> int:
             await send_order_action(
                 self.temporal,
-                self.settings.temporal_task_queue,
+                self.settings,
                 order,
                 self.caller,
                 "cancel",
@@ -434,7 +465,7 @@ class Api2:
             return 1
 
         def text_of(exc: ApiError) -> str:
-            return UNAVAILABLE if exc.status in (503, 504) else CANNOT_CANCEL
+            return {503: UNAVAILABLE, 504: PENDING}.get(exc.status, CANNOT_CANCEL)
 
         results = await self._each_order(texts, act, text_of)
         # Always the batch shape: clients that send `order` read the same list.
@@ -457,6 +488,11 @@ async def api_v2(request: Request) -> JSONResponse:
     try:
         answer = await _answer(request)
     except V2Error as exc:
+        if exc.retry_after is not None:
+            # Only clients sending wrong keys see this: the usual text, and the status and header HTTP
+            # clients back off on.
+            headers = {"Retry-After": str(exc.retry_after)}
+            return JSONResponse({"error": exc.text}, status_code=429, headers=headers)
         answer = {"error": exc.text}
     except Exception:  # clients read the body, not the status: even our own failure answers 200
         log.exception("API v2 call failed")
@@ -480,11 +516,11 @@ async def _answer(request: Request) -> Any:
     params = await _parameters(request)
     key = _key(request, params)
     if not key or len(key) > 300:
-        raise V2Error(INVALID_KEY)
+        raise _invalid_key(request)
     async with request.app.state.sessions() as session:
         caller = await authenticate(session, key)
     if caller is None or caller.role != "customer":
-        raise V2Error(INVALID_KEY)
+        raise _invalid_key(request)
     action = ACTIONS.get(_scalar(params.get("action")) or "")
     if action is None:
         raise V2Error(INCORRECT_REQUEST)

@@ -5,8 +5,9 @@ real providers do (HTTP 200, errors as `{"error": ...}`, numbers as strings) and
 (partial delivery, link faults, drops after completion, outages, slow or garbled answers) on demand.
 
 Delivery is a pure function of the clock, so advancing the clock (`POST /sim/clock/advance`) moves every
-order forward without any background task. State lives in memory in `app.state.sim`, saved to a state
-file at shutdown when one is given.
+order forward without any background task. State lives in memory in `app.state.sim`; with a state file it
+is also kept in SQLite (providers/sim_store.py), every change committed before its answer leaves, so a
+SIGKILL neither loses orders nor lets an order id be handed out twice.
 
 Control endpoints (not API v2) live under `/sim`:
 - `POST /sim/clock/advance` `{"seconds": 60}`
@@ -36,11 +37,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import pickle
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
@@ -52,6 +52,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from providers.sim_store import SimStore
 from workflows.policy import CANCELED, COMPLETED, IN_PROGRESS, PARTIAL, PENDING
 
 CURRENCY = "USD"
@@ -77,17 +78,17 @@ _LINK = re.compile(r"https?://\S+")
 class SimClock:
     """Simulated seconds: the monotonic clock plus an offset that tests and demos push forward."""
 
-    def __init__(self) -> None:
-        self._offset = 0.0
+    def __init__(self, offset: float = 0.0) -> None:
+        self.offset = offset
 
     def now(self) -> float:
-        return time.monotonic() + self._offset
+        return time.monotonic() + self.offset
 
     def advance(self, seconds: float) -> None:
         """Move time forward; never backward, because delivered units cannot be undelivered."""
         if seconds < 0:
             raise ValueError("the clock only moves forward")
-        self._offset += seconds
+        self.offset += seconds
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,50 @@ class SimState:
     requests: list[Logged] = field(default_factory=list)  # the latest REQUEST_LOG_SIZE requests
     request_count: int = 0
     requests_by_action: dict[str, int] = field(default_factory=dict)
+    store: SimStore | None = None  # where changes are kept (the request log is not)
+    _changed: tuple[set[int], set[int], set[str]] = field(default_factory=lambda: (set(), set(), set()))
+
+    def changed(
+        self, orders: Iterable[int] = (), refills: Iterable[int] = (), keys: Iterable[str] = ()
+    ) -> None:
+        """Note what a call changed; `commit` writes it (and the counters, rules, services and clock)."""
+        self._changed[0].update(orders)
+        self._changed[1].update(refills)
+        self._changed[2].update(keys)
+
+    def commit(self, *, meta: bool = False, everything: bool = False) -> None:
+        """Keep what changed before the answer leaves: after a crash no answered id is given out again.
+
+        `meta`: the rules, services or clock changed (control calls); an API v2 call that changed no order
+        or refill (a status read) writes nothing.
+        """
+        if self.store is not None and (meta or everything or any(self._changed)):
+            orders, refills, keys = self._changed
+            self.store.write(self, orders=orders, refills=refills, keys=keys, everything=everything)
+        for noted in self._changed:
+            noted.clear()
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "next_order": self.next_order,
+            "next_refill": self.next_refill,
+            "rules": [asdict(r) for r in self.rules],
+            "services": {k: asdict(v) for k, v in self.services.items()},
+            "clock_offset": self.clock.offset,
+        }
+
+    def restore(self) -> None:
+        """Take back what the store kept (nothing on a new file)."""
+        assert self.store is not None
+        orders, refills, keys, meta = self.store.read()
+        self.orders = {o["id"]: SimOrder(**(o | {"service": SimService(**o["service"])})) for o in orders}
+        self.refills = {r["id"]: SimRefill(**r) for r in refills}
+        self.idempotency = keys
+        if meta:
+            self.next_order, self.next_refill = meta["next_order"], meta["next_refill"]
+            self.rules = [Rule(**r) for r in meta["rules"]]
+            self.services = {k: SimService(**v) for k, v in meta["services"].items()}
+            self.clock.offset = max(self.clock.offset, meta["clock_offset"])  # never backward
 
     def log_request(self, action: str, params: dict[str, str]) -> Logged:
         """Log a request as it arrives (a slow answer is counted before it leaves); status set later."""
@@ -325,6 +370,7 @@ class SimState:
         for order in self.orders.values():
             if rule.matches_order(order):
                 self.stamp(order, rule)
+                self.changed(orders=[order.id])
 
     def link_fault(self, link: str, service: str) -> Rule | None:
         """The latest link-fault rule for a link (what a refill or a new order finds)."""
@@ -532,6 +578,7 @@ def _add(sim: SimState, p: dict[str, str]) -> dict[str, Any]:
     sim.orders[order_id] = order
     if key is not None:
         sim.idempotency[key] = order_id
+    sim.changed(orders=[order_id], keys=[key] if key is not None else [])
     return {"order": order_id}
 
 
@@ -571,6 +618,7 @@ def _refill_one(sim: SimState, raw: str, key: str | None = None) -> int:
         order.last_refill_at = now
     if key is not None:
         sim.idempotency[key] = refill.id
+    sim.changed(orders=[order.id], refills=[refill.id], keys=[key] if key is not None else [])
     return refill.id
 
 
@@ -622,6 +670,7 @@ def _cancel(sim: SimState, p: dict[str, str]) -> Any:
                 order.canceled = True
             else:
                 order.cancel_at = delivered
+            sim.changed(orders=[order.id])
             result = 1
         answers.append({"order": _id_out(raw), "cancel": result})
     return answers
@@ -713,6 +762,7 @@ async def _answer(sim: SimState, p: dict[str, str]) -> Response:
             response = JSONResponse(_dispatch(sim, action, p))
         except _Error as exc:
             response = JSONResponse({"error": exc.text})
+    sim.commit()  # before any answer, slow ones included: the work is done whether the client waits or not
     if scenario == "slow":
         await asyncio.sleep(2.0 if rule is None or rule.value is None else max(rule.value, 0.0))
     return response
@@ -789,24 +839,6 @@ def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
     }
 
 
-PERSISTED = ("orders", "refills", "idempotency", "rules", "next_order", "next_refill", "services")
-
-
-def _load(state: SimState, path: Path) -> None:
-    """Orders of an earlier run: a real provider does not forget orders when it restarts, nor should this."""
-    with contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError):
-        saved = pickle.loads(path.read_bytes())
-        for name in PERSISTED:
-            if name in saved:  # files of older versions lack the newer names
-                setattr(state, name, saved[name])
-
-
-def _save(state: SimState, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(pickle.dumps({name: getattr(state, name) for name in PERSISTED}))
-    tmp.replace(path)
-
-
 def create_simulator_app(
     *, api_key: str = "sim-demo-key", clock: SimClock | None = None, state_file: Path | None = None
 ) -> FastAPI:
@@ -815,13 +847,13 @@ def create_simulator_app(
     With `state_file` its orders survive a restart (the dev stack keeps it under its data folder).
     """
 
+    store = SimStore(state_file) if state_file is not None else None
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if state_file is not None:
-            _load(app.state.sim, state_file)
         yield
-        if state_file is not None:
-            _save(app.state.sim, state_file)
+        if store is not None:
+            store.close()
 
     app = FastAPI(
         title="API v2 provider simulator",
@@ -829,7 +861,9 @@ def create_simulator_app(
         openapi_url="/sim/openapi.json",
         lifespan=lifespan,
     )
-    app.state.sim = SimState(clock=clock or SimClock(), api_key=api_key)
+    app.state.sim = SimState(clock=clock or SimClock(), api_key=api_key, store=store)
+    if store is not None:
+        app.state.sim.restore()
 
     app.add_api_route("/api/v2", _api_v2, methods=["GET", "POST"], include_in_schema=False)
 
@@ -837,6 +871,7 @@ def create_simulator_app(
     async def advance(body: AdvanceIn) -> dict[str, float]:
         sim: SimState = app.state.sim
         sim.clock.advance(body.seconds)
+        sim.commit(meta=True)
         return {"now": sim.clock.now()}
 
     @app.post("/sim/scenario")
@@ -848,6 +883,7 @@ def create_simulator_app(
         until = None if body.seconds is None else sim.clock.now() + body.seconds
         rule = Rule(body.link_contains, body.scenario, body.value, body.service, until, body.fault)
         sim.set_rule(rule)
+        sim.commit(meta=True)
         matched = sum(1 for o in sim.orders.values() if rule.matches_order(o))
         return {
             "scenario": rule.scenario,
@@ -864,6 +900,7 @@ def create_simulator_app(
             raise HTTPException(422, "service ids are numbers and max >= min")
         sim: SimState = app.state.sim
         sim.services[service_id] = SimService(service_id, **body.model_dump())
+        sim.commit(meta=True)
         return {"service": int(service_id), "services": len(sim.services)}
 
     @app.delete("/sim/services/{service_id}")
@@ -872,6 +909,7 @@ def create_simulator_app(
         sim: SimState = app.state.sim
         if sim.services.pop(service_id, None) is None:
             raise HTTPException(404, "no such service")
+        sim.commit(meta=True)
         return {"withdrawn": int(service_id), "services": len(sim.services)}
 
     @app.get("/sim/requests")
@@ -884,7 +922,8 @@ def create_simulator_app(
     @app.post("/sim/reset")
     async def reset() -> dict[str, bool]:
         sim: SimState = app.state.sim
-        app.state.sim = SimState(clock=sim.clock, api_key=sim.api_key)  # services back to the built-in set
+        app.state.sim = SimState(clock=sim.clock, api_key=sim.api_key, store=sim.store)  # built-in services
+        app.state.sim.commit(everything=True)
         return {"reset": True}
 
     @app.get("/sim/orders")

@@ -145,8 +145,13 @@ class ImportReport:
     routes_dropped: list[int] = field(default_factory=list)  # services that lost this provider as a route
 
 
+_PERCENT = re.compile(r"[0-9]{1,4}(\.[0-9]{1,2})?")
+
+
 def parse_markup_bp(text: str) -> int:
     """A markup percentage ("30", "12.5") as basis points; 0 to 1000 %, at most 2 decimals."""
+    if not _PERCENT.fullmatch(text.strip()):  # Decimal alone would also read "٣٠" or "1e2"
+        raise CatalogError(f"markup must be 0 to 1000 % with at most 2 decimals, not {text!r}")
     try:
         value = Decimal(text.strip()) * 100
     except InvalidOperation as exc:

@@ -65,6 +65,9 @@ async def import_key(
 
 
 def _split(key: str) -> tuple[str, str]:
+    # Keys are printable ASCII: anything else (a NUL, a lone surrogate) is no key and must not reach a query.
+    if not (key.isascii() and key.isprintable()):
+        return "", ""
     try:
         head, secret = key.split(".", 1)
         _bo, prefix, lookup = head.split("_", 2)

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import LedgerTransfer, Order, ProviderSubmission, Refill
 from store.orders import UNSTARTED_AFTER_SECONDS, is_unstarted
+from workflows import policy
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Snapshot:
     refills: dict[str, int]  # refill status -> refills
     units_beyond_need: int  # units providers delivered beyond what their orders asked for (failovers)
     provider_cost_micros: int  # what providers charged for every provider order, as they reported it
+
+    @property
+    def needing_attention(self) -> int:
+        """Orders parked in `needs_attention`: a step failed for good and waits for ops."""
+        return sum(n for (_, phase), n in self.orders.items() if phase == policy.NEEDS_ATTENTION)
 
 
 async def snapshot(session: AsyncSession) -> Snapshot:

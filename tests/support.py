@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -202,6 +203,7 @@ class ScriptedProvider:
     unavailable_checks: int = 0
     forgets_after: dict[int, int] = field(default_factory=dict)  # provider -> checks before it forgets orders
     cancel_allowed: bool = True
+    cancel_seconds: float = 0.0  # how long a cancel takes to answer (a slow provider)
     refill_answers: list[str] = field(default_factory=lambda: ["In progress", "Completed"])
     refill_rejects: int = 0  # the next refills the provider refuses (its own cooldown, say)
     submitted: list[SubmitRun] = field(default_factory=list)
@@ -252,6 +254,7 @@ class ScriptedProvider:
 
     @activity.defn(name="cancel_run")
     async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:
+        await asyncio.sleep(self.cancel_seconds)
         if not self.cancel_allowed:
             return CancelAnswer(False, "The order cannot be canceled")
         self.canceled.append(cancel)

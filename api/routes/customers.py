@@ -167,6 +167,6 @@ async def statement(
     return Statement(
         customer_id=customer_id,
         balance=format_money(balance),
-        entries=[StatementEntry.of(line) for line in lines],
+        entries=[StatementEntry.of(line, for_customer=caller.role == "customer") for line in lines],
         next_before=next_before,
     )

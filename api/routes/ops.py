@@ -34,9 +34,7 @@ async def _order_action(
     caller: Caller,
 ) -> OrderStateOut:
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(
-        temporal, settings.temporal_task_queue, order, caller, action, body.reason
-    )
+    state = await send_order_action(temporal, settings, order, caller, action, body.reason)
     return OrderStateOut.of(state)
 
 
@@ -85,7 +83,7 @@ async def _provider_action(
     async def one(order: Order) -> None:
         async with gate:
             try:
-                await send_order_action(temporal, settings.temporal_task_queue, order, caller, action, reason)
+                await send_order_action(temporal, settings, order, caller, action, reason)
             except ApiError as exc:
                 refusals.append(ActionRefusal(order_id=order.id, code=exc.code, message=exc.message))
 

@@ -15,8 +15,10 @@ from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError, mark_replayed
 from api.schemas import (
+    Cursor,
     Id,
     IdempotencyKey,
+    Moment,
     OptionalReason,
     OrderCreate,
     OrderDetail,
@@ -136,11 +138,6 @@ def _decode_cursor(cursor: str) -> int:
     return last_id
 
 
-def _utc(value: datetime | None) -> datetime | None:
-    """A time without a zone is taken as UTC."""
-    return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
-
-
 @router.get("", response_model=OrderList, responses=error_responses(401, 404, 422))
 async def list_orders(
     session: Session,
@@ -149,9 +146,9 @@ async def list_orders(
     status: Status | None = None,
     phase: Phase | None = None,
     service_id: Id | None = None,
-    created_from: Annotated[datetime | None, Query(description="inclusive; ISO 8601, UTC if no zone")] = None,
-    created_to: Annotated[datetime | None, Query(description="exclusive; ISO 8601, UTC if no zone")] = None,
-    cursor: Annotated[str | None, Query(max_length=100, description="`next_cursor` of the last page")] = None,
+    created_from: Annotated[Moment | None, Query(description="inclusive; ISO 8601, UTC if no zone")] = None,
+    created_to: Annotated[Moment | None, Query(description="exclusive; ISO 8601, UTC if no zone")] = None,
+    cursor: Annotated[Cursor | None, Query(description="`next_cursor` of the last page")] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> OrderList:
     """Orders page by page, oldest first (stable while new orders arrive); a customer key sees its own.
@@ -167,8 +164,8 @@ async def list_orders(
         status=status,
         phase=phase,
         service_id=service_id,
-        created_from=_utc(created_from),
-        created_to=_utc(created_to),
+        created_from=created_from,
+        created_to=created_to,
     )
     after = _decode_cursor(cursor) if cursor else 0
     rows, more = await store_orders.list_orders(session, where, after=after, limit=limit)
@@ -197,7 +194,7 @@ async def cancel_order(
     delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings.temporal_task_queue, order, caller, "cancel", reason)
+    state = await send_order_action(temporal, settings, order, caller, "cancel", reason)
     return OrderStateOut.of(state)
 
 
@@ -225,7 +222,7 @@ async def request_refill(
     order = await visible_order(session, caller, order_id)
     ticket = await send_action(
         temporal,
-        settings.temporal_task_queue,
+        settings,
         order,
         caller,
         "request_refill",

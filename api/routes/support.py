@@ -57,7 +57,7 @@ async def refund(
     )
     receipt = await send_action(
         temporal,
-        settings.temporal_task_queue,
+        settings,
         order,
         caller,
         "refund",
@@ -93,7 +93,5 @@ async def report_link_fault(
     """Report that the order's link is private, deleted, renamed or invalid: delivery stops, and the refund
     follows the service's `link_fault_refund` (`cannot_report_link_fault` once delivery has ended)."""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(
-        temporal, settings.temporal_task_queue, order, caller, "report_link_fault", body.reason
-    )
+    state = await send_order_action(temporal, settings, order, caller, "report_link_fault", body.reason)
     return OrderStateOut.of(state)

@@ -178,3 +178,38 @@ async def test_orders_survive_worker_kills_a_temporal_restart_and_a_flaky_link(r
         f"\n{len(final)} orders, {held} held for reconciliation, link drops {link.connections}, "
         f"{time.monotonic() - began:.0f} s"
     )
+
+
+async def test_a_nul_reason_is_refused_and_the_order_then_cancels_and_settles(running: Running) -> None:
+    stack = running.stack
+    async with httpx.AsyncClient(base_url=stack.api_url, timeout=30) as http:
+        body = {
+            "customer_id": running.customer_id,
+            "service_id": 33,  # its provider service takes cancels while in progress
+            "link": "https://instagram.com/nul_reason",
+            "quantity": 10_000,  # a minute at the simulator's pace: still delivering when cancelled
+        }
+        placed = await http.post(
+            "/v1/orders", json=body, headers=running.as_("storefront") | {"Idempotency-Key": "nul"}
+        )
+        assert placed.status_code == 201, placed.text
+        order_id = placed.json()["id"]
+        path, support = f"/v1/orders/{order_id}", running.as_("support")
+        deadline = time.monotonic() + 60
+        while (await http.get(path, headers=support)).json()["phase"] != "delivering":
+            assert time.monotonic() < deadline, "the order never started delivering"
+            await asyncio.sleep(0.5)
+
+        refused = await http.post(f"{path}/cancel", json={"reason": "stop\u0000now"}, headers=support)
+        assert (refused.status_code, refused.json()["code"]) == (422, "invalid_request"), refused.text
+        cancelled = await http.post(f"{path}/cancel", json={"reason": "stop now"}, headers=support)
+        assert cancelled.status_code == 200, cancelled.text
+        while (order := (await http.get(path, headers=support)).json())["phase"] != "closed":
+            assert time.monotonic() < deadline + 120, f"the order never settled: {order}"
+            await asyncio.sleep(1)
+    assert order["status"] in ("Canceled", "Partial") and order["refunded"] != "0.000000"
+    assert [e["message"] for e in order["timeline"] if e["kind"] == "cancel"] == [
+        "cancel requested: stop now"
+    ]
+    check = stack.ledger_check()
+    assert check.returncode == 0, check.stdout + check.stderr

@@ -489,7 +489,7 @@ async def test_connection_refused_is_unavailable_even_for_add() -> None:
 
 
 async def test_the_simulator_keeps_its_orders_across_a_restart(tmp_path: Path) -> None:
-    state_file = tmp_path / "sim.pickle"
+    state_file = tmp_path / "sim.sqlite3"
     first = create_simulator_app(api_key="k", state_file=state_file)
     async with first.router.lifespan_context(first):
         transport = httpx.ASGITransport(app=first)
