@@ -634,6 +634,13 @@ def cmd_orders_pause(settings: Settings, args: argparse.Namespace) -> int:
     return _order_message(settings, args, "pause", action, OrderState, lambda s: f"paused: {_state_line(s)}")
 
 
+def cmd_orders_retry(settings: Settings, args: argparse.Namespace) -> int:
+    from workflows.models import OrderAction, OrderState
+
+    action = OrderAction(args.actor, args.reason)
+    return _order_message(settings, args, "retry", action, OrderState, lambda s: f"sent on: {_state_line(s)}")
+
+
 def cmd_orders_resume(settings: Settings, args: argparse.Namespace) -> int:
     from workflows.models import OrderAction, OrderState
 
@@ -901,6 +908,13 @@ def build_parser() -> argparse.ArgumentParser:
         orders, "pause", "hold an order: no new run goes out until it is resumed", cmd_orders_pause, "why"
     )
     message(orders, "resume", "let a paused order deliver again", cmd_orders_resume, "why")
+    message(
+        orders,
+        "retry",
+        "send an order in phase needs_attention on, once the cause is fixed: the failed step runs again",
+        cmd_orders_retry,
+        "what was fixed",
+    )
     message(
         orders,
         "link-fault",

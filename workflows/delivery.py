@@ -357,6 +357,7 @@ class Delivery:
                 await self._abandon(po, state.stop.kind.replace("_", " "))
         patience = timedelta(hours=policy.follow_deadline_hours(record.order.max_interruption_hours))
         while True:
+            await self._check_trailing()  # at once first: a cancel the provider just confirmed shows now
             now = workflow.now()
             waiting = [po for po in self.trailing() if parse_time(po.abandoned_at or "") + patience > now]
             if not waiting:
@@ -367,7 +368,6 @@ class Delivery:
             record.plan_next_action(within)
             await record.publish_if_changed()
             await record.nap(within, "follow given-up provider orders")
-            await self._check_trailing()
             await record.continue_as_new_if_suggested()
         for po in self.trailing():
             po.final = True
@@ -418,10 +418,10 @@ class Delivery:
         record, state = self.record, self.record.state
         record.set_phase(policy.INTERRUPTED)
         state.note = f"run {run_no} needs reconciliation by ops"
+        state.awaiting_run = run_no  # before the publish: an answer may come while it is written
         record.event("needs_reconciliation", state.note, detail=why)
         record.plan_next_action(None)
         await record.publish()
-        state.awaiting_run = run_no
         await workflow.wait_condition(lambda: self.reconciliation is not None)
         answer = self.reconciliation
         assert answer is not None

@@ -124,7 +124,10 @@ def format_money(micros: int) -> str:
 
 
 def parse_money(text: str) -> int:
-    """A decimal string ("12.5") as micro-units; refuses more than 6 decimals instead of rounding money."""
+    """A decimal string ("12.5") as micro-units; refuses more than 6 decimals instead of rounding money,
+    and digits other than ASCII 0-9 (`Decimal` would read Arabic-Indic or full-width digits)."""
+    if not isinstance(text, str) or not text.strip().lstrip("+-").replace(".", "", 1).isascii():
+        raise ValueError(f"not a decimal amount: {text!r}")
     try:
         value = Decimal(text.strip())
     except (InvalidOperation, AttributeError) as exc:

@@ -25,7 +25,7 @@ PROVIDER_FANOUT = 16
 
 
 async def _order_action(
-    action: Literal["pause", "resume"],
+    action: Literal["pause", "resume", "retry"],
     order_id: int,
     body: RequiredReason,
     session: Session,
@@ -62,6 +62,20 @@ async def resume_order(
 ) -> OrderStateOut:
     """Let a paused order deliver again (`not_paused` if it is not paused)."""
     return await _order_action("resume", order_id, body, session, temporal, settings, caller)
+
+
+@router.post("/v1/orders/{order_id}/retry", response_model=OrderStateOut, responses=ACTION_ERRORS)
+async def retry_order(
+    order_id: Id,
+    body: RequiredReason,
+    session: Session,
+    temporal: Temporal,
+    settings: AppSettings,
+    caller: Ops,
+) -> OrderStateOut:
+    """Send an order in phase `needs_attention` on once its cause is fixed: the step that failed for good
+    runs again (`not_needing_attention` otherwise)."""
+    return await _order_action("retry", order_id, body, session, temporal, settings, caller)
 
 
 async def _provider_action(

@@ -226,8 +226,8 @@ async def test_an_activity_failing_for_good_is_not_retried(
     order = await place(sessions, shop, 100)
     projection = Projection(
         order_id=order.order_id, version=1, status="In progress", phase="delivering", delivered=0,
-        refunded_micros=0, provider_id=None, provider_status_raw=None, start_count=None,
-        note="cancel requested: stop\x00now",
+        refunded_micros=0, refunded_units=0, provider_id=None, provider_status_raw=None, start_count=None,
+        note="cancel requested: stop\x00now", refill_deadline=None, next_action_at=None,
     )  # fmt: skip
     flaky = Flaky(failures=2)
     queue = f"failures-{uuid.uuid4().hex[:8]}"

@@ -48,6 +48,7 @@ ROUTES = [
     Route("POST", "/v1/orders/{order}/link-fault", ("support", "admin"), {"reason": "r"}),
     Route("POST", "/v1/orders/{order}/pause", ("ops", "admin"), {"reason": "r"}),
     Route("POST", "/v1/orders/{order}/resume", ("ops", "admin"), {"reason": "r"}),
+    Route("POST", "/v1/orders/{order}/retry", ("ops", "admin"), {"reason": "r"}),
     Route("GET", "/v1/customers/{customer}", ALL),
     Route("GET", "/v1/customers/{customer}/statement", ALL),
     Route(

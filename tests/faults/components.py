@@ -235,8 +235,15 @@ class Stack:
             component.stop()
 
     def ledger_check(self) -> subprocess.CompletedProcess[str]:
+        return self._backoffice("ledger", "check")
+
+    def check(self) -> subprocess.CompletedProcess[str]:
+        """`backoffice check`: the ledger, and the books against the orders and their workflows."""
+        return self._backoffice("check")
+
+    def _backoffice(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [*BACKOFFICE, "ledger", "check"],
+            [*BACKOFFICE, *args],
             env=self.env,
             cwd=ROOT,
             capture_output=True,

@@ -174,6 +174,9 @@ async def test_orders_survive_worker_kills_a_temporal_restart_and_a_flaky_link(r
     check = stack.ledger_check()
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ledger is sound" in check.stdout
+    books = stack.check()  # escrow, workflows, stuck orders, refunds and deliveries against the ledger
+    assert books.returncode == 0, books.stdout + books.stderr
+    print(books.stdout.strip().splitlines()[-1] if books.stdout.strip() else "")
     print(
         f"\n{len(final)} orders, {held} held for reconciliation, link drops {link.connections}, "
         f"{time.monotonic() - began:.0f} s"

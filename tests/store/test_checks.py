@@ -45,7 +45,7 @@ async def _settled(sessions: async_sessionmaker[AsyncSession], shop: Shop, refun
     """A 100-unit order (0.10) settled with `refund` back, the rest recognised, and closed."""
     order = await place(sessions, shop, 100)
     await LedgerActivities(sessions).settle_order(
-        Settlement(order.order_id, shop.customer_id, refund, 0, 100_000 - refund, "settled")
+        Settlement(order.order_id, shop.customer_id, refund, 100_000 - refund, "settled")
     )
     delivered = 100 - refund // 1000
     await _set(
@@ -113,7 +113,7 @@ async def test_each_disagreement_is_found_and_agreement_is_left_alone(
         )
     await _set(sessions, unbooked, "refunded_micros = 5000")
     await LedgerActivities(sessions).settle_order(
-        Settlement(reversed_ok, shop.customer_id, 0, 0, 100_000, "delivered")
+        Settlement(reversed_ok, shop.customer_id, 0, 100_000, "delivered")
     )
     async with transaction(sessions) as session:
         await ledger.refund_order(

@@ -96,3 +96,9 @@ def test_percentages_become_basis_points() -> None:
     assert policy.parse_percent_bp("0") == 0
     with pytest.raises(ValueError):
         policy.parse_percent_bp("101")
+
+
+@pytest.mark.parametrize("text", ["٢٥", "２５", "2٥.0", "nan", "inf", "", "1.0000001"])
+def test_money_text_is_ascii_digits_with_at_most_six_decimals(text: str) -> None:
+    with pytest.raises(ValueError):
+        policy.parse_money(text)

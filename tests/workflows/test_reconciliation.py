@@ -20,7 +20,7 @@ async def _until_interrupted(handle: WorkflowHandle) -> OrderState:  # type: ign
     for _ in range(200):
         try:
             state = await handle.query(OrderWorkflow.state)
-            if state.phase == policy.INTERRUPTED:
+            if state.awaiting_run is not None:
                 return state
         except Exception:  # not started yet
             pass
