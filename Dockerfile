@@ -23,7 +23,8 @@ WORKDIR /src
 # A new package in pyproject.toml needs a COPY line here; forgetting it fails `pip install` loudly.
 # README* is optional (the wildcard may match nothing); pyproject.toml names it as the long description.
 COPY pyproject.toml README* ./
-COPY *.py ./
+COPY worker.py ./
+COPY backoffice/ backoffice/
 COPY workflows/ workflows/
 COPY activities/ activities/
 COPY api/ api/

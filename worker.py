@@ -13,18 +13,18 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import build_activities
-from logs import ActivityOrderContext
-from settings import Settings
-from store import orders
-from store.db import make_engine, make_sessionmaker
-from telemetry import (
+from backoffice.logs import ActivityOrderContext
+from backoffice.settings import Settings
+from backoffice.telemetry import (
     TemporalSdkMetrics,
     metered_http_client,
     process_metrics,
     serve_metrics,
     temporal_sdk_metrics,
 )
-from temporal_client import connect, start_order_workflow
+from backoffice.temporal_client import connect, start_order_workflow
+from store import orders
+from store.db import make_engine, make_sessionmaker
 from workflows.order import OrderWorkflow
 
 log = logging.getLogger(__name__)

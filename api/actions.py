@@ -18,11 +18,11 @@ from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdate
 from temporalio.service import RPCError
 
 from api.errors import ApiError
-from settings import Settings
+from backoffice.settings import Settings
+from backoffice.temporal_client import OrderActionRefused, send_order_update, start_order_workflow
 from store import orders as store_orders
 from store.keys import Caller
 from store.models import Order
-from temporal_client import OrderActionRefused, send_order_update, start_order_workflow
 from workflows.models import OrderAction, OrderState
 
 T = TypeVar("T")

@@ -13,11 +13,11 @@ from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.routes import catalog, customers, meta, ops, orders, support
 from api.throttle import FailedAuthentications
-from logs import redact_server_logs
-from settings import Settings
+from backoffice.logs import redact_server_logs
+from backoffice.settings import Settings
+from backoffice.telemetry import temporal_sdk_metrics
+from backoffice.temporal_client import connect
 from store.db import make_engine, make_sessionmaker
-from telemetry import temporal_sdk_metrics
-from temporal_client import connect
 
 
 def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI:

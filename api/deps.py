@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from settings import Settings
+from backoffice.settings import Settings
 
 
 async def session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -16,9 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from logs import order_context
+from backoffice.logs import order_context
+from backoffice.telemetry import TemporalSdkMetrics, join_expositions
 from store import stats
-from telemetry import TemporalSdkMetrics, join_expositions
 from workflows import policy
 
 INTAKE_SECONDS = Histogram(

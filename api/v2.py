@@ -31,7 +31,7 @@ from temporalio.client import Client
 from api.actions import place_and_start, send_action, send_order_action
 from api.auth import throttled
 from api.errors import ApiError
-from settings import Settings
+from backoffice.settings import Settings
 from store import ledger
 from store import orders as store_orders
 from store.catalog import public_services

@@ -32,7 +32,7 @@ def free_port() -> int:
 
 
 def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict]:  # type: ignore[type-arg]
-    args = [sys.executable, "-m", "cli", "dev", "--data-dir", str(data_dir)]
+    args = [sys.executable, "-m", "backoffice.cli", "dev", "--data-dir", str(data_dir)]
     for flag in ("--api-port", "--simulator-port", "--temporal-port", "--ui-port"):
         args += [flag, str(free_port())]
     log = open(data_dir / "stack.log", "wb")  # noqa: SIM115

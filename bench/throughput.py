@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 from baseline_workflow import OneActivity, noop  # noqa: E402
 
 from activities import build_activities  # noqa: E402
-from devstack import venv_binary  # noqa: E402
-from settings import Settings  # noqa: E402
+from backoffice.devstack import venv_binary  # noqa: E402
+from backoffice.settings import Settings  # noqa: E402
 from store import keys  # noqa: E402
 from store.catalog import load_catalog  # noqa: E402
 from store.db import make_engine, make_sessionmaker, transaction  # noqa: E402
@@ -78,7 +78,7 @@ def say(text: str) -> None:
 
 
 def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
-    args = [sys.executable, "-m", "cli", "dev", "--data-dir", str(data_dir)]
+    args = [sys.executable, "-m", "backoffice.cli", "dev", "--data-dir", str(data_dir)]
     for flag in ("--api-port", "--simulator-port", "--temporal-port", "--ui-port"):
         args += [flag, str(free_port())]
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.testing import WorkflowEnvironment
 
-from devstack import venv_binary
+from backoffice.devstack import venv_binary
 from store.db import make_engine, make_sessionmaker
 from store.migrate import upgrade
 from workflows import search_attributes as sa

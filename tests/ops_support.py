@@ -19,13 +19,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from settings import Settings
+from backoffice.settings import Settings
+from backoffice.telemetry import metered_http_client
+from backoffice.temporal_client import workflow_id
 from store.db import transaction
 from store.models import Order, Provider
 from store.orders import OrderRequest, order_input, place_order
 from support import SERVICE, Shop, open_shop
-from telemetry import metered_http_client
-from temporal_client import workflow_id
 from worker import build_worker
 from workflows.models import OrderInput
 
@@ -88,7 +88,7 @@ def simulator_process() -> Iterator[str]:
     """`backoffice simulator` on a free port; yields its API v2 URL."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cli", "simulator", "--port", str(port)],
+        [sys.executable, "-m", "backoffice.cli", "simulator", "--port", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -10,9 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 from test_cli_orders import Backoffice, backoffice, with_temporal  # noqa: F401 - the fixtures
 
+from backoffice.temporal_client import start_order_workflow, workflow_id
 from store.db import transaction
 from support import open_shop, place
-from temporal_client import start_order_workflow, workflow_id
 
 
 async def test_check_finds_orders_whose_workflow_is_missing_or_ended(

@@ -15,9 +15,9 @@ from ops_support import open_sim_shop, sim_worker, temporal_address, wait_for_or
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from backoffice.temporal_client import start_order_workflow
 from providers.simulator import create_simulator_app
 from support import place
-from temporal_client import start_order_workflow
 
 BACKOFFICE = Path(sys.executable).parent / "backoffice"
 CALLS = 20

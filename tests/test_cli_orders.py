@@ -26,14 +26,14 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-import cli
+from backoffice import cli
+from backoffice.settings import get_settings
+from backoffice.temporal_client import start_order_workflow, workflow_id
 from providers.simulator import create_simulator_app
-from settings import get_settings
 from store import ledger
 from store.db import transaction
 from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill
 from support import SERVICE, Shop, balances, open_shop, place
-from temporal_client import start_order_workflow, workflow_id
 from workflows.models import OrderInput
 
 

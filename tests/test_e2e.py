@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 pytestmark = pytest.mark.e2e
-BACKOFFICE = [sys.executable, "-m", "cli"]
+BACKOFFICE = [sys.executable, "-m", "backoffice.cli"]
 
 
 def _free_port() -> int:

@@ -14,10 +14,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity, workflow
 from temporalio.testing import WorkflowEnvironment
 
-from logs import order_context, setup_logging
+from backoffice.logs import order_context, setup_logging
+from backoffice.temporal_client import start_order_workflow, workflow_id
 from providers.simulator import create_simulator_app
 from support import place
-from temporal_client import start_order_workflow, workflow_id
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ async def test_worker_activity_and_workflow_lines_carry_the_order(
     mine = [line for line in lines if line.get("order_id") == order.order_id]
     assert all(line["workflow_id"] == workflow_id(order.order_id) for line in mine)
     refused = [line for line in mine if line.get("action") == "add" and line.get("outcome") == "rejected"]
-    assert refused and refused[0]["level"] == "WARNING" and refused[0]["logger"] == "telemetry"
+    assert refused and refused[0]["level"] == "WARNING" and refused[0]["logger"] == "backoffice.telemetry"
     assert any(line.get("action") == "status" and line["outcome"] == "ok" for line in mine)
     alpha = order.routes[0].provider_id
     gave_up = [line for line in mine if line["message"].startswith(f"route {alpha} gave up")]

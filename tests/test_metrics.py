@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
+from backoffice.settings import Settings
+from backoffice.telemetry import metered_http_client, serve_metrics
 from providers.simulator import create_simulator_app
-from settings import Settings
 from store import keys
 from store.db import transaction
 from support import LINK, SERVICE
-from telemetry import metered_http_client, serve_metrics
 from worker import _serve_metrics, run_worker
 
 PARTIAL_LINK = "https://instagram.com/partial.one"

@@ -13,10 +13,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
+from backoffice.temporal_client import start_order_workflow, workflow_id
 from providers.simulator import create_simulator_app
 from store.models import Provider
 from support import SERVICE, place
-from temporal_client import start_order_workflow, workflow_id
 from workflows import search_attributes as sa
 
 

@@ -8,9 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from backoffice.temporal_client import workflow_id
 from store.db import transaction
 from support import open_shop, place
-from temporal_client import workflow_id
 from worker import start_unstarted_orders
 
 

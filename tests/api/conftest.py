@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
-from settings import Settings
+from backoffice.settings import Settings
 from store import keys
 from store.customers import create_customer
 from store.db import transaction

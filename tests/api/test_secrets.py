@@ -19,7 +19,7 @@ from ops_support import free_port, temporal_address, wait_for_order
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from logs import redact_secrets
+from backoffice.logs import redact_secrets
 from store import keys
 from store.db import transaction
 from support import Api, open_shop
@@ -62,10 +62,10 @@ async def test_the_api_process_never_logs_a_full_key(
     }
     log_path = tmp_path / "api.log"
     with log_path.open("wb") as log:
-        # As `backoffice dev` starts it: `python -m cli api`, uvicorn logging through the process's JSON log.
+        # As `backoffice dev` starts it (`python -m backoffice.cli api`): uvicorn logs through the JSON log.
         proc = await asyncio.to_thread(
             subprocess.Popen,
-            [sys.executable, "-m", "cli", "api"],
+            [sys.executable, "-m", "backoffice.cli", "api"],
             env=env,
             cwd=ROOT,
             stdout=log,

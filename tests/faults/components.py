@@ -22,10 +22,10 @@ from typing import IO, Any, Literal
 
 import httpx
 
-from devstack import venv_binary
+from backoffice.devstack import venv_binary
 from workflows import search_attributes as sa
 
-BACKOFFICE = [sys.executable, "-m", "cli"]
+BACKOFFICE = [sys.executable, "-m", "backoffice.cli"]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -16,9 +16,9 @@ from components import Running
 from sqlalchemy import func, select
 from temporalio.client import Client
 
+from backoffice.temporal_client import OrderActionRefused, send_order_update
 from store.db import make_engine, make_sessionmaker
 from store.models import LedgerTransfer, Order, Refill
-from temporal_client import OrderActionRefused, send_order_update
 from workflows.models import RefillRequest, RefillTicket, RefundReceipt, SupportRefund
 
 pytestmark = pytest.mark.faults

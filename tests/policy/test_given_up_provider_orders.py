@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
+from backoffice.telemetry import metered_http_client
 from providers.simulator import create_simulator_app
 from store.models import ProviderSubmission
 from support import balances, place, start_order
-from telemetry import metered_http_client
 from worker import build_worker
 from workflows import policy
 from workflows.models import OrderState

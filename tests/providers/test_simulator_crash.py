@@ -27,7 +27,16 @@ async def simulator(
 ) -> AsyncIterator[tuple[httpx.AsyncClient, subprocess.Popen[bytes]]]:
     proc = await asyncio.to_thread(
         subprocess.Popen,
-        [sys.executable, "-m", "cli", "simulator", "--port", str(port), "--state-file", str(state_file)],
+        [
+            sys.executable,
+            "-m",
+            "backoffice.cli",
+            "simulator",
+            "--port",
+            str(port),
+            "--state-file",
+            str(state_file),
+        ],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
-from devstack import venv_binary
+from backoffice.devstack import venv_binary
 from store import ledger
 from store import orders as orders_store
 from store.db import transaction

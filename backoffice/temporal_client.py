@@ -11,7 +11,7 @@ from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
-from settings import Settings
+from backoffice.settings import Settings
 from workflows import policy
 from workflows import search_attributes as sa
 from workflows.models import OrderInput

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar, get_args
 
-from logs import order_context, setup_logging
-from settings import Settings, get_settings
+from backoffice.logs import order_context, setup_logging
+from backoffice.settings import Settings, get_settings
 from workflows import policy
 
 T = TypeVar("T")
@@ -55,7 +55,7 @@ async def _with_session(settings: Settings, work: Callable[[Any], Awaitable[int]
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from devstack import DevPorts, run_dev
+    from backoffice.devstack import DevPorts, run_dev
 
     ports = DevPorts(
         api=args.api_port or settings.api_port,
@@ -294,8 +294,8 @@ async def _workflows_gone(settings: Settings, order_ids: list[int], concurrency:
     from temporalio.client import WorkflowExecutionStatus
     from temporalio.service import RPCError, RPCStatusCode
 
+    from backoffice.temporal_client import connect, workflow_id
     from store.checks import Finding
-    from temporal_client import connect, workflow_id
 
     client = await connect(_temporal_settings(settings))
     gate = asyncio.Semaphore(concurrency)
@@ -541,7 +541,7 @@ async def _send(
     from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
-    from temporal_client import OrderActionRefused, send_order_update
+    from backoffice.temporal_client import OrderActionRefused, send_order_update
 
     fields = {"event": "order_action", "action": update, "actor": actor, "via": "cli"}
     with order_context(order_id=order_id):
@@ -582,7 +582,7 @@ def _order_message(
     describe: Callable[[T], str],
 ) -> int:
     """One message to one order: prints the order's answer (exit 0) or why there is none (exit 1)."""
-    from temporal_client import OrderActionRefused, connect
+    from backoffice.temporal_client import OrderActionRefused, connect
 
     async def send() -> int:
         client = await connect(_temporal_settings(settings))
@@ -720,9 +720,9 @@ class _Progress:
 def _provider_message(settings: Settings, args: argparse.Namespace, update: str) -> int:
     """Send pause or resume to every order the provider holds (queued for it, delivering, interrupted or
     paused there), a few at a time; each order answers for itself."""
+    from backoffice.temporal_client import OrderActionRefused, connect
     from store.models import Provider
     from store.orders import in_flight_at
-    from temporal_client import OrderActionRefused, connect
     from workflows.models import OrderAction, OrderState
 
     async def held() -> tuple[bool, list[int]]:
@@ -996,7 +996,7 @@ def _exit_before_finalizing() -> None:
 
 
 def console() -> None:
-    """The `backoffice` executable and `python -m cli`: exits with the command's own status, always."""
+    """`backoffice` and `python -m backoffice.cli`: exits with the command's own status, always."""
     global _exit_status
     atexit.register(_exit_before_finalizing)  # before the command registers its own: so it runs last
     try:

@@ -28,7 +28,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from settings import Settings
+from backoffice.settings import Settings
 from store import keys as store_keys
 from store.catalog import DEMO_CATALOG, load_catalog, read_catalog
 from store.customers import create_customer, deposit
@@ -351,7 +351,7 @@ def _forget_dead_handles(path: Path) -> None:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli", *args]
+    return [sys.executable, "-m", "backoffice.cli", *args]
 
 
 def _remember(path: Path, pids: list[int]) -> None:
