@@ -44,8 +44,8 @@ from workflows.models import (
     CancelRun,
     CheckRefill,
     CheckRun,
-    RefillStatus,
-    RunStatus,
+    RefillReport,
+    RunReport,
     SubmitRefill,
     SubmitRun,
     SubmittedRefill,
@@ -148,7 +148,7 @@ class ProviderActivities:
         return SubmittedRun(await self._send_once(once, row, upstream.dedupes, add))
 
     @activity.defn(name="check_run")
-    async def check_run(self, check: CheckRun) -> RunStatus:
+    async def check_run(self, check: CheckRun) -> RunReport:
         """The run's status, read in a batch with the other checks of this provider arriving meanwhile.
 
         A run the provider ended because of the link (its status carries a reason such as "Link is private")
@@ -160,7 +160,7 @@ class ProviderActivities:
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
         link_fault = run_link_fault(status.status, status.link_fault)
-        return RunStatus(
+        return RunReport(
             status.status,
             status.raw_status,
             status.remains,
@@ -212,14 +212,14 @@ class ProviderActivities:
         return SubmittedRefill(await self._send_once(once, row, upstream.dedupes, send))
 
     @activity.defn(name="check_refill")
-    async def check_refill(self, check: CheckRefill) -> RefillStatus:
+    async def check_refill(self, check: CheckRefill) -> RefillReport:
         """A refill's status, batched like run checks."""
         upstream = await self._upstream(check.provider_id)
         try:
             status = await upstream.refill_statuses.get(check.provider_refill_id)
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
-        return RefillStatus(status.status, status.raw_status)
+        return RefillReport(status.status, status.raw_status)
 
     # ------------------------------------------------------------------------------------------ exactly once
 

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from store.ledger import StatementLine
 from store.models import Customer, Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
-from workflows.models import OrderState
+from workflows.models import OrderState, RefillStatus
 from workflows.policy import format_money
 from workflows.text import text_problem
 
@@ -57,10 +57,6 @@ Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}(\.[0-9]{1,6})?$")
 SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,7}(\.[0-9]{1,6})?$")]
 
 
-Status = Literal["Pending", "In progress", "Completed", "Partial", "Canceled", "Refunded"]
-Phase = Literal[
-    "queued", "delivering", "interrupted", "paused", "settling", "refill_window", "closed", "needs_attention"
-]
 Reason = safe_text(1, 500)
 OptionalText = safe_text(0, 500)
 Name = safe_text(1, 200)
@@ -221,7 +217,7 @@ class RefillOut(BaseModel):
     id: int = Field(description="the refill id (API v2 `refill`), unique across orders")
     order_id: int
     refill_no: int
-    status: Literal["Pending", "In progress", "Completed", "Rejected", "Error"]
+    status: RefillStatus
     requested_by: str
     created_at: datetime
     finished_at: datetime | None

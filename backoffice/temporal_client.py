@@ -12,9 +12,8 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode, TLSConfig
 
 from backoffice.settings import Settings
-from workflows import policy
 from workflows import search_attributes as sa
-from workflows.models import OrderInput
+from workflows.models import OrderInput, Phase, Status
 from workflows.order import OrderWorkflow
 
 T = TypeVar("T")
@@ -55,8 +54,8 @@ async def start_order_workflow(client: Client, task_queue: str, order: OrderInpu
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
-                    SearchAttributePair(sa.ORDER_STATUS, policy.PENDING),
-                    SearchAttributePair(sa.ORDER_PHASE, policy.QUEUED),
+                    SearchAttributePair(sa.ORDER_STATUS, Status.PENDING),
+                    SearchAttributePair(sa.ORDER_PHASE, Phase.QUEUED),
                     SearchAttributePair(sa.CUSTOMER_ID, order.customer_id),
                     SearchAttributePair(sa.SERVICE_ID, order.service_id),
                 ]

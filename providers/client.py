@@ -22,6 +22,7 @@ import httpx
 
 from providers.errors import LINK_FAULT, TEMPORARY, classify_error, link_fault_text
 from providers.status import normalise_order_status, normalise_refill_status, parse_int
+from workflows.models import RefillStatus, Status
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ class ProviderOrderStatus:
     link was the problem (private, deleted, renamed, invalid).
     """
 
-    status: str
+    status: Status | None  # None: a status we do not recognise (the raw text is kept)
     raw_status: str
     remains: int | None
     start_count: int | None
@@ -99,7 +100,7 @@ class ProviderOrderStatus:
 
 @dataclass(frozen=True)
 class ProviderRefillStatus:
-    status: str  # Pending, In progress, Completed, Rejected, Error, Unknown
+    status: RefillStatus | None  # None: unrecognised
     raw_status: str
 
 

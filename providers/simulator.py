@@ -53,7 +53,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.sim_store import SimStore
-from workflows.policy import CANCELED, COMPLETED, IN_PROGRESS, PARTIAL, PENDING
+from workflows.models import Status
 
 CURRENCY = "USD"
 BALANCE = "1000.00"
@@ -231,18 +231,22 @@ class SimOrder:
     def state(self, now: float) -> tuple[str, int]:
         """(status, delivered) at `now`."""
         if self.canceled:
-            return CANCELED, 0
+            return Status.CANCELED, 0
         raw = self._raw_delivered(now)
-        limits = ((self.fault_at, CANCELED), (self.cancel_at, PARTIAL), (self.stop_at, PARTIAL))
+        limits = (
+            (self.fault_at, Status.CANCELED),
+            (self.cancel_at, Status.PARTIAL),
+            (self.stop_at, Status.PARTIAL),
+        )
         ends = [(limit, status) for limit, status in limits if limit is not None and limit < self.total]
         for limit, status in sorted(ends, key=lambda pair: pair[0]):
             if raw >= limit:
                 return status, limit
         if raw >= self.total:
-            return COMPLETED, self.total
+            return Status.COMPLETED, self.total
         if now < self.created_at + self.service.start_delay and not self.instant:
-            return PENDING, raw
-        return IN_PROGRESS, raw
+            return Status.PENDING, raw
+        return Status.IN_PROGRESS, raw
 
 
 @dataclass
@@ -404,7 +408,7 @@ class SimState:
         drops (0.1). Scenarios about calls (outage, slow, garbled, lost_answer) are looked up per call.
         """
         status, delivered = order.state(self.clock.now())
-        final = status in (COMPLETED, PARTIAL, CANCELED)
+        final = status in (Status.COMPLETED, Status.PARTIAL, Status.CANCELED)
         share = None if rule.value is None else min(rule.value, 1.0)
         if rule.scenario == "drop":
             order.drop_fraction = 0.1 if share is None else share
@@ -507,7 +511,7 @@ def _order_status(order: SimOrder, now: float) -> dict[str, Any]:
         "remains": str(order.total - delivered),
         "currency": CURRENCY,
     }
-    if status == CANCELED and order.fault_reason and not order.canceled:
+    if status == Status.CANCELED and order.fault_reason and not order.canceled:
         answer["reason"] = order.fault_reason
     return answer
 
@@ -519,15 +523,15 @@ def _refill_status(sim: SimState, refill: SimRefill, now: float) -> str:
     order = sim.orders[refill.order_id]
     begin = refill.requested_at + order.service.start_delay
     if now < begin:
-        return PENDING
+        return Status.PENDING
     dropped = _dropped(order, refill.requested_at)
-    return COMPLETED if order.service.speed * (now - begin) >= dropped else IN_PROGRESS
+    return Status.COMPLETED if order.service.speed * (now - begin) >= dropped else Status.IN_PROGRESS
 
 
 def _dropped(order: SimOrder, now: float) -> int:
     """Units lost after completion at `now`, before any refill restores them."""
     status, delivered = order.state(now)
-    return int(delivered * order.drop_fraction) if status == COMPLETED else 0
+    return int(delivered * order.drop_fraction) if status == Status.COMPLETED else 0
 
 
 def _restored(order: SimOrder, now: float) -> int:
@@ -606,7 +610,7 @@ def _refill_one(sim: SimState, raw: str, key: str | None = None) -> int:
     if not order.service.refill:
         raise _Error(E_REFILL_DISABLED)
     now = sim.clock.now()
-    if order.state(now)[0] != COMPLETED:
+    if order.state(now)[0] != Status.COMPLETED:
         raise _Error(E_NOT_COMPLETED)
     if order.last_refill_at is not None and now - order.last_refill_at < REFILL_COOLDOWN_SECONDS:
         raise _Error(E_REFILL_COOLDOWN)
@@ -662,7 +666,7 @@ def _cancel(sim: SimState, p: dict[str, str]) -> Any:
         result: Any
         if order is None:
             result = {"error": E_ORDER}
-        elif not order.service.cancel or order.state(now)[0] not in (PENDING, IN_PROGRESS):
+        elif not order.service.cancel or order.state(now)[0] not in (Status.PENDING, Status.IN_PROGRESS):
             result = {"error": E_CANNOT_CANCEL}
         else:
             status, delivered = order.state(now)

@@ -2,107 +2,100 @@
 
 Providers spell statuses and numbers in many ways (`COMPLETE`, `In Progress`, `Cancelled`, `"157.0"`). The
 workflow branches on a handful of canonical statuses, so every variant is mapped here by rules, and anything
-unrecognised becomes `Unknown` instead of being guessed; callers keep the raw text beside it.
+unrecognised becomes None (unknown) instead of being guessed; callers keep the raw text beside it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
-from workflows.policy import CANCELED, COMPLETED, IN_PROGRESS, PARTIAL, PENDING, REFUNDED
+from workflows.models import RefillStatus, Status
 
-UNKNOWN = "Unknown"
-REJECTED = "Rejected"
-ERROR = "Error"
-
-ORDER_STATUSES = frozenset({PENDING, IN_PROGRESS, COMPLETED, PARTIAL, CANCELED, REFUNDED, UNKNOWN})
-REFILL_STATUSES = frozenset({PENDING, IN_PROGRESS, COMPLETED, REJECTED, ERROR, UNKNOWN})
+E = TypeVar("E", Status, RefillStatus)
 
 _SEPARATORS = re.compile(r"[\s_\-.]+")
 
-# Negated words would otherwise match the stem they contain ("incomplete" holds "complet").
-_NEGATED: tuple[tuple[str, str], ...] = (
-    ("incomplet", UNKNOWN),
-    ("uncomplet", UNKNOWN),
-    ("notcomplet", UNKNOWN),
-    ("unprocess", PENDING),
-    ("notprocess", PENDING),
-    ("notstarted", PENDING),
-)
+# Negated words would otherwise match the stem they contain ("incomplete" holds "complet"): unknown.
+_NEGATED_COMPLETE = ("incomplet", "uncomplet", "notcomplet")
+_NOT_STARTED = ("unprocess", "notprocess", "notstarted")
 
 # Exact spellings first (after lower-casing and removing separators), then word-stem rules in priority order:
 # "partially refunded" must be Partial, not Refunded; "canceled and refunded" must be Canceled.
 _ORDER_EXACT = {
-    "pending": PENDING,
-    "queued": PENDING,
-    "awaiting": PENDING,
-    "new": PENDING,
-    "inprogress": IN_PROGRESS,
-    "processing": IN_PROGRESS,
-    "active": IN_PROGRESS,
-    "running": IN_PROGRESS,
-    "started": IN_PROGRESS,
-    "complete": COMPLETED,
-    "completed": COMPLETED,
-    "done": COMPLETED,
-    "success": COMPLETED,
-    "successful": COMPLETED,
-    "finished": COMPLETED,
-    "partial": PARTIAL,
-    "partiallyrefunded": PARTIAL,
-    "partiallycompleted": PARTIAL,
-    "canceled": CANCELED,
-    "cancelled": CANCELED,
-    "cancel": CANCELED,
-    "refunded": REFUNDED,
-    "refund": REFUNDED,
+    "pending": Status.PENDING,
+    "queued": Status.PENDING,
+    "awaiting": Status.PENDING,
+    "new": Status.PENDING,
+    "inprogress": Status.IN_PROGRESS,
+    "processing": Status.IN_PROGRESS,
+    "active": Status.IN_PROGRESS,
+    "running": Status.IN_PROGRESS,
+    "started": Status.IN_PROGRESS,
+    "complete": Status.COMPLETED,
+    "completed": Status.COMPLETED,
+    "done": Status.COMPLETED,
+    "success": Status.COMPLETED,
+    "successful": Status.COMPLETED,
+    "finished": Status.COMPLETED,
+    "partial": Status.PARTIAL,
+    "partiallyrefunded": Status.PARTIAL,
+    "partiallycompleted": Status.PARTIAL,
+    "canceled": Status.CANCELED,
+    "cancelled": Status.CANCELED,
+    "cancel": Status.CANCELED,
+    "refunded": Status.REFUNDED,
+    "refund": Status.REFUNDED,
 }
-_ORDER_STEMS: tuple[tuple[str, str], ...] = _NEGATED + (
-    ("partial", PARTIAL),
-    ("cancel", CANCELED),
-    ("refund", REFUNDED),
-    ("complet", COMPLETED),
-    ("progress", IN_PROGRESS),
-    ("process", IN_PROGRESS),
-    ("pend", PENDING),
-    ("queue", PENDING),
-    ("await", PENDING),
-    ("wait", PENDING),
+_ORDER_STEMS: tuple[tuple[str, Status], ...] = (
+    *((stem, Status.PENDING) for stem in _NOT_STARTED),
+    ("partial", Status.PARTIAL),
+    ("cancel", Status.CANCELED),
+    ("refund", Status.REFUNDED),
+    ("complet", Status.COMPLETED),
+    ("progress", Status.IN_PROGRESS),
+    ("process", Status.IN_PROGRESS),
+    ("pend", Status.PENDING),
+    ("queue", Status.PENDING),
+    ("await", Status.PENDING),
+    ("wait", Status.PENDING),
 )
 
 _REFILL_EXACT = {
-    "pending": PENDING,
-    "queued": PENDING,
-    "awaiting": PENDING,
-    "inprogress": IN_PROGRESS,
-    "processing": IN_PROGRESS,
-    "active": IN_PROGRESS,
-    "complete": COMPLETED,
-    "completed": COMPLETED,
-    "done": COMPLETED,
-    "success": COMPLETED,
-    "rejected": REJECTED,
-    "declined": REJECTED,
-    "refused": REJECTED,
-    "canceled": REJECTED,
-    "cancelled": REJECTED,
-    "error": ERROR,
-    "failed": ERROR,
-    "fail": ERROR,
+    "pending": RefillStatus.PENDING,
+    "queued": RefillStatus.PENDING,
+    "awaiting": RefillStatus.PENDING,
+    "inprogress": RefillStatus.IN_PROGRESS,
+    "processing": RefillStatus.IN_PROGRESS,
+    "active": RefillStatus.IN_PROGRESS,
+    "complete": RefillStatus.COMPLETED,
+    "completed": RefillStatus.COMPLETED,
+    "done": RefillStatus.COMPLETED,
+    "success": RefillStatus.COMPLETED,
+    "rejected": RefillStatus.REJECTED,
+    "declined": RefillStatus.REJECTED,
+    "refused": RefillStatus.REJECTED,
+    "canceled": RefillStatus.REJECTED,
+    "cancelled": RefillStatus.REJECTED,
+    "error": RefillStatus.ERROR,
+    "failed": RefillStatus.ERROR,
+    "fail": RefillStatus.ERROR,
 }
-_REFILL_STEMS: tuple[tuple[str, str], ...] = _NEGATED + (
-    ("reject", REJECTED),
-    ("declin", REJECTED),
-    ("cancel", REJECTED),
-    ("error", ERROR),
-    ("fail", ERROR),
-    ("complet", COMPLETED),
-    ("progress", IN_PROGRESS),
-    ("process", IN_PROGRESS),
-    ("pend", PENDING),
-    ("queue", PENDING),
-    ("await", PENDING),
+_REFILL_STEMS: tuple[tuple[str, RefillStatus], ...] = (
+    *((stem, RefillStatus.PENDING) for stem in _NOT_STARTED),
+    ("reject", RefillStatus.REJECTED),
+    ("declin", RefillStatus.REJECTED),
+    ("cancel", RefillStatus.REJECTED),
+    ("error", RefillStatus.ERROR),
+    ("fail", RefillStatus.ERROR),
+    ("complet", RefillStatus.COMPLETED),
+    ("progress", RefillStatus.IN_PROGRESS),
+    ("process", RefillStatus.IN_PROGRESS),
+    ("pend", RefillStatus.PENDING),
+    ("queue", RefillStatus.PENDING),
+    ("await", RefillStatus.PENDING),
 )
 
 
@@ -113,25 +106,25 @@ def _squash(raw: object) -> str:
     return _SEPARATORS.sub("", str(raw)).lower()
 
 
-def _normalise(raw: object, exact: dict[str, str], stems: tuple[tuple[str, str], ...]) -> str:
+def _normalise(raw: object, exact: Mapping[str, E], stems: tuple[tuple[str, E], ...]) -> E | None:
     key = _squash(raw)
-    if not key:
-        return UNKNOWN
+    if not key or any(negated in key for negated in _NEGATED_COMPLETE):
+        return None
     if key in exact:
         return exact[key]
     for stem, status in stems:
         if stem in key:
             return status
-    return UNKNOWN
+    return None
 
 
-def normalise_order_status(raw: str | None) -> str:
-    """A provider's order status: Pending, In progress, Completed, Partial, Canceled, Refunded, Unknown."""
+def normalise_order_status(raw: str | None) -> Status | None:
+    """A provider's order status as one of ours; None when it says something we do not recognise."""
     return _normalise(raw, _ORDER_EXACT, _ORDER_STEMS)
 
 
-def normalise_refill_status(raw: str | None) -> str:
-    """A provider's refill status as one of Pending, In progress, Completed, Rejected, Error, Unknown."""
+def normalise_refill_status(raw: str | None) -> RefillStatus | None:
+    """A provider's refill status as one of ours; None when it says something we do not recognise."""
     return _normalise(raw, _REFILL_EXACT, _REFILL_STEMS)
 
 

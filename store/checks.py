@@ -14,10 +14,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from workflows import policy
+from workflows.models import Phase
 
 # Phases in which an order waits for something that should come by itself: a slot, a run, a provider.
-STUCK_PHASES = (policy.QUEUED, policy.DELIVERING, policy.INTERRUPTED)
-SETTLED_PHASES = (policy.REFILL_WINDOW, policy.CLOSED)
+STUCK_PHASES = (Phase.QUEUED, Phase.DELIVERING, Phase.INTERRUPTED)
+SETTLED_PHASES = (Phase.REFILL_WINDOW, Phase.CLOSED)
 # A refund is booked a moment before the workflow projects it: newer refunds are not compared yet.
 REFUND_GRACE = timedelta(minutes=1)
 
@@ -51,7 +52,7 @@ async def running_orders(session: AsyncSession) -> list[int]:
     """Orders whose workflow has reported and not closed them: each must have a running workflow."""
     rows = await session.execute(
         text("SELECT id FROM orders WHERE phase <> :closed AND state_version > 0 ORDER BY id"),
-        {"closed": policy.CLOSED},
+        {"closed": Phase.CLOSED},
     )
     return [int(r.id) for r in rows]
 
@@ -163,6 +164,6 @@ async def _deliveries(session: AsyncSession) -> list[Finding]:
 
 async def _attention(session: AsyncSession) -> list[Finding]:
     rows = await session.execute(
-        text("SELECT id, note FROM orders WHERE phase = :phase"), {"phase": policy.NEEDS_ATTENTION}
+        text("SELECT id, note FROM orders WHERE phase = :phase"), {"phase": Phase.NEEDS_ATTENTION}
     )
     return [Finding("needs_attention", r.id, r.note or "a step failed for good") for r in rows]

@@ -24,6 +24,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from workflows.models import RefillStatus
+
 
 class Base(DeclarativeBase):
     pass
@@ -195,7 +197,7 @@ class OrderEvent(Base):
     detail: Mapped[str | None] = mapped_column(Text)
 
 
-REFILL_STATUSES = ("Pending", "In progress", "Completed", "Rejected", "Error")
+REFILL_STATUSES = tuple(str(s) for s in RefillStatus)  # the SQL check spells them as the enum does
 
 
 class Refill(Base):

@@ -24,7 +24,7 @@ from store.customers import get_customer
 from store.keys import Caller
 from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
 from workflows import policy
-from workflows.models import OpenRefill, OrderInput, Projection, RouteRef
+from workflows.models import OpenRefill, OrderInput, Phase, Projection, RefillStatus, RouteRef, Status
 
 ORDER_INPUT = TypeAdapter(OrderInput)
 MAX_ORDER_UNITS = 2**31 - 1  # orders.quantity is an integer column: a drip-feed's runs x quantity stays in it
@@ -99,8 +99,8 @@ async def place_order(
         runs=request.runs,
         interval_minutes=request.interval,
         charge_micros=charge,
-        status=policy.PENDING,
-        phase=policy.QUEUED,
+        status=Status.PENDING,
+        phase=Phase.QUEUED,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         created_by_key_id=caller.key_id,
@@ -400,7 +400,10 @@ async def open_refill(session: AsyncSession, refill: OpenRefill) -> int:
     await session.execute(
         insert(Refill)
         .values(
-            order_id=refill.order_id, refill_no=refill.refill_no, status="Pending", requested_by=refill.actor
+            order_id=refill.order_id,
+            refill_no=refill.refill_no,
+            status=RefillStatus.PENDING,
+            requested_by=refill.actor,
         )
         .on_conflict_do_nothing(constraint="refills_order_no")
     )

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import LedgerTransfer, Order, ProviderSubmission, Refill
 from store.orders import UNSTARTED_AFTER_SECONDS, is_unstarted
-from workflows import policy
+from workflows.models import Phase
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class Snapshot:
     @property
     def needing_attention(self) -> int:
         """Orders parked in `needs_attention`: a step failed for good and waits for ops."""
-        return sum(n for (_, phase), n in self.orders.items() if phase == policy.NEEDS_ATTENTION)
+        return sum(n for (_, phase), n in self.orders.items() if phase == Phase.NEEDS_ATTENTION)
 
 
 async def snapshot(session: AsyncSession) -> Snapshot:

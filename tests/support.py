@@ -38,8 +38,8 @@ from workflows.models import (
     CheckRun,
     OrderInput,
     OrderState,
-    RefillStatus,
-    RunStatus,
+    RefillReport,
+    RunReport,
     SubmitRefill,
     SubmitRun,
     SubmittedRefill,
@@ -232,7 +232,7 @@ class ScriptedProvider:
         return SubmittedRun(provider_order_id)
 
     @activity.defn(name="check_run")
-    async def check_run(self, check: CheckRun) -> RunStatus:
+    async def check_run(self, check: CheckRun) -> RunReport:
         if check.provider_id in self.down:
             raise RuntimeError("provider unavailable (scripted outage)")
         if self.unavailable_checks > 0:
@@ -244,13 +244,13 @@ class ScriptedProvider:
             remains = self._last_remains.get(check.provider_order_id)
             if remains is None:
                 remains = self._runs[check.provider_order_id].quantity
-            return RunStatus("Canceled", "Canceled", remains, 1000)
+            return RunReport("Canceled", "Canceled", remains, 1000)
         answers = self.script[check.provider_id]
         n = self.checks[check.provider_id]
         self.checks[check.provider_id] += 1
         status, remains, *fault = answers[min(n, len(answers) - 1)]
         self._last_remains[check.provider_order_id] = remains
-        return RunStatus(status, status.upper(), remains, 1000, link_fault=fault[0] if fault else None)
+        return RunReport(status, status.upper(), remains, 1000, link_fault=fault[0] if fault else None)
 
     @activity.defn(name="cancel_run")
     async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:
@@ -269,11 +269,11 @@ class ScriptedProvider:
         return SubmittedRefill(f"refill-{len(self.refills)}")
 
     @activity.defn(name="check_refill")
-    async def check_refill(self, check: CheckRefill) -> RefillStatus:
+    async def check_refill(self, check: CheckRefill) -> RefillReport:
         n = self.refill_checks[check.provider_refill_id]
         self.refill_checks[check.provider_refill_id] += 1
         status = self.refill_answers[min(n, len(self.refill_answers) - 1)]
-        return RefillStatus(status, status)
+        return RefillReport(status, status)
 
     def activities(self) -> list[Any]:
         return [

@@ -21,9 +21,12 @@ from workflows.models import (
     CancelAnswer,
     CancelRun,
     CheckRun,
+    Phase,
     ProviderOrder,
     RouteRef,
     RunReconciliation,
+    Status,
+    StopKind,
     StopRequest,
     SubmitRun,
 )
@@ -188,7 +191,8 @@ class Delivery:
                 kind = error_type(err)
                 if kind == LINK_FAULT:
                     self.stop(
-                        StopRequest("link_fault", f"provider:{route.provider_id}", reason(err)), provider=True
+                        StopRequest(StopKind.LINK_FAULT, f"provider:{route.provider_id}", reason(err)),
+                        provider=True,
                     )
                     return None
                 if kind == REJECTED:
@@ -216,8 +220,8 @@ class Delivery:
             )
             state.provider_orders.append(po)
             state.provider_id = route.provider_id
-            state.status = policy.IN_PROGRESS
-            record.set_phase(policy.DELIVERING)
+            state.status = Status.IN_PROGRESS
+            record.set_phase(Phase.DELIVERING)
             record.event(
                 "run_submitted",
                 f"run {run_no} of {len(self.plan)}: {units} units sent for delivery",
@@ -247,7 +251,7 @@ class Delivery:
                     # The provider no longer knows the order it accepted: only ops can tell what happened.
                     found = await self._reconcile(po.run_no, reason(err))
                     if found is None:
-                        po.delivered, po.final, po.status = 0, True, policy.CANCELED
+                        po.delivered, po.final, po.status = 0, True, Status.CANCELED
                         self._count_delivered()
                         return "done"
                     po.provider_order_id = found
@@ -297,7 +301,8 @@ class Delivery:
                 state.start_count = seen.start_count
             if seen.link_fault and state.stop is None:
                 self.stop(
-                    StopRequest("link_fault", f"provider:{po.provider_id}", seen.link_fault), provider=True
+                    StopRequest(StopKind.LINK_FAULT, f"provider:{po.provider_id}", seen.link_fault),
+                    provider=True,
                 )
         elif po.final:
             record.event(
@@ -351,7 +356,7 @@ class Delivery:
         record, state = self.record, self.record.state
         po = self.in_flight
         if po is not None and state.stop is not None:
-            if state.stop.kind == "cancel":  # the cancel update has asked the provider already
+            if state.stop.kind == StopKind.CANCEL:  # the cancel update has asked the provider already
                 po.abandoned_at = record.now_iso()
             else:
                 await self._abandon(po, state.stop.kind.replace("_", " "))
@@ -362,7 +367,7 @@ class Delivery:
             waiting = [po for po in self.trailing() if parse_time(po.abandoned_at or "") + patience > now]
             if not waiting:
                 break
-            record.set_phase(policy.SETTLING)
+            record.set_phase(Phase.SETTLING)
             state.note = "waiting for the provider to confirm what was delivered"
             within = min(timedelta(seconds=self._poll_seconds(po)) for po in waiting)
             record.plan_next_action(within)
@@ -387,7 +392,7 @@ class Delivery:
         if state.interrupted_since is None:
             state.interrupted_since = now.isoformat()
             state.interruption_attempt = 0
-            record.set_phase(policy.INTERRUPTED)
+            record.set_phase(Phase.INTERRUPTED)
             record.event(
                 "interrupted",
                 "delivery is interrupted: the provider is not answering",
@@ -409,14 +414,14 @@ class Delivery:
             return
         lasted = workflow.now() - parse_time(state.interrupted_since)
         state.interrupted_since = None
-        self.record.set_phase(policy.DELIVERING)
+        self.record.set_phase(Phase.DELIVERING)
         self.record.event("interruption_over", how or f"delivery goes on after {minutes(lasted)}")
 
     async def _reconcile(self, run_no: int, why: str) -> str | None:
         """Hold delivery until ops reconcile the run; returns the provider order to follow, or None when ops
         found the provider never took it."""
         record, state = self.record, self.record.state
-        record.set_phase(policy.INTERRUPTED)
+        record.set_phase(Phase.INTERRUPTED)
         state.note = f"run {run_no} needs reconciliation by ops"
         state.awaiting_run = run_no  # before the publish: an answer may come while it is written
         record.event("needs_reconciliation", state.note, detail=why)
@@ -429,7 +434,7 @@ class Delivery:
         record.event(
             "reconciled", f"{state.note}: {answer.reason}", answer.actor, detail=answer.provider_order_id
         )
-        record.set_phase(policy.DELIVERING)
+        record.set_phase(Phase.DELIVERING)
         self.reconciliation, state.awaiting_run = None, None  # releases the update with this state
         await record.publish()
         return answer.provider_order_id
@@ -450,5 +455,5 @@ class Delivery:
             said = f"{message}: {stop.reason}" if message and stop.reason else message or stop.reason
             detail = None
         record.event(stop.kind, said, stop.actor, detail=detail)
-        if stop.kind == "link_fault":
+        if stop.kind == StopKind.LINK_FAULT:
             state.link_fault = stop.reason  # staff's view (the query); customers read the timeline

@@ -3,6 +3,48 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """An order's status as customers and API v2 clients see it, spelled as the protocol spells it."""
+
+    PENDING = "Pending"
+    IN_PROGRESS = "In progress"
+    COMPLETED = "Completed"
+    PARTIAL = "Partial"
+    CANCELED = "Canceled"
+    REFUNDED = "Refunded"
+
+
+class Phase(StrEnum):
+    """Where the order is in its lifecycle, shown to ops."""
+
+    QUEUED = "queued"
+    DELIVERING = "delivering"
+    INTERRUPTED = "interrupted"
+    PAUSED = "paused"
+    SETTLING = "settling"
+    REFILL_WINDOW = "refill_window"
+    CLOSED = "closed"
+    # A step failed in a way no retry can mend; the order waits for ops to fix the cause and send it on.
+    NEEDS_ATTENTION = "needs_attention"
+
+
+class StopKind(StrEnum):
+    """Why delivery stopped before it ran its course."""
+
+    CANCEL = "cancel"
+    LINK_FAULT = "link_fault"
+    REFUNDED = "refunded"
+
+
+class RefillStatus(StrEnum):
+    PENDING = "Pending"
+    IN_PROGRESS = "In progress"
+    COMPLETED = "Completed"
+    REJECTED = "Rejected"
+    ERROR = "Error"
 
 
 @dataclass(frozen=True)
@@ -54,7 +96,7 @@ class ProviderOrder:
     poll_floor_seconds: int  # the provider's shortest polite interval between status reads
     delivered: int = 0  # as last reported, clamped to `units`
     cost_micros: int | None = None  # the provider's `charge` for it, when it reports one
-    status: str = ""  # normalised; "" until first read
+    status: Status | None = None  # normalised; None until first read
     raw_status: str = ""
     final: bool = False
     abandoned_at: str | None = None  # ISO workflow time the order gave it up
@@ -79,8 +121,8 @@ class OrderState:
     """
 
     order_id: int
-    status: str
-    phase: str
+    status: Status
+    phase: Phase
     quantity: int
     delivered: int = 0  # all provider orders together, capped at the quantity
     refunded_micros: int = 0
@@ -103,7 +145,7 @@ class OrderState:
     next_action_at: str | None = None  # ISO time the order next means to act by itself
 
     # Working memory.
-    working_phase: str = ""  # the phase underneath a pause or a needs_attention hold
+    working_phase: Phase = Phase.QUEUED  # the phase underneath a pause or a needs_attention hold
     started_at: str = ""  # ISO time run 1 was due; later runs keep their offsets from it
     next_run: int = 1
     routes: list[RouteRef] = field(default_factory=list)  # routes still willing to deliver, best first
@@ -133,7 +175,7 @@ class RefillPart:
     provider_order_id: str
     poll_floor_seconds: int
     provider_refill_id: str | None = None  # None: the provider refused it
-    status: str = "Pending"
+    status: RefillStatus = RefillStatus.PENDING
     checks: int = 0
 
 
@@ -142,7 +184,7 @@ class StopRequest:
     """Delivery must stop: a customer's cancel, a link fault (reported by the provider or support), or a
     refund in full."""
 
-    kind: str  # "cancel" | "link_fault" | "refunded"
+    kind: StopKind
     actor: str
     reason: str
 
@@ -172,8 +214,8 @@ class CheckRun:
 
 
 @dataclass(frozen=True)
-class RunStatus:
-    status: str  # normalised
+class RunReport:
+    status: Status | None  # normalised; None: the provider said something we do not recognise
     raw_status: str
     remains: int | None
     start_count: int | None
@@ -220,8 +262,8 @@ class CheckRefill:
 
 
 @dataclass(frozen=True)
-class RefillStatus:
-    status: str  # normalised: Pending, In progress, Completed, Rejected, Error
+class RefillReport:
+    status: RefillStatus | None  # normalised; None: unrecognised
     raw_status: str
 
 
@@ -232,8 +274,8 @@ class Projection:
 
     order_id: int
     version: int
-    status: str
-    phase: str
+    status: Status
+    phase: Phase
     delivered: int
     refunded_micros: int
     refunded_units: int
@@ -264,7 +306,7 @@ class OrderEvent:
 @dataclass(frozen=True)
 class RefillProgress:
     refill_no: int
-    status: str
+    status: RefillStatus
     finished: bool
 
 
@@ -373,7 +415,7 @@ class SupportRefund:
 class RefundReceipt:
     refunded_micros: int  # what this refund moved (0 when the key was already used: a replay)
     total_refunded_micros: int
-    status: str
+    status: Status
     refunded_units: int = 0  # units this refund paid for (0 for an amount)
 
 

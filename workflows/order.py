@@ -21,11 +21,14 @@ from workflows.models import (
     OrderAction,
     OrderInput,
     OrderState,
+    Phase,
     ProviderUpdate,
     RefillRequest,
     RefillTicket,
     RefundReceipt,
     RunReconciliation,
+    Status,
+    StopKind,
     StopRequest,
     SupportRefund,
 )
@@ -43,11 +46,11 @@ def _refuse(refusal: policy.Refusal) -> None:
 def _new_state(order: OrderInput, runs_total: int) -> OrderState:
     return OrderState(
         order_id=order.order_id,
-        status=policy.PENDING,
-        phase=policy.QUEUED,
+        status=Status.PENDING,
+        phase=Phase.QUEUED,
         quantity=order.quantity,
         runs_total=runs_total,
-        working_phase=policy.QUEUED,
+        working_phase=Phase.QUEUED,
         started_at=workflow.now().isoformat(),
         routes=list(order.routes),
     )
@@ -93,7 +96,7 @@ class OrderWorkflow:
             await self._money.settle()
         await self._refills.window()
         await workflow.wait_condition(workflow.all_handlers_finished)  # answer every message first
-        record.set_phase(policy.CLOSED)
+        record.set_phase(Phase.CLOSED)
         state.note = ""
         record.event("closed", f"closed as {state.status}")
         await record.publish(finished=True)
@@ -130,7 +133,7 @@ class OrderWorkflow:
             if not answer.accepted:
                 raise refused("cannot_cancel", policy.CANNOT_CANCEL[1])
             self._check_cancel(action)  # the order may have moved on while the provider answered
-        self._delivery.stop(StopRequest("cancel", action.actor, action.reason), "cancel requested")
+        self._delivery.stop(StopRequest(StopKind.CANCEL, action.actor, action.reason), "cancel requested")
         await self._record.publish()
         return self._state
 
@@ -152,7 +155,9 @@ class OrderWorkflow:
         """Support found the link private, deleted, renamed or invalid: delivery stops (the provider is
         asked to stop too), and the refund follows the service's `link_fault_refund`."""
         self._check_link_fault(action)
-        self._delivery.stop(StopRequest("link_fault", action.actor, action.reason), "link fault reported")
+        self._delivery.stop(
+            StopRequest(StopKind.LINK_FAULT, action.actor, action.reason), "link fault reported"
+        )
         await self._record.publish()
         return self._state
 
@@ -242,11 +247,11 @@ class OrderWorkflow:
         state = self._state
         if receipt.refunded_micros and state.refunded_micros >= self._record.order.charge_micros:
             if state.settled_at is not None:
-                state.status = policy.REFUNDED
+                state.status = Status.REFUNDED
                 self._record.wake = True
             elif state.stop is None:
                 self._delivery.stop(
-                    StopRequest("refunded", request.actor, request.reason), "refunded in full"
+                    StopRequest(StopKind.REFUNDED, request.actor, request.reason), "refunded in full"
                 )
             receipt = RefundReceipt(
                 receipt.refunded_micros, receipt.total_refunded_micros, state.status, receipt.refunded_units

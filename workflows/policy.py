@@ -9,36 +9,19 @@ from __future__ import annotations
 import re
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
+from workflows.models import Phase, RefillStatus, Status, StopKind
 from workflows.text import text_problem
 
 MICROS = 1_000_000
 
-# Order statuses as customers and API v2 clients see them.
-PENDING = "Pending"
-IN_PROGRESS = "In progress"
-COMPLETED = "Completed"
-PARTIAL = "Partial"
-CANCELED = "Canceled"
-REFUNDED = "Refunded"
-STATUSES = (PENDING, IN_PROGRESS, COMPLETED, PARTIAL, CANCELED, REFUNDED)
-FINAL_STATUSES = frozenset({COMPLETED, PARTIAL, CANCELED, REFUNDED})
-
-# Internal phases, shown to ops.
-QUEUED = "queued"
-DELIVERING = "delivering"
-INTERRUPTED = "interrupted"
-PAUSED = "paused"
-SETTLING = "settling"
-REFILL_WINDOW = "refill_window"
-CLOSED = "closed"
-# A step failed in a way no retry can mend; the order waits for ops to fix the cause and send it on.
-NEEDS_ATTENTION = "needs_attention"
-PHASES = (QUEUED, DELIVERING, INTERRUPTED, PAUSED, SETTLING, REFILL_WINDOW, CLOSED, NEEDS_ATTENTION)
-HOLDABLE = (QUEUED, DELIVERING, INTERRUPTED)  # phases ops may pause
-IN_FLIGHT = (*HOLDABLE, PAUSED)  # phases in which an order is at a provider or waiting for one
+STATUSES = tuple(Status)
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.PARTIAL, Status.CANCELED, Status.REFUNDED})
+PHASES = tuple(Phase)
+HOLDABLE = (Phase.QUEUED, Phase.DELIVERING, Phase.INTERRUPTED)  # phases ops may pause
+IN_FLIGHT = (*HOLDABLE, Phase.PAUSED)  # phases in which an order is at a provider or waiting for one
 
 # Refill statuses that end a refill.
-REFILL_FINAL = frozenset({"Completed", "Rejected", "Error"})
+REFILL_FINAL = frozenset({RefillStatus.COMPLETED, RefillStatus.REJECTED, RefillStatus.ERROR})
 
 
 def charge_for(quantity: int, rate_micros_per_1000: int) -> int:
@@ -69,51 +52,34 @@ def remains(quantity: int, delivered: int) -> int:
     return max(quantity - delivered, 0)
 
 
-def delivered_in_run(units: int, status: str, remains: int | None) -> int:
+def delivered_in_run(units: int, status: Status | None, remains: int | None) -> int:
     """Units a run has delivered, from the provider's status and `remains`.
 
     A provider that leaves `remains` out is taken at its word only for Completed; over-delivery counts as
     the units asked for.
     """
     if remains is None:
-        remains = 0 if status == COMPLETED else units
+        remains = 0 if status == Status.COMPLETED else units
     return units - clamp_remains(remains, units)
 
 
-def provider_gave_up(status: str) -> bool:
+def provider_gave_up(status: Status | None) -> bool:
     """A run ended by the provider without delivering it all: what is left may go to the next route.
 
     (Partial is not giving up: it is a shortfall the settlement judges by the tolerance.)
     """
-    return status in (CANCELED, REFUNDED)
+    return status in (Status.CANCELED, Status.REFUNDED)
 
 
-def run_link_fault(status: str, fault_text: str | None) -> str | None:
+def run_link_fault(status: Status | None, fault_text: str | None) -> str | None:
     """The link fault a provider's status reports, or None. It counts only when the provider has ended the
     run (Canceled, Partial, Refunded): a remark beside a run still delivering does not stop the order."""
-    return fault_text if status in (CANCELED, PARTIAL, REFUNDED) else None
+    return fault_text if status in (Status.CANCELED, Status.PARTIAL, Status.REFUNDED) else None
 
 
 def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
     """A shortfall of at most tolerance (basis points of the quantity) is normal variation, not a failure."""
     return shortfall * 10_000 <= quantity * tolerance_bp
-
-
-def settle_delivery(
-    quantity: int, remains: int, charge: int, tolerance_bp: int, *, service_failed: bool = False
-) -> tuple[str, int]:
-    """Final status and refund once delivery has ended with `remains` units not delivered.
-
-    Within the accuracy tolerance the order is Completed and nothing is refunded; beyond it the order is
-    Partial and the whole shortfall is refunded. Over-delivery is never charged. When the service failed
-    completely (no route could deliver the rest), the tolerance does not apply: all that is missing is
-    refunded, and an order that received nothing is Canceled.
-    """
-    shortfall = clamp_remains(remains, quantity)
-    if shortfall == 0 or (not service_failed and within_tolerance(shortfall, quantity, tolerance_bp)):
-        return COMPLETED, 0
-    status = CANCELED if shortfall == quantity else PARTIAL
-    return status, refund_for_shortfall(shortfall, charge, quantity)
 
 
 def format_money(micros: int) -> str:
@@ -202,7 +168,7 @@ def refill_refusal(
     refill_days: int,
     refill_max: int,
     cooldown_hours: int,
-    status: str,
+    status: Status,
     in_window: bool,
     window_over: bool,
     refills_used: int,
@@ -215,7 +181,7 @@ def refill_refusal(
     """
     if refill_days <= 0:
         return REFILL_DISABLED
-    if status != COMPLETED or not (in_window or window_over):
+    if status != Status.COMPLETED or not (in_window or window_over):
         return NOT_COMPLETED
     if window_over:
         return REFILL_WINDOW_CLOSED
@@ -228,13 +194,13 @@ def refill_refusal(
     return None
 
 
-def refill_outcome(part_statuses: list[str]) -> str:
+def refill_outcome(part_statuses: list[RefillStatus]) -> RefillStatus:
     """One refill may go to several provider orders (one per delivering run); its status sums them up."""
-    if all(s == "Completed" for s in part_statuses):
-        return "Completed"
-    if all(s == "Rejected" for s in part_statuses):
-        return "Rejected"
-    return "Error" if any(s == "Error" for s in part_statuses) else "Completed"
+    if all(s == RefillStatus.COMPLETED for s in part_statuses):
+        return RefillStatus.COMPLETED
+    if all(s == RefillStatus.REJECTED for s in part_statuses):
+        return RefillStatus.REJECTED
+    return RefillStatus.ERROR if RefillStatus.ERROR in part_statuses else RefillStatus.COMPLETED
 
 
 def refundable_units(
@@ -242,7 +208,7 @@ def refundable_units(
     quantity: int,
     delivered: int,
     tolerance_bp: int,
-    stop_kind: str | None,
+    stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
 ) -> int:
@@ -254,26 +220,28 @@ def refundable_units(
     refunded in full has nothing left to refund.
     """
     shortfall = clamp_remains(quantity - delivered, quantity)
-    if stop_kind == "refunded":
+    if stop_kind == StopKind.REFUNDED:
         return 0
-    if stop_kind == "cancel" or (stop_kind == "link_fault" and link_fault_refund == "remaining"):
+    if stop_kind == StopKind.CANCEL or (
+        stop_kind == StopKind.LINK_FAULT and link_fault_refund == "remaining"
+    ):
         return shortfall
-    if stop_kind == "link_fault":
+    if stop_kind == StopKind.LINK_FAULT:
         return 0
     if not service_failed and within_tolerance(shortfall, quantity, tolerance_bp):
         return 0
     return shortfall
 
 
-def final_status(*, quantity: int, delivered: int, refund_units: int, stop_kind: str | None) -> str:
+def final_status(*, quantity: int, delivered: int, refund_units: int, stop_kind: StopKind | None) -> Status:
     """What the customer sees once delivery has ended: Completed, Partial, Canceled or Refunded."""
-    if stop_kind == "refunded":
-        return REFUNDED
+    if stop_kind == StopKind.REFUNDED:
+        return Status.REFUNDED
     if delivered == 0 and (stop_kind is not None or refund_units > 0):
-        return CANCELED
+        return Status.CANCELED
     if stop_kind is not None:
-        return COMPLETED if delivered >= quantity else PARTIAL
-    return PARTIAL if refund_units > 0 else COMPLETED
+        return Status.COMPLETED if delivered >= quantity else Status.PARTIAL
+    return Status.PARTIAL if refund_units > 0 else Status.COMPLETED
 
 
 def price_of_units(units: int, charge: int, quantity: int) -> int:
@@ -291,10 +259,10 @@ def final_settlement(
     refunded: int,
     refunded_units: int,
     tolerance_bp: int,
-    stop_kind: str | None,
+    stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
-) -> tuple[str, int, int, int]:
+) -> tuple[Status, int, int, int]:
     """(status, refund, units it pays for, revenue) when delivery has ended, however it ended.
 
     One accounting for units: units support already refunded count against the shortfall, so no unit is
@@ -336,14 +304,14 @@ def words_refusal(actor: str, reason: str | None = None, *more: str) -> Refusal:
     return None
 
 
-def link_fault_refusal(*, status: str, stopping: bool) -> Refusal:
+def link_fault_refusal(*, status: Status, stopping: bool) -> Refusal:
     """Support can stop an order for its link only while it still delivers (or waits to)."""
-    if stopping or status not in (PENDING, IN_PROGRESS):
+    if stopping or status not in (Status.PENDING, Status.IN_PROGRESS):
         return ("cannot_report_link_fault", "only an order still delivering can stop for its link")
     return None
 
 
-def pause_refusal(*, paused: bool, stopping: bool, phase: str) -> Refusal:
+def pause_refusal(*, paused: bool, stopping: bool, phase: Phase) -> Refusal:
     if paused or stopping or phase not in HOLDABLE:
         return ("cannot_pause", "only an order waiting or delivering can be paused")
     return None
@@ -369,12 +337,12 @@ def refund_key_refusal(key: str) -> Refusal:
     return None
 
 
-def cancel_refusal(*, status: str, phase: str, stopping: bool, cancel_allowed: bool) -> Refusal:
+def cancel_refusal(*, status: Status, phase: Phase, stopping: bool, cancel_allowed: bool) -> Refusal:
     """Why a cancel must be refused, or None: a Pending order always cancels; one in progress only where
     the service allows it; once delivery has ended (or is already stopping) never."""
-    if stopping or phase in (SETTLING, REFILL_WINDOW, CLOSED):
+    if stopping or phase in (Phase.SETTLING, Phase.REFILL_WINDOW, Phase.CLOSED):
         return CANNOT_CANCEL
-    if status != PENDING and not cancel_allowed:
+    if status != Status.PENDING and not cancel_allowed:
         return CANNOT_CANCEL
     return None
 
@@ -408,8 +376,8 @@ def support_refund(
 
 
 def reseller_view(
-    *, status: str, quantity: int, delivered: int, charge: int, refunded: int, refunded_units: int
-) -> tuple[str, int]:
+    *, status: Status, quantity: int, delivered: int, charge: int, refunded: int, refunded_units: int
+) -> tuple[Status, int]:
     """(status, remains) as API v2 reports them, so that the protocol's own formula
     `refund = charge * remains / quantity` gives back what the order refunded.
 
@@ -421,12 +389,12 @@ def reseller_view(
     if status not in FINAL_STATUSES:
         return status, remains(quantity, delivered)
     if refunded <= 0:
-        return COMPLETED, 0
+        return Status.COMPLETED, 0
     if refunded >= charge:
-        return (REFUNDED if status == REFUNDED else CANCELED), quantity
+        return (Status.REFUNDED if status == Status.REFUNDED else Status.CANCELED), quantity
     goodwill = refunded - price_of_units(refunded_units, charge, quantity)
     extra = -(-goodwill * quantity // charge) if goodwill > 0 else 0  # ceiling: any refund shows
-    return PARTIAL, min(refunded_units + extra, quantity)
+    return Status.PARTIAL, min(refunded_units + extra, quantity)
 
 
 def refill_poll_seconds(floor_seconds: int, checks_done: int, *, cap: int = 600) -> int:
@@ -435,9 +403,9 @@ def refill_poll_seconds(floor_seconds: int, checks_done: int, *, cap: int = 600)
     return min(floor_seconds * 2 ** min(checks_done, 20), max(cap, floor_seconds))
 
 
-def refill_counts(outcome: str) -> bool:
+def refill_counts(outcome: RefillStatus) -> bool:
     """A refill the provider rejected or erred on does not use up one of the customer's refills."""
-    return outcome not in ("Rejected", "Error")
+    return outcome not in (RefillStatus.REJECTED, RefillStatus.ERROR)
 
 
 def follow_deadline_hours(max_interruption_hours: int) -> int:

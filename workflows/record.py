@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows import policy, steps
 from workflows import search_attributes as sa
 from workflows.errors import STEP_FAILED
-from workflows.models import OrderEvent, OrderInput, OrderState, Projection, ProviderOrder
+from workflows.models import OrderEvent, OrderInput, OrderState, Phase, Projection, ProviderOrder, Status
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -37,7 +37,7 @@ class OrderRecord:
         self._projected: tuple[Any, ...] | None = None  # what the read model last got, to skip empty writes
         self._provider_orders_projected: dict[str, ProviderOrder] = {}
         # The search attributes as last set (the start sets status and phase already).
-        self._searchable: tuple[Any, ...] = (policy.PENDING, policy.QUEUED, None)
+        self._searchable: tuple[Any, ...] = (Status.PENDING, Phase.QUEUED, None)
 
     # ----- what the order shows
 
@@ -50,14 +50,14 @@ class OrderRecord:
             OrderEvent(self.state.event_seq, workflow.now().isoformat(), kind, actor, message, detail)
         )
 
-    def set_phase(self, phase: str) -> None:
+    def set_phase(self, phase: Phase) -> None:
         """Set the working phase; a pause (on holdable phases) or a needs_attention hold shows over it."""
         state = self.state
         state.working_phase = phase
         if state.attention is not None:
-            state.phase = policy.NEEDS_ATTENTION
+            state.phase = Phase.NEEDS_ATTENTION
         elif state.paused_by is not None and phase in policy.HOLDABLE:
-            state.phase = policy.PAUSED
+            state.phase = Phase.PAUSED
         else:
             state.phase = phase
 

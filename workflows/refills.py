@@ -19,10 +19,13 @@ from workflows.errors import REJECTED, refused
 from workflows.models import (
     CheckRefill,
     OpenRefill,
+    Phase,
     RefillPart,
     RefillProgress,
     RefillRequest,
+    RefillStatus,
     RefillTicket,
+    Status,
     SubmitRefill,
 )
 from workflows.record import OrderRecord, error_type, parse_time, reason
@@ -46,7 +49,7 @@ class Refills:
             refill_max=order.refill_max,
             cooldown_hours=order.refill_cooldown_hours,
             status=state.status,
-            in_window=state.working_phase == policy.REFILL_WINDOW and deadline is not None and now < deadline,
+            in_window=state.working_phase == Phase.REFILL_WINDOW and deadline is not None and now < deadline,
             window_over=deadline is not None and now >= deadline,
             refills_used=state.refills_used,
             refill_busy=state.refill_busy,
@@ -80,19 +83,19 @@ class Refills:
     async def window(self) -> None:
         """Keep the order open for refills until the window ends; a refill under way runs to its end."""
         record, order, state = self.record, self.record.order, self.record.state
-        if order.refill_days <= 0 or state.status != policy.COMPLETED or state.settled_at is None:
+        if order.refill_days <= 0 or state.status != Status.COMPLETED or state.settled_at is None:
             return
         deadline = parse_time(state.settled_at) + timedelta(days=order.refill_days)
         until = f"refill window until {deadline:%Y-%m-%d %H:%M} UTC"
         if state.refill_deadline is None:
             state.refill_deadline = deadline.isoformat()
             workflow.upsert_search_attributes([sa.REFILL_DEADLINE.value_set(deadline)])
-            record.set_phase(policy.REFILL_WINDOW)
+            record.set_phase(Phase.REFILL_WINDOW)
             state.note = until
             record.event("refill_window", until)
         record.plan_next_action(deadline - workflow.now())
         await record.publish_if_changed()
-        while state.status != policy.REFUNDED:
+        while state.status != Status.REFUNDED:
             if state.refill_queue:
                 await self._refill(state.refill_queue[0])
                 state.refill_queue.pop(0)
@@ -103,7 +106,7 @@ class Refills:
             if workflow.now() >= deadline:
                 break
             await record.wait(
-                lambda: bool(state.refill_queue) or state.status == policy.REFUNDED,
+                lambda: bool(state.refill_queue) or state.status == Status.REFUNDED,
                 deadline - workflow.now(),
                 until,
             )
@@ -114,7 +117,7 @@ class Refills:
         record, order, state = self.record, self.record.order, self.record.state
         if not state.refill_parts:
             state.refill_began = record.now_iso()
-            self._progress(ticket, "In progress", finished=False)
+            self._progress(ticket, RefillStatus.IN_PROGRESS, finished=False)
             state.note = f"refill {ticket.refill_no} under way"
             await record.publish()
             delivered = {po.provider_order_id: po for po in state.provider_orders if po.delivered > 0}
@@ -127,7 +130,7 @@ class Refills:
                     )
                     part.provider_refill_id = sent.provider_refill_id
                 except ActivityError as err:
-                    part.status = "Rejected" if error_type(err) == REJECTED else "Error"
+                    part.status = RefillStatus.REJECTED if error_type(err) == REJECTED else RefillStatus.ERROR
                     record.event(
                         "refill_refused",
                         f"refill {ticket.refill_no}: a provider could not take it",
@@ -141,7 +144,7 @@ class Refills:
                 break
             if workflow.now() - began > REFILL_GIVE_UP:
                 for part in waiting:
-                    part.status = "Error"
+                    part.status = RefillStatus.ERROR
                 break
             within = timedelta(
                 seconds=min(policy.refill_poll_seconds(p.poll_floor_seconds, p.checks) for p in waiting)
@@ -152,7 +155,7 @@ class Refills:
                 await self._check_part(ticket, part)
             await record.continue_as_new_if_suggested()
         statuses = [p.status for p in state.refill_parts]
-        outcome = policy.refill_outcome(statuses) if statuses else "Rejected"
+        outcome = policy.refill_outcome(statuses) if statuses else RefillStatus.REJECTED
         if not policy.refill_counts(outcome):
             state.refills_used -= 1
         state.refill_parts, state.refill_began = [], None
@@ -172,7 +175,8 @@ class Refills:
         except ActivityError as err:
             workflow.logger.info("refill status unavailable: %s", reason(err))
             return
-        part.status = seen.status
+        if seen.status is not None:
+            part.status = seen.status
 
-    def _progress(self, ticket: RefillTicket, status: str, *, finished: bool) -> None:
+    def _progress(self, ticket: RefillTicket, status: RefillStatus, *, finished: bool) -> None:
         self.record.state.pending_refills.append(RefillProgress(ticket.refill_no, status, finished))

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from temporalio import workflow
 
-from workflows import policy, steps
-from workflows.models import ClaimSlot, ReleaseSlot, RouteRef
+from workflows import steps
+from workflows.models import ClaimSlot, Phase, ReleaseSlot, RouteRef
 from workflows.record import OrderRecord
 
 QUEUE_RECHECK = timedelta(minutes=5)  # a waiting order looks again even if no wake-up signal came
@@ -48,7 +48,7 @@ class Slots:
             state.queue_position = answer.position
             # The read model shows the live place in line; the note does not repeat a number that ages.
             state.note = "waiting for a provider slot"
-            record.set_phase(policy.QUEUED)
+            record.set_phase(Phase.QUEUED)
             record.plan_next_action(QUEUE_RECHECK)
             if first_wait:
                 await record.publish()

@@ -22,10 +22,10 @@ from workflows.models import (
     ClaimSlot,
     OpenRefill,
     Projection,
-    RefillStatus,
+    RefillReport,
     RefundMoney,
     ReleaseSlot,
-    RunStatus,
+    RunReport,
     Settlement,
     SlotAnswer,
     SubmitRefill,
@@ -84,12 +84,12 @@ _PROVIDER = timedelta(seconds=60)
 _STORE = timedelta(seconds=30)
 
 SUBMIT_RUN = Step[SubmitRun, SubmittedRun]("submit_run", SubmittedRun, _PROVIDER, PROVIDER_RETRY)
-CHECK_RUN = Step[CheckRun, RunStatus]("check_run", RunStatus, _PROVIDER, PROVIDER_RETRY)
+CHECK_RUN = Step[CheckRun, RunReport]("check_run", RunReport, _PROVIDER, PROVIDER_RETRY)
 CANCEL_RUN = Step[CancelRun, CancelAnswer]("cancel_run", CancelAnswer, _PROVIDER, PROVIDER_RETRY)
 SUBMIT_REFILL = Step[SubmitRefill, SubmittedRefill](
     "submit_refill", SubmittedRefill, _PROVIDER, PROVIDER_RETRY
 )
-CHECK_REFILL = Step[CheckRefill, RefillStatus]("check_refill", RefillStatus, _PROVIDER, PROVIDER_RETRY)
+CHECK_REFILL = Step[CheckRefill, RefillReport]("check_refill", RefillReport, _PROVIDER, PROVIDER_RETRY)
 PROJECT_ORDER = Step[Projection, None]("project_order", type(None), _STORE, STORE_RETRY)
 OPEN_REFILL = Step[OpenRefill, int]("open_refill", int, _STORE, STORE_RETRY)
 CLAIM_SLOT = Step[ClaimSlot, SlotAnswer]("claim_slot", SlotAnswer, _STORE, STORE_RETRY)

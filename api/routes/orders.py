@@ -25,11 +25,9 @@ from api.schemas import (
     OrderList,
     OrderOut,
     OrderStateOut,
-    Phase,
     ProviderOrderOut,
     RefillList,
     RefillOut,
-    Status,
     TimelineEvent,
     error_responses,
     replayable_responses,
@@ -38,7 +36,7 @@ from store import orders as store_orders
 from store import slots
 from store.keys import Caller
 from store.models import Refill
-from workflows.models import RefillRequest, RefillTicket
+from workflows.models import Phase, RefillRequest, RefillStatus, RefillTicket, Status
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -238,7 +236,7 @@ async def request_refill(
         id=ticket.refill_id,
         order_id=order_id,
         refill_no=ticket.refill_no,
-        status="Pending",
+        status=RefillStatus.PENDING,
         requested_by=caller.role if caller.role == "customer" else caller.actor,
         created_at=datetime.now(UTC),
         finished_at=None,

@@ -16,11 +16,12 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar, get_args
+from typing import Any, TypeVar
 
 from backoffice.logs import order_context, setup_logging
 from backoffice.settings import Settings, get_settings
 from workflows import policy
+from workflows.models import Phase, Status
 
 T = TypeVar("T")
 
@@ -250,7 +251,7 @@ def cmd_check(settings: Settings, args: argparse.Namespace) -> int:
     async def settled_meanwhile(session: Any) -> int:
         # An order may close while we ask: its workflow ended because it is done, not lost.
         now = await phases(session, [f.order_id for f in ended])
-        ended[:] = [f for f in ended if now.get(f.order_id) != policy.CLOSED]
+        ended[:] = [f for f in ended if now.get(f.order_id) != Phase.CLOSED]
         return 0
 
     async def main() -> int:
@@ -800,8 +801,6 @@ def cmd_provider_resume(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from api.schemas import Phase, Status
-
     parser = argparse.ArgumentParser(prog="backoffice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -874,8 +873,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing = orders.add_parser("list", help="orders page by page, by ascending id, with filters")
     listing.add_argument("--customer", type=int, help="customer id")
-    listing.add_argument("--status", choices=get_args(Status))
-    listing.add_argument("--phase", choices=get_args(Phase))
+    listing.add_argument("--status", choices=[str(s) for s in Status])
+    listing.add_argument("--phase", choices=[str(p) for p in Phase])
     listing.add_argument("--service", type=int, help="service id")
     listing.add_argument(
         "--from", dest="created_from", type=_timestamp, help="created at or after (ISO, UTC)"

@@ -35,7 +35,7 @@ from workflows.models import (
     CheckRefill,
     CheckRun,
     OrderInput,
-    RefillStatus,
+    RefillReport,
     SubmitRefill,
     SubmitRun,
 )
@@ -155,7 +155,7 @@ class Harness:
         )
         return submitted.provider_refill_id
 
-    async def check_refill(self, refill_id: str) -> RefillStatus:
+    async def check_refill(self, refill_id: str) -> RefillReport:
         return await self.env.run(self.activities.check_refill, CheckRefill(self.provider_id, refill_id))
 
     async def cancel(self, provider_order_id: str) -> CancelAnswer:
@@ -530,9 +530,9 @@ async def test_refill_is_sent_once_and_followed_to_its_end(h: Harness) -> None:
     assert (row.state, row.provider_refill_id) == ("accepted", refill_id)
     assert row.provider_order_id == provider_order_id
 
-    assert await h.check_refill(refill_id) == RefillStatus("Pending", "Pending")
+    assert await h.check_refill(refill_id) == RefillReport("Pending", "Pending")
     await h.advance(30)
-    assert await h.check_refill(refill_id) == RefillStatus("Completed", "Completed")
+    assert await h.check_refill(refill_id) == RefillReport("Completed", "Completed")
     assert (await h.sim_orders())[0]["dropped"] == 0
 
     # The provider's cooldown refuses a second refill: final, and never sent again.
@@ -554,7 +554,7 @@ async def test_refill_of_a_faulted_link_is_rejected_by_the_provider(h: Harness) 
     await h.advance(10)
     await h.set_scenario(scenario="link_fault", link_contains="some.account", fault="deleted")
     refill_id = await h.refill(1, provider_order_id)
-    assert await h.check_refill(refill_id) == RefillStatus("Rejected", "Rejected")
+    assert await h.check_refill(refill_id) == RefillReport("Rejected", "Rejected")
 
 
 @pytest.mark.parametrize("dedupes", [False, True])

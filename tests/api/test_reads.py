@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import get_args
 
 from sqlalchemy import update
 
-from api import schemas
+from api.app import create_app
+from backoffice.settings import Settings
 from store.catalog import load_catalog
 from store.db import transaction
 from store.models import Order, OrderEvent, Refill
 from support import Api, catalog
 from workflows import policy
+from workflows.models import Phase, Status
 
 # A read-model version no projection of these tests' workflows reaches: the rows keep what the test wrote.
 FROZEN = 10**6
@@ -132,6 +133,8 @@ async def test_the_catalog_shows_terms_not_providers(api: Api) -> None:
     assert (await api.http.get("/v1/services")).status_code == 401
 
 
-def test_the_api_spells_statuses_and_phases_as_the_policy_does() -> None:
-    assert get_args(schemas.Status) == policy.STATUSES
-    assert get_args(schemas.Phase) == policy.PHASES
+def test_the_api_and_the_openapi_spell_statuses_and_phases_as_the_workflow_does() -> None:
+    spec = create_app(Settings(database_url="postgresql://x/y", temporal_address="x:1")).openapi()
+    schemas_ = spec["components"]["schemas"]
+    assert schemas_["Status"]["enum"] == [str(s) for s in Status] == list(policy.STATUSES)
+    assert schemas_["Phase"]["enum"] == [str(p) for p in Phase] == list(policy.PHASES)

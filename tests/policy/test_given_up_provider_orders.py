@@ -24,8 +24,7 @@ from providers.simulator import create_simulator_app
 from store.models import ProviderSubmission
 from support import balances, place, start_order
 from worker import build_worker
-from workflows import policy
-from workflows.models import OrderState
+from workflows.models import OrderState, Phase, Status
 from workflows.order import OrderWorkflow
 
 SLOW, FAST = "901", "902"  # route 1 delivers a unit a simulated second; route 2 at once
@@ -74,7 +73,7 @@ async def test_a_route_given_up_in_an_outage_delivers_late_and_its_units_count(
                 # Route 1 goes down with about 86 of 400 delivered.
                 outage = {"service": SLOW, "scenario": "outage"}
                 (await control.post("/sim/scenario", json=outage)).raise_for_status()
-                await _until(env, handle, lambda s: s.phase == policy.INTERRUPTED, step=timedelta(minutes=1))
+                await _until(env, handle, lambda s: s.phase == Phase.INTERRUPTED, step=timedelta(minutes=1))
                 failed_over = await _until(
                     env, handle, lambda s: s.provider_id == beta, step=timedelta(minutes=5)
                 )
@@ -82,20 +81,20 @@ async def test_a_route_given_up_in_an_outage_delivers_late_and_its_units_count(
                 assert 300 <= sent_to_beta <= 320  # the remainder: route 1 had delivered 80-100
                 # Route 2 is done; the order waits for route 1's final word instead of settling on a guess.
                 settling = await _until(
-                    env, handle, lambda s: s.phase == policy.SETTLING, step=timedelta(seconds=2)
+                    env, handle, lambda s: s.phase == Phase.SETTLING, step=timedelta(seconds=2)
                 )
-                assert settling.status == policy.IN_PROGRESS and settling.refunded_micros == 0
+                assert settling.status == Status.IN_PROGRESS and settling.refunded_micros == 0
                 # Route 1 comes back and has delivered everything meanwhile.
                 (
                     await control.post("/sim/scenario", json={"service": SLOW, "scenario": "normal"})
                 ).raise_for_status()
                 (await control.post("/sim/clock/advance", json={"seconds": 400})).raise_for_status()
-                await _until(env, handle, lambda s: s.phase == policy.CLOSED, step=timedelta(minutes=1))
+                await _until(env, handle, lambda s: s.phase == Phase.CLOSED, step=timedelta(minutes=1))
                 state = await handle.result()
         cancels = (await control.get("/sim/requests", params={"action": "cancel"})).json()["requests"]
 
     # Every unit arrived: Completed, nothing refunded; the panel bought 400 + the remainder.
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 400, 0)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.COMPLETED, 400, 0)
     assert await balances(sessions, order) == {"customer": 99_600_000, "escrow": 0, "revenue": 400_000}
     async with sessions() as session:
         rows = list(

@@ -11,6 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from support import ScriptedProvider, event_times, open_shop, order_worker, place, run_order
 from workflows import policy
+from workflows.models import Status
 
 
 @settings(deadline=None)
@@ -40,7 +41,7 @@ async def test_a_large_order_is_sent_in_hourly_runs(
         state = await run_order(temporal_env.client, queue, order)
     assert [run.quantity for run in provider.submitted] == [1000, 1000, 500]
     assert (state.status, state.delivered, state.runs_done, state.runs_total) == (
-        policy.COMPLETED,
+        Status.COMPLETED,
         2500,
         3,
         3,
@@ -56,7 +57,7 @@ async def test_a_drip_feed_order_runs_as_ordered(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [run.quantity for run in provider.submitted] == [100, 100, 100]
-    assert (state.status, state.delivered) == (policy.COMPLETED, 300)
+    assert (state.status, state.delivered) == (Status.COMPLETED, 300)
 
 
 async def test_a_ten_run_drip_feed_starts_each_run_an_interval_after_the_last_one_started(
@@ -69,7 +70,7 @@ async def test_a_ten_run_drip_feed_starts_each_run_an_interval_after_the_last_on
     provider = ScriptedProvider(script={order.routes[0].provider_id: answers})
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.delivered, state.runs_done) == (policy.COMPLETED, 1000, 10)
+    assert (state.status, state.delivered, state.runs_done) == (Status.COMPLETED, 1000, 10)
     starts = await event_times(sessions, order.order_id, "run_submitted")
     assert len(starts) == 10
     offsets = [(at - starts[0]).total_seconds() / 60 for at in starts]

@@ -16,7 +16,7 @@ from store import orders as orders_store
 from support import ScriptedProvider, event_times, open_shop, order_worker, place, start_order, until
 from workflows import policy
 from workflows import search_attributes as sa
-from workflows.models import RefillRequest, RefillTicket
+from workflows.models import Phase, RefillRequest, RefillTicket, Status
 from workflows.order import OrderWorkflow
 
 ASK = RefillRequest("customer:1", "lost 40 followers")
@@ -42,8 +42,8 @@ async def test_a_thirty_day_window_with_cooldown_limit_and_closing(
     provider = ScriptedProvider(script={alpha: [("Completed", 0)]})
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        window = await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
-        assert window.status == policy.COMPLETED and window.refill_deadline is not None
+        window = await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
+        assert window.status == Status.COMPLETED and window.refill_deadline is not None
         described = await handle.describe()
         deadline = described.typed_search_attributes.get(sa.REFILL_DEADLINE)
         assert deadline is not None and deadline.isoformat() == window.refill_deadline
@@ -62,7 +62,7 @@ async def test_a_thirty_day_window_with_cooldown_limit_and_closing(
         await env.sleep(timedelta(hours=25))
         await _refused(handle, "This order has no refills left")
         state = await handle.result()
-    assert (state.status, state.phase, state.refills_used) == (policy.COMPLETED, policy.CLOSED, 2)
+    assert (state.status, state.phase, state.refills_used) == (Status.COMPLETED, Phase.CLOSED, 2)
     completed = (await event_times(sessions, order.order_id, "settled"))[0]
     closed = (await event_times(sessions, order.order_id, "closed"))[0]
     assert timedelta(days=30) <= closed - completed < timedelta(days=30, hours=1)
@@ -85,10 +85,10 @@ async def test_a_service_without_refill_refuses_with_the_standard_text(
     )
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
         await _refused(handle, "Refill is disabled for this service")
         state = await handle.result()
-    assert (state.status, state.phase) == (policy.COMPLETED, policy.CLOSED)
+    assert (state.status, state.phase) == (Status.COMPLETED, Phase.CLOSED)
 
 
 async def test_an_order_still_delivering_cannot_be_refilled(
@@ -102,11 +102,11 @@ async def test_an_order_still_delivering_cannot_be_refilled(
     )
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
         await _refused(handle, "The order is not completed")
         state = await handle.result()
     # A Partial order (shortfall beyond the tolerance, refunded) has no refill window.
-    assert (state.status, state.phase, state.refunded_micros) == (policy.PARTIAL, policy.CLOSED, 100_000)
+    assert (state.status, state.phase, state.refunded_micros) == (Status.PARTIAL, Phase.CLOSED, 100_000)
 
 
 async def test_a_refill_the_provider_rejects_does_not_use_up_a_refill(
@@ -125,7 +125,7 @@ async def test_a_refill_the_provider_rejects_does_not_use_up_a_refill(
     )
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
         await env.sleep(timedelta(hours=25))
         for expected in ("Rejected", "Completed", "Completed"):
             ticket = await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
@@ -153,7 +153,7 @@ async def test_refill_status_is_followed_soon_after_the_request(
     provider = ScriptedProvider(script={alpha: [("Completed", 0)]}, refill_answers=["Completed"])
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
         await env.sleep(timedelta(hours=25))
         await handle.execute_update(OrderWorkflow.request_refill, ASK, result_type=RefillTicket)
         await until(env, handle, lambda s: not s.refill_busy, step=timedelta(seconds=10))

@@ -20,7 +20,7 @@ from support import (
     start_order,
     until,
 )
-from workflows import policy
+from workflows.models import Phase, Status
 
 ALPHA_ONLY = [{"provider": "alpha", "service": "a1"}]
 
@@ -38,16 +38,16 @@ async def test_orders_beyond_capacity_wait_in_line_and_start_when_a_slot_frees(
     env = temporal_env
     async with order_worker(env.client, sessions, provider) as queue:
         h1 = await start_order(env.client, queue, first)
-        await until(env, h1, lambda s: s.status == policy.IN_PROGRESS)
+        await until(env, h1, lambda s: s.status == Status.IN_PROGRESS)
         h2 = await start_order(env.client, queue, second)
         waiting = await until(env, h2, lambda s: s.queue_position == 1)
-        assert (waiting.status, waiting.phase) == (policy.PENDING, policy.QUEUED)
+        assert (waiting.status, waiting.phase) == (Status.PENDING, Phase.QUEUED)
         h3 = await start_order(env.client, queue, third)
         assert (await until(env, h3, lambda s: s.queue_position is not None)).queue_position == 2
         async with sessions() as session:
             assert await slots.queue_position(session, third.order_id) == 2
         results = [await h.result() for h in (h1, h2, h3)]
-    assert [s.status for s in results] == [policy.COMPLETED] * 3
+    assert [s.status for s in results] == [Status.COMPLETED] * 3
     # FIFO: each order was sent only after the one before it had finished with the provider.
     assert [run.order_id for run in provider.submitted] == [first.order_id, second.order_id, third.order_id]
     finished_first = (await event_times(sessions, first.order_id, "run_finished"))[0]
@@ -66,7 +66,7 @@ async def test_the_first_route_with_room_takes_the_order_at_once(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [run.provider_id for run in provider.submitted] == [beta]
-    assert (state.status, state.provider_id, state.queue_position) == (policy.COMPLETED, beta, None)
+    assert (state.status, state.provider_id, state.queue_position) == (Status.COMPLETED, beta, None)
     assert await event_times(sessions, order.order_id, "slot") == []  # it never had to wait
 
 
@@ -84,11 +84,11 @@ async def test_an_order_waiting_for_its_next_run_leaves_its_slot_to_the_next_in_
     env = temporal_env
     async with order_worker(env.client, sessions, provider) as queue:
         h1 = await start_order(env.client, queue, paced)
-        await until(env, h1, lambda s: s.status == policy.IN_PROGRESS)
+        await until(env, h1, lambda s: s.status == Status.IN_PROGRESS)
         h2 = await start_order(env.client, queue, behind)
         await until(env, h2, lambda s: s.queue_position == 1)
         results = [await h.result() for h in (h1, h2)]
-    assert [s.status for s in results] == [policy.COMPLETED] * 2
+    assert [s.status for s in results] == [Status.COMPLETED] * 2
     assert [(run.order_id, run.run_no) for run in provider.submitted] == [
         (paced.order_id, 1),
         (behind.order_id, 1),

@@ -23,8 +23,7 @@ from support import (
     timeline,
     until,
 )
-from workflows import policy
-from workflows.models import OrderAction
+from workflows.models import OrderAction, Phase, Status
 from workflows.order import OrderWorkflow
 
 
@@ -38,7 +37,7 @@ async def test_an_outage_is_ridden_out(
     )
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.refunded_micros) == (policy.COMPLETED, 0)
+    assert (state.status, state.refunded_micros) == (Status.COMPLETED, 0)
     assert provider.unavailable_checks == 0
 
 
@@ -52,7 +51,7 @@ async def test_a_refusing_route_fails_over_to_the_next(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [run.provider_id for run in provider.submitted] == [second]
-    assert (state.status, state.provider_id) == (policy.COMPLETED, second)
+    assert (state.status, state.provider_id) == (Status.COMPLETED, second)
 
 
 async def test_when_no_route_can_deliver_the_order_is_refunded(
@@ -63,7 +62,7 @@ async def test_when_no_route_can_deliver_the_order_is_refunded(
     provider = ScriptedProvider(rejects={r.provider_id for r in order.routes})
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.phase, state.refunded_micros) == (policy.CANCELED, policy.CLOSED, 500_000)
+    assert (state.status, state.phase, state.refunded_micros) == (Status.CANCELED, Phase.CLOSED, 500_000)
     assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
 
 
@@ -77,7 +76,7 @@ async def test_what_a_provider_gives_up_on_goes_to_the_next_route(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 200)]
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 500, 0)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.COMPLETED, 500, 0)
 
 
 async def test_a_complete_failure_refunds_even_a_shortfall_within_tolerance(
@@ -89,7 +88,7 @@ async def test_a_complete_failure_refunds_even_a_shortfall_within_tolerance(
     provider = ScriptedProvider(script={first: [("Canceled", 10)]}, rejects={second})
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 990, 10_000)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.PARTIAL, 990, 10_000)
 
 
 async def test_an_outage_shows_as_interrupted_and_is_never_refunded_by_itself(
@@ -102,15 +101,15 @@ async def test_an_outage_shows_as_interrupted_and_is_never_refunded_by_itself(
     provider = ScriptedProvider(script={alpha: [("Completed", 0)]}, down={alpha})
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        hit = await until(env, handle, lambda s: s.phase == policy.INTERRUPTED)
-        assert (hit.status, hit.refunded_micros) == (policy.PENDING, 0)
+        hit = await until(env, handle, lambda s: s.phase == Phase.INTERRUPTED)
+        assert (hit.status, hit.refunded_micros) == (Status.PENDING, 0)
         assert hit.interrupted_since is not None
         await env.sleep(timedelta(hours=5))  # five hours out: still waiting, still no refund
         still = await handle.query(OrderWorkflow.state)
-        assert (still.phase, still.refunded_micros) == (policy.INTERRUPTED, 0)
+        assert (still.phase, still.refunded_micros) == (Phase.INTERRUPTED, 0)
         provider.down.clear()
         state = await handle.result()
-    assert (state.status, state.refunded_micros, state.provider_id) == (policy.COMPLETED, 0, alpha)
+    assert (state.status, state.refunded_micros, state.provider_id) == (Status.COMPLETED, 0, alpha)
     kinds = [kind for kind, _, _ in await timeline(sessions, order.order_id)]
     assert kinds.index("interrupted") < kinds.index("interruption_over") < kinds.index("run_submitted")
 
@@ -124,7 +123,7 @@ async def test_after_max_interruption_hours_the_next_route_takes_over(
     provider = ScriptedProvider(script={beta: [("Completed", 0)]}, down={alpha})
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.provider_id, state.refunded_micros) == (policy.COMPLETED, beta, 0)
+    assert (state.status, state.provider_id, state.refunded_micros) == (Status.COMPLETED, beta, 0)
     began = (await event_times(sessions, order.order_id, "interrupted"))[0]
     failed_over = (await event_times(sessions, order.order_id, "failover"))[0]
     assert timedelta(hours=72) <= failed_over - began < timedelta(hours=73)
@@ -138,7 +137,7 @@ async def test_when_every_route_stays_down_the_order_is_refunded_in_full(
     provider = ScriptedProvider(down={r.provider_id for r in order.routes})
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
-    assert (state.status, state.refunded_micros) == (policy.CANCELED, 500_000)
+    assert (state.status, state.refunded_micros) == (Status.CANCELED, 500_000)
     assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
 
 
@@ -156,24 +155,24 @@ async def test_ops_pause_an_order_and_resume_it(
     )
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+        await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
         with pytest.raises(WorkflowUpdateFailedError) as no_reason:
             await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", ""))
         assert _code(no_reason.value) == "missing_reason"
         paused = await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "provider outage"))
-        assert (paused.phase, paused.paused_by) == (policy.PAUSED, "ops:kim")
+        assert (paused.phase, paused.paused_by) == (Phase.PAUSED, "ops:kim")
         await env.sleep(timedelta(hours=6))
         held = await handle.query(OrderWorkflow.state)
-        assert held.phase == policy.PAUSED
+        assert held.phase == Phase.PAUSED
         assert held.delivered == 1000  # run 1 went on at the provider and was counted
         assert len(provider.submitted) == 1  # run 2 waits for the resume
         with pytest.raises(WorkflowUpdateFailedError) as twice:
             await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "again"))
         assert _code(twice.value) == "cannot_pause"
         resumed = await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
-        assert resumed.paused_by is None and resumed.phase != policy.PAUSED
+        assert resumed.paused_by is None and resumed.phase != Phase.PAUSED
         state = await handle.result()
-    assert (state.status, state.delivered) == (policy.COMPLETED, 1500)
+    assert (state.status, state.delivered) == (Status.COMPLETED, 1500)
     assert len(provider.submitted) == 2
     actors = {(kind, actor) for kind, actor, _ in await timeline(sessions, order.order_id)}
     assert {("paused", "ops:kim"), ("resumed", "ops:kim")} <= actors

@@ -27,7 +27,7 @@ from support import (
     until,
 )
 from workflows import policy
-from workflows.models import OrderAction, RefundReceipt, SupportRefund
+from workflows.models import OrderAction, Phase, RefundReceipt, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 ALPHA_ONLY = [{"provider": "alpha", "service": "a1"}]
@@ -53,7 +53,7 @@ async def test_a_pending_order_cancels_with_a_full_refund(
         await until(env, handle, lambda s: s.queue_position == 1)
         await handle.execute_update(OrderWorkflow.cancel, CANCEL)
         state = await handle.result()
-    assert (state.status, state.refunded_micros) == (policy.CANCELED, 500_000)
+    assert (state.status, state.refunded_micros) == (Status.CANCELED, 500_000)
     assert provider.submitted == []
     assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
 
@@ -72,7 +72,7 @@ async def test_cancel_in_progress_goes_to_the_provider_and_refunds_what_was_not_
         await handle.execute_update(OrderWorkflow.cancel, CANCEL)
         state = await handle.result()
     assert len(provider.canceled) == 1 and provider.submitted[0].provider_id == alpha
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 120, 380_000)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.PARTIAL, 120, 380_000)
     assert await balances(sessions, order) == {"customer": 99_880_000, "escrow": 0, "revenue": 120_000}
     assert ("cancel", "customer:1") in [(k, a) for k, a, _ in await timeline(sessions, order.order_id)]
 
@@ -89,12 +89,12 @@ async def test_cancel_is_refused_where_the_service_or_the_provider_does_not_allo
         provider = ScriptedProvider(script={alpha: answers}, cancel_allowed=False)
         async with order_worker(env.client, sessions, provider) as queue:
             handle = await start_order(env.client, queue, order)
-            await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+            await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
             with pytest.raises(WorkflowUpdateFailedError) as refused:
                 await handle.execute_update(OrderWorkflow.cancel, CANCEL)
             assert _code(refused) == ("cannot_cancel", "The order cannot be canceled")
             state = await handle.result()
-        assert (state.status, state.refunded_micros) == (policy.COMPLETED, 0)
+        assert (state.status, state.refunded_micros) == (Status.COMPLETED, 0)
 
 
 async def test_support_refunds_are_capped_idempotent_and_a_full_one_makes_the_order_refunded(
@@ -106,7 +106,7 @@ async def test_support_refunds_are_capped_idempotent_and_a_full_one_makes_the_or
     provider = ScriptedProvider(script={order.routes[0].provider_id: [("Completed", 0)]})
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
 
         def refund(key: str, **how: int) -> SupportRefund:
             return SupportRefund("support:lee", "drops after delivery", key, **how)
@@ -130,13 +130,13 @@ async def test_support_refunds_are_capped_idempotent_and_a_full_one_makes_the_or
         assert (last.refunded_micros, last.total_refunded_micros, last.status) == (
             350_000,
             500_000,
-            policy.REFUNDED,
+            Status.REFUNDED,
         )
         with pytest.raises(WorkflowUpdateFailedError) as nothing_left:
             await handle.execute_update(OrderWorkflow.refund, refund("t-5", units=1))
         assert _code(nothing_left)[0] == "nothing_refundable"
         state = await handle.result()
-    assert (state.status, state.phase, state.refunded_micros) == (policy.REFUNDED, policy.CLOSED, 500_000)
+    assert (state.status, state.phase, state.refunded_micros) == (Status.REFUNDED, Phase.CLOSED, 500_000)
     assert await balances(sessions, order) == {"customer": 100_000_000, "escrow": 0, "revenue": 0}
     async with sessions() as session:
         keys = list(
@@ -155,11 +155,11 @@ def test_cancel_rules() -> None:
     def refusal(status: str, phase: str, *, stopping: bool = False, allowed: bool = False) -> object:
         return policy.cancel_refusal(status=status, phase=phase, stopping=stopping, cancel_allowed=allowed)
 
-    assert refusal(policy.PENDING, policy.QUEUED) is None
-    assert refusal(policy.IN_PROGRESS, policy.DELIVERING, allowed=True) is None
-    assert refusal(policy.IN_PROGRESS, policy.DELIVERING) == policy.CANNOT_CANCEL
-    assert refusal(policy.PENDING, policy.QUEUED, stopping=True) == policy.CANNOT_CANCEL
-    assert refusal(policy.COMPLETED, policy.REFILL_WINDOW, allowed=True) == policy.CANNOT_CANCEL
+    assert refusal(Status.PENDING, Phase.QUEUED) is None
+    assert refusal(Status.IN_PROGRESS, Phase.DELIVERING, allowed=True) is None
+    assert refusal(Status.IN_PROGRESS, Phase.DELIVERING) == policy.CANNOT_CANCEL
+    assert refusal(Status.PENDING, Phase.QUEUED, stopping=True) == policy.CANNOT_CANCEL
+    assert refusal(Status.COMPLETED, Phase.REFILL_WINDOW, allowed=True) == policy.CANNOT_CANCEL
 
 
 def test_support_refunds_already_paid_count_against_the_settlement() -> None:
@@ -178,12 +178,12 @@ def test_support_refunds_already_paid_count_against_the_settlement() -> None:
             service_failed=False,
         )
 
-    assert settle(None, 0) == (policy.PARTIAL, 400_000, 400, 600_000)
-    assert settle(None, 900_000) == (policy.PARTIAL, 100_000, 400, 0)  # never more than the charge
-    assert settle("cancel", 100_000) == (policy.PARTIAL, 400_000, 400, 500_000)
-    assert settle("link_fault", 0) == (policy.PARTIAL, 0, 0, 1_000_000)
-    assert settle("refunded", 1_000_000) == (policy.REFUNDED, 0, 0, 0)
+    assert settle(None, 0) == (Status.PARTIAL, 400_000, 400, 600_000)
+    assert settle(None, 900_000) == (Status.PARTIAL, 100_000, 400, 0)  # never more than the charge
+    assert settle("cancel", 100_000) == (Status.PARTIAL, 400_000, 400, 500_000)
+    assert settle("link_fault", 0) == (Status.PARTIAL, 0, 0, 1_000_000)
+    assert settle("refunded", 1_000_000) == (Status.REFUNDED, 0, 0, 0)
     # Support refunded 500 units while the provider ended at 500: the shortfall is already paid.
-    assert settle(None, 500_000, delivered=500, units=500) == (policy.PARTIAL, 0, 0, 500_000)
+    assert settle(None, 500_000, delivered=500, units=500) == (Status.PARTIAL, 0, 0, 500_000)
     # Support refunded 100 units; the shortfall is 400: only the other 300 are refunded now.
-    assert settle(None, 100_000, units=100) == (policy.PARTIAL, 300_000, 300, 600_000)
+    assert settle(None, 100_000, units=100) == (Status.PARTIAL, 300_000, 300, 600_000)

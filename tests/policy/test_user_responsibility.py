@@ -20,8 +20,7 @@ from support import (
     timeline,
     until,
 )
-from workflows import policy
-from workflows.models import OrderAction
+from workflows.models import OrderAction, Status
 from workflows.order import OrderWorkflow
 
 
@@ -44,7 +43,7 @@ async def test_a_link_the_provider_refuses_stops_the_order_without_compensation(
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert provider.submitted == []  # not tried at the next route: the link is the problem, not the route
-    assert (state.status, state.refunded_micros, state.link_fault) == (policy.CANCELED, 0, "Bad link")
+    assert (state.status, state.refunded_micros, state.link_fault) == (Status.CANCELED, 0, "Bad link")
     assert await balances(sessions, order) == {"customer": 99_500_000, "escrow": 0, "revenue": 500_000}
 
 
@@ -60,7 +59,7 @@ async def test_a_private_account_mid_delivery_refunds_the_rest_where_the_service
     async with order_worker(temporal_env.client, sessions, provider) as queue:
         state = await run_order(temporal_env.client, queue, order)
     assert [run.provider_id for run in provider.submitted] == [alpha]
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 200, 300_000)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.PARTIAL, 200, 300_000)
     assert state.link_fault == "the account is private"
     assert await balances(sessions, order) == {"customer": 99_800_000, "escrow": 0, "revenue": 200_000}
 
@@ -82,5 +81,5 @@ async def test_support_reports_a_link_fault_and_delivery_stops(
         assert reported.link_fault == "customer renamed the account"
         state = await handle.result()
     assert len(provider.canceled) == 1  # the provider was asked to stop the run
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.PARTIAL, 150, 0)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.PARTIAL, 150, 0)
     assert ("link_fault", "support:lee") in [(k, a) for k, a, _ in await timeline(sessions, order.order_id)]

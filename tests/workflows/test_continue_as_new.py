@@ -17,9 +17,8 @@ from store import orders as orders_store
 from store.db import transaction
 from store.models import Provider
 from support import ScriptedProvider, balances, open_shop, order_worker, place, start_order, timeline
-from workflows import policy
 from workflows import search_attributes as sa
-from workflows.models import OrderAction, SupportRefund
+from workflows.models import OrderAction, Phase, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 
@@ -55,7 +54,7 @@ async def test_a_long_run_continues_as_new_and_is_not_sent_again(
         described = await handle.describe()
     assert described.raw_description.workflow_execution_info.first_run_id != described.run_id
     assert len(provider.submitted) == 1
-    assert (state.status, state.phase, state.delivered) == (policy.COMPLETED, policy.CLOSED, 600)
+    assert (state.status, state.phase, state.delivered) == (Status.COMPLETED, Phase.CLOSED, 600)
     assert await balances(sessions, order) == {"customer": 99_400_000, "escrow": 0, "revenue": 600_000}
     async with sessions() as session:
         assert await ledger.check_invariants(session) == []
@@ -88,7 +87,7 @@ async def test_messages_and_their_effects_survive_continue_as_new(
         state = await handle.result()
     assert paused.paused_by == "ops:kim"
     assert (again.refunded_micros, again.total_refunded_micros) == (0, 100_000)  # the key was carried over
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 600, 100_000)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.COMPLETED, 600, 100_000)
     assert await balances(sessions, order) == {"customer": 99_500_000, "escrow": 0, "revenue": 500_000}
     kinds = [k for k, _, _ in await timeline(sessions, order.order_id)]
     assert kinds.count("refund") == 1 and "paused" in kinds and "resumed" in kinds

@@ -18,10 +18,9 @@ from activities.ledger import LedgerActivities
 from store import ledger
 from store.models import LedgerTransfer, Order
 from support import ScriptedProvider, open_shop, order_worker, place, start_order, timeline, until
-from workflows import policy
 from workflows import search_attributes as sa
 from workflows.errors import STEP_FAILED
-from workflows.models import OrderAction, Settlement, SupportRefund
+from workflows.models import OrderAction, Phase, Settlement, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 
@@ -52,7 +51,7 @@ async def test_text_the_store_cannot_keep_is_refused_and_the_order_goes_on(
             assert _code(refused.value) == "bad_text"
         await handle.execute_update(OrderWorkflow.cancel, OrderAction("customer:1", "changed my mind"))
         state = await handle.result()
-    assert (state.status, state.refunded_micros) == (policy.PARTIAL, 400_000)  # 100 of 500 delivered
+    assert (state.status, state.refunded_micros) == (Status.PARTIAL, 400_000)  # 100 of 500 delivered
 
 
 async def test_a_refund_key_reused_for_other_money_is_a_conflict(
@@ -64,7 +63,7 @@ async def test_a_refund_key_reused_for_other_money_is_a_conflict(
     provider = ScriptedProvider(script={order.routes[0].provider_id: [("Completed", 0)]})
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
-        await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+        await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
         first = SupportRefund("support:lee", "goodwill", "T-1", amount_micros=50_000)
         assert (await handle.execute_update(OrderWorkflow.refund, first)).refunded_micros == 50_000
         assert (await handle.execute_update(OrderWorkflow.refund, first)).refunded_micros == 0  # a replay
@@ -102,13 +101,13 @@ async def test_a_step_that_fails_for_good_waits_for_ops_and_then_settles_once(
         with pytest.raises(WorkflowUpdateFailedError) as healthy:
             await handle.execute_update(OrderWorkflow.retry, OrderAction("ops:kim", "just in case"))
         assert _code(healthy.value) == "not_needing_attention"
-        held = await until(env, handle, lambda s: s.phase == policy.NEEDS_ATTENTION)
+        held = await until(env, handle, lambda s: s.phase == Phase.NEEDS_ATTENTION)
         assert held.attention is not None and "numeric field overflow" in held.attention
         described = await handle.describe()
-        assert described.typed_search_attributes.get(sa.ORDER_PHASE) == policy.NEEDS_ATTENTION
+        assert described.typed_search_attributes.get(sa.ORDER_PHASE) == Phase.NEEDS_ATTENTION
         async with sessions() as session:
             row = await session.get(Order, order.order_id)
-            assert row is not None and row.phase == policy.NEEDS_ATTENTION
+            assert row is not None and row.phase == Phase.NEEDS_ATTENTION
         # Nothing is retried behind ops' back, and money can still be refunded meanwhile (the lock is free).
         calls = broken["calls"]
         await env.sleep(3600)
@@ -124,7 +123,7 @@ async def test_a_step_that_fails_for_good_waits_for_ops_and_then_settles_once(
         await handle.execute_update(OrderWorkflow.retry, OrderAction("ops:kim", "fixed the column"))
         state = await handle.result()
     # 300 of 500 delivered: the 200 short are refunded once, on top of support's goodwill.
-    assert (state.status, state.refunded_micros, state.phase) == (policy.PARTIAL, 210_000, policy.CLOSED)
+    assert (state.status, state.refunded_micros, state.phase) == (Status.PARTIAL, 210_000, Phase.CLOSED)
     kinds = [(kind, actor) for kind, actor, _ in await timeline(sessions, order.order_id)]
     assert ("needs_attention", "workflow") in kinds and ("sent_on", "ops:kim") in kinds
     async with sessions() as session:

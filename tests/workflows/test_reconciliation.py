@@ -11,8 +11,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from store.models import Order
 from support import ScriptedProvider, open_shop, order_worker, place, start_order, timeline, until
-from workflows import policy
-from workflows.models import OrderState, RunReconciliation
+from workflows.models import OrderState, RunReconciliation, Status
 from workflows.order import OrderWorkflow
 
 
@@ -64,7 +63,7 @@ async def test_a_run_found_at_the_provider_is_followed_there(
     state, provider, first, _ = await _run(temporal_env, sessions, found="alpha-777")
     assert provider.submitted == []  # nothing was sent again, to anyone
     assert provider.checks[first] >= 1
-    assert (state.status, state.delivered, state.provider_id) == (policy.COMPLETED, 500, first)
+    assert (state.status, state.delivered, state.provider_id) == (Status.COMPLETED, 500, first)
     events = await timeline(sessions, state.order_id)
     assert ("reconciled", "ops:ann") in [(kind, actor) for kind, actor, _ in events]
 
@@ -74,7 +73,7 @@ async def test_a_run_the_provider_never_took_goes_to_the_next_route(
 ) -> None:
     state, provider, _, second = await _run(temporal_env, sessions, found=None)
     assert [run.provider_id for run in provider.submitted] == [second]
-    assert (state.status, state.provider_id) == (policy.COMPLETED, second)
+    assert (state.status, state.provider_id) == (Status.COMPLETED, second)
 
 
 async def test_a_run_the_provider_forgot_counts_nothing_once_ops_find_it_never_placed(
@@ -97,7 +96,7 @@ async def test_a_run_the_provider_forgot_counts_nothing_once_ops_find_it_never_p
             OrderWorkflow.reconcile_run, RunReconciliation(1, None, "ops:ann", "not in their panel")
         )
         state = await handle.result()
-    assert (state.status, state.delivered, state.refunded_micros) == (policy.COMPLETED, 500, 0)
+    assert (state.status, state.delivered, state.refunded_micros) == (Status.COMPLETED, 500, 0)
     assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 500)]
     async with sessions() as session:
         row = await session.get(Order, order.order_id)

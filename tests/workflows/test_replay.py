@@ -20,15 +20,14 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from support import ScriptedProvider, open_shop, order_worker, place, start_order, until
-from workflows import policy
-from workflows.models import OrderAction, RefillRequest, RunReconciliation, SupportRefund
+from workflows.models import OrderAction, Phase, RefillRequest, RunReconciliation, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 HISTORIES = Path(__file__).resolve().parent.parent / "histories"
 
 
 async def _refill_and_refund(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
-    await until(env, handle, lambda s: s.phase == policy.REFILL_WINDOW)
+    await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
     await env.sleep(timedelta(hours=25))
     await handle.execute_update(OrderWorkflow.request_refill, RefillRequest("customer:1", "drops"))
     await handle.execute_update(
@@ -51,7 +50,7 @@ async def _support_link_fault(env: WorkflowEnvironment, handle: WorkflowHandle[A
 
 
 async def _refund_units(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
-    await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+    await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
     await handle.execute_update(
         OrderWorkflow.refund, SupportRefund("support:lee", "ticket 7", "k-7", units=300)
     )
@@ -63,7 +62,7 @@ async def _cancel(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) ->
 
 
 async def _pause_and_resume(env: WorkflowEnvironment, handle: WorkflowHandle[Any, Any]) -> None:
-    await until(env, handle, lambda s: s.status == policy.IN_PROGRESS)
+    await until(env, handle, lambda s: s.status == Status.IN_PROGRESS)
     await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "provider outage"))
     await env.sleep(timedelta(hours=2))
     await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
