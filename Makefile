@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck bench clean-data
+.PHONY: run test check lint typecheck bench clean-data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The fast tier, for every change: lint, types and the tests that need no Temporal dev server (a few minutes).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not stack" --deselect tests/test_code_quality.py
 
 # Performance figures on the embedded stack (docs/performance.md); e.g. BENCH_ARGS="--waiting 2000".
 bench: $(STAMP)

@@ -27,7 +27,6 @@ from workflows import policy
 from workflows.models import OpenRefill, OrderInput, Phase, Projection, RefillStatus, RouteRef, Status
 
 ORDER_INPUT = TypeAdapter(OrderInput)
-MAX_ORDER_UNITS = 2**31 - 1  # orders.quantity is an integer column: a drip-feed's runs x quantity stays in it
 
 
 class OrderRejected(Exception):
@@ -144,26 +143,20 @@ async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
 
 
 def _validate(service: Service, request: OrderRequest) -> None:
-    if not policy.link_is_valid(request.link, service.link_pattern):
-        raise OrderRejected("bad_link", f"the link does not fit service {service.id} ({service.name})")
-    if request.quantity < service.min_quantity:
-        raise OrderRejected("quantity_below_min", f"quantity less than minimal {service.min_quantity}")
-    if request.quantity > service.max_quantity:
-        raise OrderRejected("quantity_above_max", f"quantity more than maximum {service.max_quantity}")
-    if request.total_quantity > MAX_ORDER_UNITS:
-        raise OrderRejected("quantity_above_max", f"quantity more than maximum {MAX_ORDER_UNITS} in all")
-    if (request.runs is None) != (request.interval is None):
-        raise OrderRejected("bad_dripfeed", "a drip-feed order needs both runs and interval")
-    if request.runs is not None:
-        if not service.dripfeed:
-            raise OrderRejected("dripfeed_not_allowed", f"service {service.id} does not allow drip-feed")
-        per_hour = policy.dripfeed_units_per_hour(request.quantity, request.interval or 1)
-        if per_hour > service.pace_per_hour:
-            raise OrderRejected(
-                "run_exceeds_pace",
-                f"these runs would deliver up to {per_hour} units an hour; "
-                f"service {service.id} delivers at most {service.pace_per_hour}",
-            )
+    terms = policy.ServiceTerms(
+        service.id,
+        service.name,
+        service.link_pattern,
+        service.min_quantity,
+        service.max_quantity,
+        service.dripfeed,
+        service.pace_per_hour,
+    )
+    refusal = policy.intake_refusal(
+        terms, link=request.link, quantity=request.quantity, runs=request.runs, interval=request.interval
+    )
+    if refusal is not None:
+        raise OrderRejected(*refusal)
 
 
 async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRef]:

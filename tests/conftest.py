@@ -27,6 +27,19 @@ from workflows import search_attributes as sa
 TEMPLATE_DB = "backoffice_template"
 
 
+# Fixtures that start the Temporal dev server or a whole stack: tests using them are the slow tier.
+STACK_FIXTURES = {"dev_server", "short_history_server"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark the slow tier, so that `make check` (lint, types and the tests that need no dev server) can
+    leave it out."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if uses & STACK_FIXTURES or item.get_closest_marker("e2e") or item.get_closest_marker("faults"):
+            item.add_marker(pytest.mark.stack)
+
+
 def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # pytest then runs fixture teardown: the servers it started are stopped too
 
@@ -135,6 +148,20 @@ async def temporal_env() -> AsyncIterator[WorkflowEnvironment]:
                 search_attributes={key.name: key.indexed_value_type for key in sa.ALL},
             )
         )
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def short_history_server() -> AsyncIterator[WorkflowEnvironment]:
+    """A dev server that suggests continue-as-new after a few dozen events instead of thousands."""
+    env = await WorkflowEnvironment.start_local(
+        search_attributes=sa.ALL,
+        dev_server_existing_path=venv_binary("temporal"),
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
+    )
+    try:
         yield env
     finally:
         await env.shutdown()
