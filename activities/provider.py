@@ -30,6 +30,7 @@ from activities.failures import fails_for_good, permanent_failures
 from providers.batching import Coalescer, TokenBucket
 from providers.client import (
     ApiV2Client,
+    ProviderError,
     ProviderLinkFault,
     ProviderOrderStatus,
     ProviderRefillStatus,
@@ -145,7 +146,18 @@ class ProviderActivities:
             )
 
         once = _Once(where, "provider_order_id", "run", "submission", link_faults=True)
-        return SubmittedRun(await self._send_once(once, row, upstream.dedupes, add))
+        provider_order_id = await self._send_once(once, row, upstream.dedupes, add)
+        return SubmittedRun(provider_order_id, await self._first_look(upstream, provider_order_id))
+
+    async def _first_look(self, upstream: _Upstream, provider_order_id: str) -> RunReport | None:
+        """The run's status right after the provider took it: one read, batched with the others, so a
+        provider that delivers at once is seen finished without waiting for the first poll. Trouble here is
+        not the submission's: the order simply polls as usual."""
+        try:
+            return _report(await upstream.statuses.get(provider_order_id))
+        except ProviderError as exc:
+            activity.logger.info("first look at %s failed: %s", provider_order_id, exc)
+            return None
 
     @activity.defn(name="check_run")
     async def check_run(self, check: CheckRun) -> RunReport:
@@ -156,18 +168,9 @@ class ProviderActivities:
         """
         upstream = await self._upstream(check.provider_id)
         try:
-            status = await upstream.statuses.get(check.provider_order_id)
+            return _report(await upstream.statuses.get(check.provider_order_id))
         except ProviderRejected as exc:
             raise ApplicationError(exc.message, type=REJECTED, non_retryable=True) from exc
-        link_fault = run_link_fault(status.status, status.link_fault)
-        return RunReport(
-            status.status,
-            status.raw_status,
-            status.remains,
-            status.start_count,
-            link_fault,
-            cost_micros=status.charge_micros(),
-        )
 
     @activity.defn(name="cancel_run")
     async def cancel_run(self, cancel: CancelRun) -> CancelAnswer:
@@ -282,6 +285,18 @@ class ProviderActivities:
         raise ApplicationError(
             f"the {once.noun} awaits reconciliation", type=NEEDS_RECONCILIATION, non_retryable=True
         )
+
+
+def _report(status: ProviderOrderStatus) -> RunReport:
+    """A provider status as the workflow reads it (a link fault counts once the provider ended the run)."""
+    return RunReport(
+        status.status,
+        status.raw_status,
+        status.remains,
+        status.start_count,
+        run_link_fault(status.status, status.link_fault),
+        cost_micros=status.charge_micros(),
+    )
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from workflows.models import (
     ProviderOrder,
     RouteRef,
     RunReconciliation,
+    RunReport,
     Status,
     StopKind,
     StopRequest,
@@ -107,18 +108,18 @@ class Delivery:
         """Wait for the run's time, following given-up provider orders meanwhile; False when stopped."""
         record, state = self.record, self.record.state
         due = parse_time(state.started_at) + timedelta(minutes=offset_minutes)
-        while state.stop is None and workflow.now() < due:
+        while state.stop is None and (remaining := due - workflow.now()) > timedelta(0):
             state.note = f"run {run_no} of {len(self.plan)} at {due:%Y-%m-%d %H:%M} UTC"
-            within = due - workflow.now()
-            if self.trailing():
-                within = min(within, TRAILING_CHECK)
+            within = min(remaining, TRAILING_CHECK) if self.trailing() else remaining
             record.plan_next_action(within)
             await record.publish_if_changed()
-            await record.wait(
+            stopped = await record.wait(
                 lambda: state.stop is not None,
                 within,
-                f"wait {minutes(due - workflow.now())} before run {run_no} of {len(self.plan)}",
+                f"wait {minutes(remaining)} before run {run_no} of {len(self.plan)}",
             )
+            if not stopped and within == remaining:
+                break  # the timer for the whole wait fired: the run is due, whatever the clock's last digits
             await self._check_trailing()
             await record.continue_as_new_if_suggested()
         return state.stop is None
@@ -137,10 +138,13 @@ class Delivery:
                 route = await self.slots.take()
                 if route is None:
                     return STOPPED
-                po = await self._submit(route, run_no, left)
-                if po is None:
+                submitted = await self._submit(route, run_no, left)
+                if submitted is None:
                     continue  # stopped, or the route was given up
-            outcome = await self._follow(po)
+                po, first_look = submitted
+            else:
+                first_look = None
+            outcome = await self._follow(po, first_look)
             if outcome == STOPPED:
                 return STOPPED
             route_of = self._route(po.provider_id)
@@ -171,7 +175,9 @@ class Delivery:
 
     # ----- one provider order
 
-    async def _submit(self, route: RouteRef, run_no: int, units: int) -> ProviderOrder | None:
+    async def _submit(
+        self, route: RouteRef, run_no: int, units: int
+    ) -> tuple[ProviderOrder, RunReport | None] | None:
         """Send the run to the route exactly once; None when delivery stopped or the route was given up."""
         record, state, order = self.record, self.record.state, self.record.order
         while True:
@@ -182,10 +188,13 @@ class Delivery:
                 order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id
             )
             try:
-                submitted = await steps.SUBMIT_RUN(
-                    run, f"send run {run_no} ({units} units) to provider {route.provider_id}"
+                submitted = await self.record.step(
+                    steps.SUBMIT_RUN,
+                    run,
+                    f"send run {run_no} ({units} units) to provider {route.provider_id}",
                 )
                 provider_order_id: str | None = submitted.provider_order_id
+                first_look = submitted.first_look
                 self._end_interruption()
             except ActivityError as err:
                 kind = error_type(err)
@@ -203,7 +212,7 @@ class Delivery:
                     continue
                 if kind == NEEDS_RECONCILIATION:
                     # The provider may hold the run: sending it anywhere else could deliver it twice.
-                    provider_order_id = await self._reconcile(run_no, reason(err))
+                    provider_order_id, first_look = await self._reconcile(run_no, reason(err)), None
                     if provider_order_id is None:
                         await self._drop_route(route, f"ops found the provider never took run {run_no}")
                         return None
@@ -227,13 +236,20 @@ class Delivery:
                 f"run {run_no} of {len(self.plan)}: {units} units sent for delivery",
                 detail=f"provider {route.provider_id}, their order {provider_order_id}",
             )
-            return po
+            return po, first_look
 
-    async def _follow(self, po: ProviderOrder) -> str:
+    async def _follow(self, po: ProviderOrder, first_look: RunReport | None = None) -> str:
         """Poll the provider order until it ends ("done"), delivery stops ("stopped") or its provider has
         not answered for `max_interruption_hours` ("given_up"). A pause does not stop the polling: API v2
-        has no way to hold a provider order, so what it delivers meanwhile is still counted."""
+        has no way to hold a provider order, so what it delivers meanwhile is still counted.
+
+        `first_look` is the status the submission read right after the provider took the run: a provider
+        that delivers at once is seen finished without a timer and a workflow task of its own."""
         record, state = self.record, self.record.state
+        if first_look is not None:
+            self._count(po, first_look)
+            if po.final:
+                return self._finished(po)
         wait = timedelta(seconds=self._poll_seconds(po))
         while True:
             state.note = f"run {po.run_no} of {len(self.plan)} under way"
@@ -265,17 +281,20 @@ class Delivery:
                 continue
             self._end_interruption()
             if po.final:
-                record.event(
-                    "run_finished",
-                    f"run {po.run_no}: {po.delivered} of {po.units} delivered",
-                    f"provider:{po.provider_id}",
-                    detail=f"provider {po.provider_id} says {po.raw_status}",
-                )
-                return "done"
+                return self._finished(po)
             if state.stop is not None:
                 return STOPPED
             wait = timedelta(seconds=self._poll_seconds(po))
             await record.continue_as_new_if_suggested()
+
+    def _finished(self, po: ProviderOrder) -> str:
+        self.record.event(
+            "run_finished",
+            f"run {po.run_no}: {po.delivered} of {po.units} delivered",
+            f"provider:{po.provider_id}",
+            detail=f"provider {po.provider_id} says {po.raw_status}",
+        )
+        return "done"
 
     def _poll_seconds(self, po: ProviderOrder) -> int:
         order = self.record.order
@@ -283,11 +302,16 @@ class Delivery:
 
     async def _check(self, po: ProviderOrder) -> None:
         """Read the provider order's status and count what it delivered."""
-        record, state = self.record, self.record.state
-        seen = await steps.CHECK_RUN(
+        seen = await self.record.step(
+            steps.CHECK_RUN,
             CheckRun(po.provider_id, po.provider_order_id),
             f"status of run {po.run_no} at provider {po.provider_id}",
         )
+        self._count(po, seen)
+
+    def _count(self, po: ProviderOrder, seen: RunReport) -> None:
+        """Take in what the provider reports for one of its orders."""
+        record, state = self.record, self.record.state
         po.checks += 1
         po.delivered = policy.delivered_in_run(po.units, seen.status, seen.remains)
         po.status, po.raw_status = seen.status, seen.raw_status
@@ -329,7 +353,8 @@ class Delivery:
                     workflow.logger.info("given-up run %s not read: %s", po.provider_order_id, reason(err))
 
     async def cancel_at_provider(self, po: ProviderOrder, why: str) -> CancelAnswer:
-        return await steps.CANCEL_RUN(
+        return await self.record.step(
+            steps.CANCEL_RUN,
             CancelRun(self.record.state.order_id, po.provider_id, po.provider_order_id),
             f"ask provider {po.provider_id} to stop run {po.run_no}: {why}",
         )

@@ -205,6 +205,9 @@ class SubmitRun:
 @dataclass(frozen=True)
 class SubmittedRun:
     provider_order_id: str
+    # The status read right after the provider took the run (None when that read failed): a provider that
+    # delivers at once is seen finished without waiting for the first poll.
+    first_look: RunReport | None = None
 
 
 @dataclass(frozen=True)

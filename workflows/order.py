@@ -51,7 +51,6 @@ def _new_state(order: OrderInput, runs_total: int) -> OrderState:
         quantity=order.quantity,
         runs_total=runs_total,
         working_phase=Phase.QUEUED,
-        started_at=workflow.now().isoformat(),
         routes=list(order.routes),
     )
 
@@ -82,6 +81,9 @@ class OrderWorkflow:
     async def run(self, order: OrderInput) -> OrderState:
         record, state = self._record, self._state
         if order.state is None:
+            # The run's start as history records it: the first clock reading of a workflow task can differ
+            # between live and replay (seen when a first task was split), the start event cannot.
+            state.started_at = workflow.info().start_time.isoformat()
             record.event(
                 "placed",
                 f"{order.quantity} units of {order.service_name or f'service {order.service_id}'} "
@@ -100,6 +102,7 @@ class OrderWorkflow:
         state.note = ""
         record.event("closed", f"closed as {state.status}")
         await record.publish(finished=True)
+        record.sync_search_attributes()
         return state
 
     # ----- reading and waking

@@ -103,7 +103,6 @@ class OrderRecord:
         """Project the state into the read model, the search attributes and the Web UI summary."""
         state = self.state
         state.version += 1
-        self._upsert_search_attributes()
         self.show_details()
         events, refills = list(state.pending_events), list(state.pending_refills)
         provider_orders = self._changed_provider_orders()
@@ -134,7 +133,10 @@ class OrderRecord:
         for po in provider_orders:
             self._provider_orders_projected[po.provider_order_id] = po
 
-    def _upsert_search_attributes(self) -> None:
+    def sync_search_attributes(self) -> None:
+        """Bring the search attributes up to date. Called when the order is about to wait (a timer, a
+        condition, a provider call), not at every change: each upsert is a history event, and a status
+        that lasts only inside one workflow task (a run the provider finished at once) needs none."""
         state = self.state
         searchable = (state.status, state.phase, state.provider_id)
         if searchable == self._searchable:  # each upsert is a history event: only when something changed
@@ -169,6 +171,7 @@ class OrderRecord:
 
     async def wait(self, done: Callable[[], bool], within: timedelta, summary: str) -> bool:
         """Wait until `done()`, at most `within`; True when `done()` came first."""
+        self.sync_search_attributes()
         if within <= timedelta(0):
             return done()
         try:
@@ -192,6 +195,7 @@ class OrderRecord:
 
     async def until_resumed(self) -> None:
         if self.state.paused_by is not None:
+            self.sync_search_attributes()
             await workflow.wait_condition(lambda: self.state.paused_by is None or self.state.stop is not None)
 
     async def continue_as_new_if_suggested(self) -> None:
@@ -203,9 +207,15 @@ class OrderRecord:
         await self.publish_if_changed()
         if not workflow.all_handlers_finished():
             return
+        self.sync_search_attributes()
         workflow.continue_as_new(dataclasses.replace(self.order, state=self.state))
 
     # ----- steps
+
+    async def step(self, step: steps.Step[A, R], arg: A, summary: str) -> R:
+        """A provider call: the workflow task ends while it runs, so ops see the order as it is now."""
+        self.sync_search_attributes()
+        return await step(arg, summary)
 
     async def store_step(self, step: steps.Step[A, R], arg: A, summary: str) -> R:
         """A database step; one that fails for good puts the order in needs_attention until ops send it on."""
@@ -227,7 +237,7 @@ class OrderRecord:
         self.set_phase(state.working_phase)
         self.event("needs_attention", why)
         self.plan_next_action(None)
-        self._upsert_search_attributes()
+        self.sync_search_attributes()
         self.show_details()
         if publish:
             try:

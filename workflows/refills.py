@@ -124,7 +124,8 @@ class Refills:
             for po in delivered.values():
                 part = RefillPart(po.provider_id, po.provider_order_id, po.poll_floor_seconds)
                 try:
-                    sent = await steps.SUBMIT_REFILL(
+                    sent = await self.record.step(
+                        steps.SUBMIT_REFILL,
                         SubmitRefill(order.order_id, ticket.refill_no, po.provider_id, po.provider_order_id),
                         f"send refill {ticket.refill_no} to provider {po.provider_id}",
                     )
@@ -150,6 +151,7 @@ class Refills:
                 seconds=min(policy.refill_poll_seconds(p.poll_floor_seconds, p.checks) for p in waiting)
             )
             record.plan_next_action(within)
+            record.sync_search_attributes()
             await workflow.sleep(within, summary=f"check refill {ticket.refill_no}")
             for part in waiting:
                 await self._check_part(ticket, part)
@@ -168,7 +170,8 @@ class Refills:
             return
         part.checks += 1
         try:
-            seen = await steps.CHECK_REFILL(
+            seen = await self.record.step(
+                steps.CHECK_REFILL,
                 CheckRefill(part.provider_id, part.provider_refill_id),
                 f"status of refill {ticket.refill_no} at provider {part.provider_id}",
             )

@@ -2,6 +2,11 @@
 
 Activities are called by name, so `workflows/` imports nothing from `activities/`: the worker registers the
 implementations under these names (activities/__init__.py), tests may register scripted ones.
+
+All are ordinary activities, the database steps included. Local activities were measured and left out: with
+temporalio 1.35 the replay of recorded histories failed now and then (a local activity's result delivered to
+another's handle, temporalio/sdk-python#1881; concurrent ones resolved in another order on replay, #1578),
+and a workflow that cannot replay its own history cannot be deployed. docs/performance.md has the details.
 """
 
 from __future__ import annotations
@@ -63,10 +68,6 @@ class Step(Generic[A, R]):
     answers: type[R]
     timeout: timedelta
     retry: RetryPolicy
-
-    @property
-    def is_store(self) -> bool:
-        return self.retry is STORE_RETRY
 
     async def __call__(self, arg: A, summary: str) -> R:
         result: Any = await workflow.execute_activity(
