@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 
-from api.actions import place_and_start, send_action, send_order_action, visible_order
+from api.actions import place_and_start, send, visible_order
 from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError, mark_replayed
@@ -36,7 +36,8 @@ from store import orders as store_orders
 from store import slots
 from store.keys import Caller
 from store.models import Refill
-from workflows.models import Phase, RefillRequest, RefillStatus, RefillTicket, Status
+from workflows.models import OrderAction, Phase, RefillRequest, RefillStatus, Status
+from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -192,7 +193,7 @@ async def cancel_order(
     delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings, order, caller, "cancel", reason)
+    state = await send(temporal, settings, order, OrderWorkflow.cancel, OrderAction(caller.actor, reason))
     return OrderStateOut.of(state)
 
 
@@ -218,16 +219,8 @@ async def request_refill(
     `refill_window_closed`, `refill_limit`, `refill_in_progress`, `order_closed`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    ticket = await send_action(
-        temporal,
-        settings,
-        order,
-        caller,
-        "request_refill",
-        RefillRequest(actor=caller.actor, reason=reason),
-        RefillTicket,
-        reason=reason,
-    )
+    refill_request = RefillRequest(actor=caller.actor, reason=reason)
+    ticket = await send(temporal, settings, order, OrderWorkflow.request_refill, refill_request)
     refill = await session.get(Refill, ticket.refill_id)
     if refill is not None:
         return RefillOut.of(refill, for_customer=caller.role == "customer")

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from api.actions import send_action, send_order_action, visible_order
+from api.actions import send, visible_order
 from api.auth import role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import mark_replayed
@@ -21,7 +21,8 @@ from api.schemas import (
     replayable_responses,
 )
 from store.keys import Caller
-from workflows.models import RefundReceipt, SupportRefund
+from workflows.models import OrderAction, SupportRefund
+from workflows.order import OrderWorkflow
 from workflows.policy import format_money, parse_money
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
@@ -55,16 +56,7 @@ async def refund(
         amount_micros=parse_money(body.amount) if body.amount is not None else None,
         units=body.units,
     )
-    receipt = await send_action(
-        temporal,
-        settings,
-        order,
-        caller,
-        "refund",
-        arg,
-        RefundReceipt,
-        reason=body.reason,
-    )
+    receipt = await send(temporal, settings, order, OrderWorkflow.refund, arg)
     replayed = receipt.refunded_micros == 0
     if replayed:
         mark_replayed(response)
@@ -93,5 +85,6 @@ async def report_link_fault(
     """Report that the order's link is private, deleted, renamed or invalid: delivery stops, and the refund
     follows the service's `link_fault_refund` (`cannot_report_link_fault` once delivery has ended)."""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings, order, caller, "report_link_fault", body.reason)
+    fault = OrderAction(caller.actor, body.reason)
+    state = await send(temporal, settings, order, OrderWorkflow.report_link_fault, fault)
     return OrderStateOut.of(state)

@@ -1,174 +1,133 @@
-"""`backoffice orders pause|resume|retry|link-fault|refund|reconcile`: messages to one order's workflow,
-answered once the order has acted (TEMPORAL_ADDRESS, else the dev stack's). Every command prints JSON with
---json; exit 1 when the order did not act."""
+"""`backoffice orders pause|resume|retry|link-fault|refund|reconcile`: one message to one order, through the
+messaging service (backoffice/messaging.py) as every door sends them, answered once the order has acted.
+
+The order is read from the read model (DATABASE_URL, else the dev stack's), the message goes to its workflow
+(TEMPORAL_ADDRESS, else the dev stack's). Every command prints JSON with --json; exit 1 when the order did
+not act.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
-import logging
 import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from backoffice.cli.common import message_command, money, print_json, temporal_settings, text
-from backoffice.logs import order_context
+from backoffice.cli.common import (
+    Command,
+    message_command,
+    money,
+    print_json,
+    temporal_settings,
+    text,
+    with_session,
+)
 from backoffice.settings import Settings
 from workflows import policy
+from workflows.models import OrderAction, OrderState, RefundReceipt, RunReconciliation, SupportRefund
+from workflows.order import OrderWorkflow
 
 if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
     from backoffice.cli.common import Subcommands
+    from backoffice.messaging import NotAccepted, OrderMessages, Signed, StateUpdate, Update
 
-T = TypeVar("T")
-audit = logging.getLogger("backoffice.audit")
-
-
-class _Unanswered(Exception):
-    """An order message that got no verdict: timed out, or Temporal could not be reached."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+A = TypeVar("A", bound="Signed")
+R = TypeVar("R", bound="DataclassInstance")  # every answer is a dataclass (workflows/models.py)
 
 
-async def _send(
-    client: Any, order_id: int, update: str, arg: Any, result_type: type[T], actor: str, wait_seconds: float
-) -> T:
-    """Send one order message and wait for its answer; every outcome is one audit log line.
+async def connect_messages(settings: Settings, seconds: float) -> OrderMessages:
+    """The messaging service on the settings' Temporal, waiting `seconds` (--timeout) for each answer."""
+    from backoffice.messaging import OrderMessages
+    from backoffice.temporal_client import connect
 
-    Raises OrderActionRefused (the order said no: nothing was written) or _Unanswered.
-    """
-    from temporalio.client import RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
-    from temporalio.service import RPCError
-
-    from backoffice.temporal_client import OrderActionRefused, send_order_update
-
-    fields = {"event": "order_action", "action": update, "actor": actor, "via": "cli"}
-    with order_context(order_id=order_id):
-        try:
-            async with asyncio.timeout(wait_seconds):
-                result = await send_order_update(client, order_id, update, arg, result_type)
-        except OrderActionRefused as exc:
-            audit.info(
-                "%s refused: %s", update, exc.code, extra=fields | {"outcome": "refused", "code": exc.code}
-            )
-            raise
-        # The SDK answers a cancelled update poll with its own error, not CancelledError: the same timeout.
-        except (TimeoutError, RPCTimeoutOrCancelledError) as exc:
-            audit.warning(
-                "%s unanswered", update, extra=fields | {"outcome": "timeout", "code": "action_pending"}
-            )
-            raise _Unanswered(
-                "action_pending",
-                f"no answer within {wait_seconds:.0f} s; it may still take effect: "
-                f"see `backoffice orders show {order_id}`",
-            ) from exc
-        except WorkflowUpdateFailedError as exc:
-            audit.warning("%s failed", update, extra=fields | {"outcome": "failed"})
-            raise _Unanswered("action_failed", str(exc.cause or exc)) from exc
-        except RPCError as exc:
-            audit.warning("%s: Temporal unreachable", update, extra=fields | {"outcome": "failed"})
-            raise _Unanswered("workflow_unavailable", f"Temporal cannot be reached: {exc}") from exc
-        audit.info("%s accepted", update, extra=fields | {"outcome": "accepted"})
-        return result
+    client = await connect(temporal_settings(settings))
+    return OrderMessages(client, settings.model_copy(update={"action_timeout_seconds": seconds}))
 
 
-def _order_message(
-    settings: Settings,
-    args: argparse.Namespace,
-    update: str,
-    arg: Any,
-    result_type: type[T],
-    describe: Callable[[T], str],
+def cli_outcome(answer: object) -> str:
+    """`accepted`; `refused` when the order said no (nothing was written); `failed` when no verdict came (a
+    timeout, Temporal unreachable, the handler broke)."""
+    from backoffice.messaging import NotAccepted, Refused
+
+    if not isinstance(answer, NotAccepted):
+        return "accepted"
+    return "refused" if isinstance(answer, Refused) else "failed"
+
+
+def problem_fields(order_id: int, problem: NotAccepted) -> dict[str, Any]:
+    """Why the order did not act, as the CLI prints it: what an operator at a terminal needs to know."""
+    from backoffice.messaging import ActionPending, WorkflowUnavailable
+
+    message = problem.detail
+    if isinstance(problem, ActionPending):
+        message = (
+            f"no answer within {problem.seconds:.0f} s; it may still take effect: "
+            f"see `backoffice orders show {order_id}`"
+        )
+    elif isinstance(problem, WorkflowUnavailable):
+        message = f"Temporal cannot be reached: {problem.detail}"
+    return {"order_id": order_id, "outcome": cli_outcome(problem), "code": problem.code, "message": message}
+
+
+async def _ask(settings: Settings, args: argparse.Namespace, update: Update[A, R], arg: A) -> R | NotAccepted:
+    from backoffice.messaging import NotAccepted, Refused
+    from store.orders import get_order
+
+    order = await with_session(settings, lambda session: get_order(session, args.order_id))
+    if order is None:  # never asked, so no audit line (as REST's 404)
+        return Refused("order_not_found", f"order {args.order_id} does not exist")
+    messages = await connect_messages(settings, args.timeout)
+    try:
+        return await messages.send(order, update, arg, via="cli")
+    except NotAccepted as exc:
+        return exc
+
+
+def send_to_order(
+    settings: Settings, args: argparse.Namespace, update: Update[A, R], arg: A, describe: Callable[[R], str]
 ) -> int:
     """One message to one order: prints the order's answer (exit 0) or why there is none (exit 1)."""
-    from backoffice.temporal_client import OrderActionRefused, connect
+    from backoffice.messaging import NotAccepted, message_name
 
-    async def send() -> int:
-        client = await connect(temporal_settings(settings))
-        try:
-            result = await _send(client, args.order_id, update, arg, result_type, args.actor, args.timeout)
-        except (OrderActionRefused, _Unanswered) as exc:
-            if args.json:
-                print_json(
-                    {
-                        "order_id": args.order_id,
-                        "outcome": "refused" if isinstance(exc, OrderActionRefused) else "failed",
-                        "code": exc.code,
-                        "message": exc.message,
-                    }
-                )
-            else:
-                print(f"order {args.order_id}: {update} refused ({exc.code}): {exc.message}", file=sys.stderr)
-            return 1
+    answer = asyncio.run(_ask(settings, args, update, arg))
+    if isinstance(answer, NotAccepted):
+        problem = problem_fields(args.order_id, answer)
         if args.json:
-            print_json(
-                {
-                    "order_id": args.order_id,
-                    "outcome": "accepted",
-                    "answer": dataclasses.asdict(_dataclass(result)),
-                }
-            )
+            print_json(problem)
         else:
-            print(f"order {args.order_id}: {describe(result)}")
-        return 0
+            name = message_name(update)
+            print(
+                f"order {args.order_id}: {name} refused ({problem['code']}): {problem['message']}",
+                file=sys.stderr,
+            )
+        return 1
+    if args.json:
+        print_json({"order_id": args.order_id, "outcome": "accepted", "answer": dataclasses.asdict(answer)})
+    else:
+        print(f"order {args.order_id}: {describe(answer)}")
+    return 0
 
-    return asyncio.run(send())
 
-
-def _dataclass(value: Any) -> Any:
-    """Message answers are dataclasses (workflows/models.py)."""
-    assert dataclasses.is_dataclass(value)
-    return value
-
-
-def _state_line(state: Any) -> str:
+def _state_line(state: OrderState) -> str:
     line = f"{state.status} ({state.phase}), {state.delivered}/{state.quantity} delivered"
     return line + (f"; {state.note}" if state.note else "")
 
 
-def cmd_orders_pause(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import OrderAction, OrderState
+def _state_command(update: StateUpdate, done: str) -> Command:
+    """A command that sends `update` with the actor and reason, and prints the order's new state."""
 
-    action = OrderAction(args.actor, args.reason)
-    return _order_message(settings, args, "pause", action, OrderState, lambda s: f"paused: {_state_line(s)}")
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        action = OrderAction(args.actor, args.reason)
+        return send_to_order(settings, args, update, action, lambda state: f"{done}: {_state_line(state)}")
 
-
-def cmd_orders_retry(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import OrderAction, OrderState
-
-    action = OrderAction(args.actor, args.reason)
-    return _order_message(settings, args, "retry", action, OrderState, lambda s: f"sent on: {_state_line(s)}")
-
-
-def cmd_orders_resume(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import OrderAction, OrderState
-
-    action = OrderAction(args.actor, args.reason)
-    return _order_message(
-        settings, args, "resume", action, OrderState, lambda s: f"resumed: {_state_line(s)}"
-    )
-
-
-def cmd_orders_link_fault(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import OrderAction, OrderState
-
-    action = OrderAction(args.actor, args.reason)
-    return _order_message(
-        settings,
-        args,
-        "report_link_fault",
-        action,
-        OrderState,
-        lambda s: f"link fault noted: {_state_line(s)}",
-    )
+    return command
 
 
 def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import RefundReceipt, SupportRefund
-
     amount = None
     if args.amount is not None:
         try:
@@ -186,32 +145,33 @@ def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
             return f"this idempotency key was used already, nothing moved; {total} in all ({receipt.status})"
         return f"refunded {policy.format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
 
-    return _order_message(settings, args, "refund", refund, RefundReceipt, describe)
+    return send_to_order(settings, args, OrderWorkflow.refund, refund, describe)
 
 
 def cmd_orders_reconcile(settings: Settings, args: argparse.Namespace) -> int:
-    from workflows.models import OrderState, RunReconciliation
-
     answer = RunReconciliation(args.run, args.provider_order, args.actor, args.reason)
-    return _order_message(settings, args, "reconcile_run", answer, OrderState, lambda s: s.note)
+    return send_to_order(settings, args, OrderWorkflow.reconcile_run, answer, lambda state: state.note)
 
 
 def add_commands(orders: Subcommands) -> None:
-    def message(name: str, help: str, func: Any, why: str) -> argparse.ArgumentParser:
+    def message(name: str, help: str, func: Command, why: str) -> argparse.ArgumentParser:
         return message_command(orders, name, help, func, target="order_id", why=why)
 
-    message("pause", "hold an order: no new run goes out until it is resumed", cmd_orders_pause, "why")
-    message("resume", "let a paused order deliver again", cmd_orders_resume, "why")
+    pause = _state_command(OrderWorkflow.pause, "paused")
+    message("pause", "hold an order: no new run goes out until it is resumed", pause, "why")
+    message(
+        "resume", "let a paused order deliver again", _state_command(OrderWorkflow.resume, "resumed"), "why"
+    )
     message(
         "retry",
         "send an order in phase needs_attention on, once the cause is fixed: the failed step runs again",
-        cmd_orders_retry,
+        _state_command(OrderWorkflow.retry, "sent on"),
         "what was fixed",
     )
     message(
         "link-fault",
         "report that the order's link is private, deleted or wrong: delivery stops",
-        cmd_orders_link_fault,
+        _state_command(OrderWorkflow.report_link_fault, "link fault noted"),
         "what is wrong with the link",
     )
     refund = message(

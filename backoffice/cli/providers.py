@@ -1,4 +1,5 @@
-"""`backoffice provider pause|resume`: one message to every order a provider holds, a few at a time."""
+"""`backoffice provider pause|resume`: one message to every order a provider holds, a few at a time, through
+the messaging service's provider-wide fan-out; each order answers for itself."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING, Any
 
-from backoffice.cli.common import message_command, print_json, temporal_settings, with_session
-from backoffice.cli.messages import _send, _Unanswered
+from backoffice.cli.common import Command, message_command, print_json, with_session
+from backoffice.cli.messages import cli_outcome, connect_messages, problem_fields
 from backoffice.settings import Settings
+from workflows.models import OrderAction
+from workflows.order import OrderWorkflow
 
 if TYPE_CHECKING:
     from backoffice.cli.common import Subcommands
+    from backoffice.messaging import OrderOutcome, StateUpdate
 
 
 class _Progress:
@@ -38,97 +42,79 @@ class _Progress:
             )
 
 
-def _provider_message(settings: Settings, args: argparse.Namespace, update: str) -> int:
-    """Send pause or resume to every order the provider holds (queued for it, delivering, interrupted or
-    paused there), a few at a time; each order answers for itself."""
-    from backoffice.temporal_client import OrderActionRefused, connect
-    from store.models import Provider
-    from store.orders import in_flight_at
-    from workflows.models import OrderAction, OrderState
+def _shown(outcome: OrderOutcome) -> dict[str, Any]:
+    from backoffice.messaging import NotAccepted
 
-    async def held() -> tuple[bool, list[int]]:
-        found: list[int] = []
+    if isinstance(outcome.answer, NotAccepted):
+        return problem_fields(outcome.order_id, outcome.answer)
+    return {"order_id": outcome.order_id, "outcome": "accepted", "phase": outcome.answer.phase}
 
-        async def work(session: Any) -> int:
-            if await session.get(Provider, args.provider_id) is None:
-                return 1
-            found.extend(o.id for o in await in_flight_at(session, args.provider_id))
-            return 0
 
-        return await with_session(settings, work) == 0, found
+async def _send(
+    settings: Settings, args: argparse.Namespace, update: StateUpdate
+) -> list[OrderOutcome] | None:
+    """Every order's outcome; None when there is no such provider."""
+    from backoffice.messaging import ProviderNotFound, message_name, orders_held
 
-    async def send() -> int:
-        exists, order_ids = await held()
-        if not exists:
+    try:
+        held = await with_session(settings, lambda session: orders_held(session, args.provider_id))
+    except ProviderNotFound:
+        return None
+    messages = await connect_messages(settings, args.timeout)
+    progress = _Progress(len(held), f"{message_name(update)} provider {args.provider_id}")
+    return await messages.send_to_provider(
+        args.provider_id,
+        held,
+        update,
+        OrderAction(args.actor, args.reason),
+        via="cli",
+        concurrency=args.concurrency,
+        on_each=lambda outcome: progress.step(cli_outcome(outcome.answer)),
+    )
+
+
+def _provider_command(update: StateUpdate) -> Command:
+    """Prints each order that did not act and a summary (exit 1 when any got no verdict)."""
+
+    def command(settings: Settings, args: argparse.Namespace) -> int:
+        from backoffice.messaging import message_name
+
+        outcomes = asyncio.run(_send(settings, args, update))
+        if outcomes is None:
             print(f"provider {args.provider_id} does not exist", file=sys.stderr)
             return 1
-        client = await connect(temporal_settings(settings))
-        action = OrderAction(args.actor, f"provider {args.provider_id}: {args.reason}")
-        progress = _Progress(len(order_ids), f"{update} provider {args.provider_id}")
-        gate = asyncio.Semaphore(args.concurrency)
-        results: list[dict[str, Any]] = []
-
-        async def one(order_id: int) -> None:
-            result: dict[str, Any]
-            async with gate:
-                try:
-                    state = await _send(
-                        client, order_id, update, action, OrderState, args.actor, args.timeout
-                    )
-                    result = {"order_id": order_id, "outcome": "accepted", "phase": state.phase}
-                except OrderActionRefused as exc:
-                    result = {
-                        "order_id": order_id,
-                        "outcome": "refused",
-                        "code": exc.code,
-                        "message": exc.message,
-                    }
-                except _Unanswered as exc:
-                    result = {
-                        "order_id": order_id,
-                        "outcome": "failed",
-                        "code": exc.code,
-                        "message": exc.message,
-                    }
-            results.append(result)
-            progress.step(result["outcome"])
-
-        await asyncio.gather(*(one(order_id) for order_id in order_ids))
-        results.sort(key=lambda r: r["order_id"])
-        failed = [r for r in results if r["outcome"] == "failed"]
+        name = message_name(update)
+        results = [_shown(o) for o in outcomes]
         summary = {k: sum(1 for r in results if r["outcome"] == k) for k in ("accepted", "refused", "failed")}
         if args.json:
-            print_json({"provider_id": args.provider_id, "action": update, "orders": results} | summary)
+            print_json({"provider_id": args.provider_id, "action": name, "orders": results} | summary)
         else:
             for r in results:
                 if r["outcome"] != "accepted":
                     print(f"order {r['order_id']}: {r['outcome']} ({r['code']}): {r['message']}")
             print(
-                f"provider {args.provider_id}: {update} sent to {len(results)} order(s): "
+                f"provider {args.provider_id}: {name} sent to {len(results)} order(s): "
                 f"{summary['accepted']} accepted, {summary['refused']} refused, {summary['failed']} failed"
             )
-        return 1 if failed else 0
+        return 1 if summary["failed"] else 0
 
-    return asyncio.run(send())
-
-
-def cmd_provider_pause(settings: Settings, args: argparse.Namespace) -> int:
-    return _provider_message(settings, args, "pause")
-
-
-def cmd_provider_resume(settings: Settings, args: argparse.Namespace) -> int:
-    return _provider_message(settings, args, "resume")
+    return command
 
 
 def add_commands(sub: Subcommands) -> None:
     provider = sub.add_parser("provider", help="act on every order a provider holds").add_subparsers(
         dest="what", required=True
     )
-    for name, func, what in (
-        ("pause", cmd_provider_pause, "pause every order the provider holds (an outage, a bad batch)"),
-        ("resume", cmd_provider_resume, "resume the provider's paused orders"),
+    for name, update, what in (
+        ("pause", OrderWorkflow.pause, "pause every order the provider holds (an outage, a bad batch)"),
+        ("resume", OrderWorkflow.resume, "resume the provider's paused orders"),
     ):
         command = message_command(
-            provider, name, what, func, target="provider_id", why="why (each order's timeline shows it)"
+            provider,
+            name,
+            what,
+            _provider_command(update),
+            target="provider_id",
+            why="why (each order's timeline shows it)",
         )
         command.add_argument("--concurrency", type=int, default=8, help="orders messaged at once")
