@@ -1,17 +1,20 @@
 """What the HTTP doors (REST and API v2) share around orders: who may see an order, placing and starting
-one, and sending it a message through the messaging service (backoffice/messaging.py) with its outcomes as
+one, and sending it a message through the messaging service (backoffice/messaging.py), its outcomes as
 ApiError: 409 refused (the order's own code), 504 `action_pending`, 503 `workflow_unavailable`."""
 
 from __future__ import annotations
 
 import logging
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
+from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 from temporalio.service import RPCError
 
+from api.deps import AppSettings, Temporal
 from api.errors import ApiError
+from api.schemas import error_responses
 from backoffice.messaging import (
     ActionPending,
     NotAccepted,
@@ -73,11 +76,24 @@ def api_error(problem: NotAccepted) -> ApiError:
     return ApiError(_STATUS.get(type(problem), 409), problem.code, problem.message)
 
 
-async def send(
-    temporal: Client, settings: Settings, order: Order, update: Update[A, R], arg: A, *, via: Via = "rest"
-) -> R:
-    """The order's answer to the message, or ApiError (see api_error); a bug is raised as it is (a 500)."""
-    try:
-        return await OrderMessages(temporal, settings).send(order, update, arg, via=via)
-    except NotAccepted as exc:
-        raise api_error(exc) from exc
+class HttpMessages:
+    """The messaging service as REST and API v2 use it: an outcome other than accepted raises ApiError (see
+    api_error); a bug is raised as it is (a 500)."""
+
+    def __init__(self, temporal: Client, settings: Settings) -> None:
+        self.service = OrderMessages(temporal, settings)
+
+    async def send(self, order: Order, update: Update[A, R], arg: A, *, via: Via = "rest") -> R:
+        try:
+            return await self.service.send(order, update, arg, via=via)
+        except NotAccepted as exc:
+            raise api_error(exc) from exc
+
+
+def http_messages(temporal: Temporal, settings: AppSettings) -> HttpMessages:
+    return HttpMessages(temporal, settings)
+
+
+# What a route that sends an order a message takes, and the statuses it can answer.
+Messages = Annotated[HttpMessages, Depends(http_messages)]
+MESSAGE_ERRORS = error_responses(401, 403, 404, 409, 422, 503, 504)

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.actions import place_and_start, send
+from api.actions import HttpMessages, place_and_start
 from api.auth import throttled
 from api.errors import ApiError
 from backoffice.settings import Settings
@@ -394,9 +394,8 @@ class Api2:
 
         async def act(order: Order) -> int:
             request = RefillRequest(actor=self.caller.actor, reason="API v2 refill")
-            ticket = await send(
-                self.temporal, self.settings, order, OrderWorkflow.request_refill, request, via="api_v2"
-            )
+            messages = HttpMessages(self.temporal, self.settings)
+            ticket = await messages.send(order, OrderWorkflow.request_refill, request, via="api_v2")
             return ticket.refill_id
 
         def text_of(exc: ApiError) -> str:
@@ -448,7 +447,8 @@ class Api2:
 
         async def act(order: Order) -> int:
             cancel = OrderAction(actor=self.caller.actor, reason="API v2 cancel")
-            await send(self.temporal, self.settings, order, OrderWorkflow.cancel, cancel, via="api_v2")
+            messages = HttpMessages(self.temporal, self.settings)
+            await messages.send(order, OrderWorkflow.cancel, cancel, via="api_v2")
             return 1
 
         def text_of(exc: ApiError) -> str:

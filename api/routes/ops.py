@@ -6,59 +6,58 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
-from api.actions import send, visible_order
+from api.actions import MESSAGE_ERRORS, Messages, visible_order
 from api.auth import role
-from api.deps import AppSettings, Session, Temporal
+from api.deps import Session
 from api.errors import ApiError
 from api.schemas import ActionRefusal, Id, OrderStateOut, ProviderActionOut, RequiredReason, error_responses
-from backoffice.messaging import NotAccepted, OrderMessages, ProviderNotFound, StateUpdate, orders_held
+from backoffice.messaging import NotAccepted, ProviderNotFound, StateUpdate, orders_held
 from store.keys import Caller
 from workflows.models import OrderAction
 from workflows.order import OrderWorkflow
 
 router = APIRouter(tags=["ops"])
 Ops = Annotated[Caller, Depends(role("ops", "admin"))]
-ACTION_ERRORS = error_responses(401, 403, 404, 409, 422, 503, 504)
 PROVIDER_ERRORS = error_responses(401, 403, 404, 422)
 
 
 def _order_route(update: StateUpdate, path: str, doc: str) -> None:
     """POST /v1/orders/{order_id}/<path>: sends the order `update` with the body's reason."""
 
+    @router.post(
+        f"/v1/orders/{{order_id}}/{path}",
+        name=f"{path}_order",
+        description=doc,
+        response_model=OrderStateOut,
+        responses=MESSAGE_ERRORS,
+    )
     async def route(
         order_id: Id,
         body: RequiredReason,
         session: Session,
-        temporal: Temporal,
-        settings: AppSettings,
+        messages: Messages,
         caller: Ops,
     ) -> OrderStateOut:
         order = await visible_order(session, caller, order_id)
-        return OrderStateOut.of(
-            await send(temporal, settings, order, update, OrderAction(caller.actor, body.reason))
-        )
-
-    route.__doc__ = doc  # the operation's description in the OpenAPI
-    router.add_api_route(
-        f"/v1/orders/{{order_id}}/{path}",
-        route,
-        methods=["POST"],
-        name=f"{path}_order",
-        response_model=OrderStateOut,
-        responses=ACTION_ERRORS,
-    )
+        return OrderStateOut.of(await messages.send(order, update, OrderAction(caller.actor, body.reason)))
 
 
 def _provider_route(update: StateUpdate, path: Literal["pause", "resume"], doc: str) -> None:
     """POST /v1/providers/{provider_id}/<path>: sends `update` to every order the provider holds now, each
     through its own workflow, and counts the answers."""
 
+    @router.post(
+        f"/v1/providers/{{provider_id}}/{path}",
+        name=f"{path}_provider",
+        description=doc,
+        response_model=ProviderActionOut,
+        responses=PROVIDER_ERRORS,
+    )
     async def route(
         provider_id: Id,
         body: RequiredReason,
         session: Session,
-        temporal: Temporal,
-        settings: AppSettings,
+        messages: Messages,
         caller: Ops,
     ) -> ProviderActionOut:
         try:
@@ -66,9 +65,7 @@ def _provider_route(update: StateUpdate, path: Literal["pause", "resume"], doc: 
         except ProviderNotFound as exc:
             raise ApiError(404, "provider_not_found", str(exc)) from exc
         action = OrderAction(caller.actor, body.reason)
-        outcomes = await OrderMessages(temporal, settings).send_to_provider(
-            provider_id, held, update, action, via="rest"
-        )
+        outcomes = await messages.service.send_to_provider(provider_id, held, update, action, via="rest")
         refusals = [
             ActionRefusal(order_id=o.order_id, code=o.answer.code, message=o.answer.message)
             for o in outcomes
@@ -82,16 +79,6 @@ def _provider_route(update: StateUpdate, path: Literal["pause", "resume"], doc: 
             refused=len(refusals),
             refusals=refusals,
         )
-
-    route.__doc__ = doc
-    router.add_api_route(
-        f"/v1/providers/{{provider_id}}/{path}",
-        route,
-        methods=["POST"],
-        name=f"{path}_provider",
-        response_model=ProviderActionOut,
-        responses=PROVIDER_ERRORS,
-    )
 
 
 _order_route(
