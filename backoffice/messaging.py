@@ -120,8 +120,8 @@ def message_name(update: Update[Any, Any]) -> str:
 
 
 async def send_order_update(client: Client, order_id: int, update: Update[A, R], arg: A) -> R:
-    """Send one update to the order's workflow and wait for its verdict, with no deadline and no audit (the
-    idempotency tests fire these raw). Raises Refused, OrderClosed or ActionFailed for the order's own no."""
+    """The bare call: one update to the order's workflow and its verdict, with no start, deadline or audit
+    line (OrderMessages.send adds them). Raises Refused, OrderClosed or ActionFailed: the order's own no."""
     handle = client.get_workflow_handle(workflow_id(order_id))
     try:
         return await handle.execute_update(update, arg)
@@ -160,10 +160,6 @@ class OrderOutcome:
 
     order_id: int
     answer: OrderState | NotAccepted
-
-    @property
-    def outcome(self) -> str:
-        return self.answer.outcome if isinstance(self.answer, NotAccepted) else "accepted"
 
 
 class OrderMessages:
