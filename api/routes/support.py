@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Response
 
-from api.actions import send_action, send_order_action, visible_order
+from api.actions import MESSAGE_ERRORS, Messages, visible_order
 from api.auth import role
-from api.deps import AppSettings, Session, Temporal
+from api.deps import Session
 from api.errors import mark_replayed
 from api.schemas import (
     Id,
@@ -17,11 +17,11 @@ from api.schemas import (
     RefundCreate,
     RefundOut,
     RequiredReason,
-    error_responses,
     replayable_responses,
 )
 from store.keys import Caller
-from workflows.models import RefundReceipt, SupportRefund
+from workflows.models import OrderAction, SupportRefund
+from workflows.order import OrderWorkflow
 from workflows.policy import format_money, parse_money
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
@@ -39,8 +39,7 @@ async def refund(
     body: RefundCreate,
     response: Response,
     session: Session,
-    temporal: Temporal,
-    settings: AppSettings,
+    messages: Messages,
     idempotency_key: Annotated[IdempotencyKey, Header(alias="Idempotency-Key")],
     caller: Support,
 ) -> RefundOut:
@@ -55,16 +54,7 @@ async def refund(
         amount_micros=parse_money(body.amount) if body.amount is not None else None,
         units=body.units,
     )
-    receipt = await send_action(
-        temporal,
-        settings,
-        order,
-        caller,
-        "refund",
-        arg,
-        RefundReceipt,
-        reason=body.reason,
-    )
+    receipt = await messages.send(order, OrderWorkflow.refund, arg)
     replayed = receipt.refunded_micros == 0
     if replayed:
         mark_replayed(response)
@@ -77,21 +67,18 @@ async def refund(
     )
 
 
-@router.post(
-    "/{order_id}/link-fault",
-    response_model=OrderStateOut,
-    responses=error_responses(401, 403, 404, 409, 422, 503, 504),
-)
+@router.post("/{order_id}/link-fault", response_model=OrderStateOut, responses=MESSAGE_ERRORS)
 async def report_link_fault(
     order_id: Id,
     body: RequiredReason,
     session: Session,
-    temporal: Temporal,
-    settings: AppSettings,
+    messages: Messages,
     caller: Support,
 ) -> OrderStateOut:
     """Report that the order's link is private, deleted, renamed or invalid: delivery stops, and the refund
     follows the service's `link_fault_refund` (`cannot_report_link_fault` once delivery has ended)."""
     order = await visible_order(session, caller, order_id)
-    state = await send_order_action(temporal, settings, order, caller, "report_link_fault", body.reason)
+    state = await messages.send(
+        order, OrderWorkflow.report_link_fault, OrderAction(caller.actor, body.reason)
+    )
     return OrderStateOut.of(state)

@@ -15,8 +15,8 @@ from ops_support import temporal_address, wait_for_order
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from api import actions as api_actions
 from api.app import create_app
+from backoffice import messaging
 from support import Api
 
 PENDING = "Request pending: it may still take effect, check the order status before sending it again"
@@ -104,7 +104,7 @@ async def test_every_other_outcome_is_one_audit_line(
         raise RuntimeError("a bug")
 
     with monkeypatch.context() as patch:
-        patch.setattr(api_actions, "send_order_update", broken)
+        patch.setattr(messaging, "send_order_update", broken)
         assert await send("resume") == (500, [("resume", "failed", "internal_error")])
 
     # Temporal unreachable: an app whose client reaches the server through a link that is then cut.

@@ -1,7 +1,7 @@
 """Fifty identical requests at once do the thing once: an order and its charge, a support refund, a refill.
 
 Orders go through the API over HTTP; refunds and refills through the workflow updates the API sends
-(temporal_client.send_order_update), on the real servers of tests/faults/components.py.
+(messaging.send_order_update), on the real servers of tests/faults/components.py.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from components import Running
 from sqlalchemy import func, select
 from temporalio.client import Client
 
-from backoffice.temporal_client import OrderActionRefused, send_order_update
+from backoffice.messaging import Refused, send_order_update
 from store.db import make_engine, make_sessionmaker
 from store.models import LedgerTransfer, Order, Refill
-from workflows.models import RefillRequest, RefillTicket, RefundReceipt, SupportRefund
+from workflows.models import RefillRequest, RefillTicket, SupportRefund
+from workflows.order import OrderWorkflow
 
 pytestmark = pytest.mark.faults
 PARALLEL = 50
@@ -88,7 +89,7 @@ async def test_50_identical_support_refunds_move_money_once(running: Running) ->
     client = await Client.connect(running.stack.temporal_address)
     refund = SupportRefund("support:ana", "goodwill", "refund-key-1", amount_micros=10_000)
     receipts = await asyncio.gather(
-        *(send_order_update(client, order_id, "refund", refund, RefundReceipt) for _ in range(PARALLEL))
+        *(send_order_update(client, order_id, OrderWorkflow.refund, refund) for _ in range(PARALLEL))
     )
     assert sorted(r.refunded_micros for r in receipts) == [0] * (PARALLEL - 1) + [10_000]
     assert {r.total_refunded_micros for r in receipts} == {10_000}
@@ -105,9 +106,9 @@ async def test_50_identical_refill_requests_make_one_refill(running: Running) ->
     async def ask() -> RefillTicket | str:
         try:
             return await send_order_update(
-                client, order_id, "request_refill", RefillRequest("customer:1", "drops"), RefillTicket
+                client, order_id, OrderWorkflow.request_refill, RefillRequest("customer:1", "drops")
             )
-        except OrderActionRefused as refused:
+        except Refused as refused:
             return refused.code
 
     answers = await asyncio.gather(*(ask() for _ in range(PARALLEL)))
