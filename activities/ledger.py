@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import ledger, slots
+from store import ledger, orders, slots
 from store.db import transaction
 from workflows.models import RefundMoney, Settlement
 
@@ -21,8 +21,9 @@ class LedgerActivities:
         """Refund and recognise revenue in one transaction; transfer keys make a retry pay nothing twice
         (the settlement's refund is always `order:<id>:refund:0`; support refunds count from 1).
 
-        Settling ends the order's hold on its provider too, in the same transaction: returns the workflow
-        ids of the orders that may now take the freed slot.
+        Settling ends the order's hold on its provider too, and writes the settled order into the read
+        model, in the same transaction: returns the workflow ids of the orders that may now take the freed
+        slot.
         """
         escrow = ledger.escrow_account(s.order_id)
         async with transaction(self._sessions) as session:
@@ -51,6 +52,8 @@ class LedgerActivities:
                     reason="delivery recognised",
                     order_id=s.order_id,
                 )
+            if s.record is not None:
+                await orders.project(session, s.record)
             return await slots.release(session, s.order_id, None)
 
     @activity.defn(name="refund_order")

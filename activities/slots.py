@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import slots
+from store import orders, slots
 from store.db import transaction
 from workflows.models import ClaimSlot, ReleaseSlot, SlotAnswer
 
@@ -19,6 +19,8 @@ class SlotActivities:
     @fails_for_good("claim_slot")
     async def claim_slot(self, claim: ClaimSlot) -> SlotAnswer:
         async with transaction(self._sessions) as session:
+            if claim.record is not None:
+                await orders.project(session, claim.record)
             provider_id, position = await slots.claim(
                 session, claim.order_id, claim.workflow_id, claim.provider_ids
             )

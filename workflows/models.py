@@ -327,6 +327,7 @@ class ClaimSlot:
     order_id: int
     workflow_id: str
     provider_ids: list[int]
+    record: Projection | None = None  # what the read model lacks, written in the claim's transaction
 
 
 @dataclass(frozen=True)
@@ -363,6 +364,9 @@ class Settlement:
     revenue_micros: int
     reason: str
     actor: str = "workflow"
+    # The order as it is once settled (the refill window open, or the order closed), written in the same
+    # transaction as the money: the read model never shows money and status apart.
+    record: Projection | None = None
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@ ended. Both compute amounts under one lock, so they never race, and both follow 
 from __future__ import annotations
 
 import asyncio
+import copy
+from collections.abc import Callable
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import policy, steps
 from workflows.errors import STEP_FAILED, refused
-from workflows.models import RefundMoney, RefundReceipt, RefundRecord, Settlement, SupportRefund
+from workflows.models import Phase, RefundMoney, RefundReceipt, RefundRecord, Settlement, SupportRefund
 from workflows.record import OrderRecord, error_type, reason
 from workflows.slots import wake_waiters
 
@@ -105,15 +107,21 @@ class Money:
 
     # ----- the settlement
 
-    async def settle(self) -> None:
-        """Refund what the policy owes for the units not delivered, recognise the rest as revenue and free
-        the provider slot, in one ledger transaction. A failure no retry can mend waits for ops, without
-        holding the money lock, and the amounts are decided again once ops send the order on."""
+    async def settle(self, then: Callable[[], None]) -> None:
+        """Refund what the policy owes for the units not delivered, recognise the rest as revenue, free the
+        provider slot and write the settled order into the read model, in one transaction. `then` makes
+        the order what it is once settled (its refill window open, or closed), so that write is the last
+        of a delivery that needs nothing more.
+
+        A failure no retry can mend waits for ops, without holding the money lock; the order is then as it
+        was before, and the amounts are decided again once ops send it on."""
         record, order, state = self.record, self.record.order, self.record.state
         while True:
             failed: str | None = None
             async with self._lock:
+                before = {name: copy.deepcopy(getattr(state, name)) for name in _SETTLING_TOUCHES}
                 self._settling = True
+                record.set_phase(Phase.SETTLING)  # refuses messages that would change the order meanwhile
                 short = order.quantity - state.delivered
                 stop_kind = state.stop.kind if state.stop is not None else None
                 status, refund, units, revenue = policy.final_settlement(
@@ -127,6 +135,18 @@ class Money:
                     link_fault_refund=order.link_fault_refund,
                     service_failed=state.service_failed,
                 )
+                state.refunded_micros += refund
+                state.refunded_units += units
+                state.status = status
+                state.slot_provider_id = None
+                state.settled_at = record.now_iso()
+                record.event(
+                    "settled",
+                    f"{state.delivered} of {order.quantity} delivered: {status}, "
+                    f"refunded {policy.format_money(refund)}",
+                )
+                then()
+                settled = record.draft(finished=state.working_phase == Phase.CLOSED)
                 try:
                     wake = await steps.SETTLE_ORDER(
                         Settlement(
@@ -135,6 +155,7 @@ class Money:
                             refund_micros=refund,
                             revenue_micros=revenue,
                             reason=f"{short} of {order.quantity} units not delivered",
+                            record=settled,
                         ),
                         "settle: refund the shortfall, recognise the rest, free the provider slot",
                     )
@@ -142,21 +163,31 @@ class Money:
                     if error_type(err) != STEP_FAILED:
                         raise
                     failed = f"settle_order failed: {reason(err)}"
+                    for name, value in before.items():  # nothing of it happened
+                        setattr(state, name, value)
                 finally:
                     self._settling = False
                 if failed is None:
-                    state.refunded_micros += refund
-                    state.refunded_units += units
-                    state.status = status
-                    state.slot_provider_id = None
-                    state.settled_at = record.now_iso()
+                    record.published(settled)
             if failed is not None:
                 await record.needs_attention(failed)
                 continue
-            record.event(
-                "settled",
-                f"{state.delivered} of {order.quantity} delivered: {status}, "
-                f"refunded {policy.format_money(refund)}",
-            )
             await wake_waiters(wake)
             return
+
+
+# What a settlement changes in the order's state (and puts back when its transaction failed).
+_SETTLING_TOUCHES = (
+    "refunded_micros",
+    "refunded_units",
+    "status",
+    "slot_provider_id",
+    "settled_at",
+    "working_phase",
+    "phase",
+    "note",
+    "refill_deadline",
+    "next_action_at",
+    "event_seq",
+    "pending_events",
+)

@@ -89,21 +89,32 @@ class OrderWorkflow:
                 f"{order.quantity} units of {order.service_name or f'service {order.service_id}'} "
                 f"for {policy.format_money(order.charge_micros)}, in {state.runs_total} run(s)",
                 f"customer:{order.customer_id}",
-            )
-            await record.publish()
+            )  # written with the first step (the slot claim), not on its own
         else:
             record.show_details()  # the Web UI summary does not carry over by itself
         if state.settled_at is None:
             await self._delivery.run()
-            await self._money.settle()
+            await self._money.settle(then=self._after_settlement)
         await self._refills.window()
         await workflow.wait_condition(workflow.all_handlers_finished)  # answer every message first
-        record.set_phase(Phase.CLOSED)
-        state.note = ""
-        record.event("closed", f"closed as {state.status}")
-        await record.publish(finished=True)
+        if state.working_phase != Phase.CLOSED:
+            self._close()
+        if record.changed():
+            await record.publish(finished=True)
         record.sync_search_attributes()
         return state
+
+    def _after_settlement(self) -> None:
+        if self._refills.opens():
+            self._refills.open_window()
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        self._record.set_phase(Phase.CLOSED)
+        self._state.note = ""
+        self._record.plan_next_action(None)
+        self._record.event("closed", f"closed as {self._state.status}")
 
     # ----- reading and waking
 
@@ -167,7 +178,10 @@ class OrderWorkflow:
     @report_link_fault.validator
     def _check_link_fault(self, action: OrderAction) -> None:
         _refuse(policy.words_refusal(action.actor, action.reason))
-        _refuse(policy.link_fault_refusal(status=self._state.status, stopping=self._state.stop is not None))
+        s = self._state
+        _refuse(
+            policy.link_fault_refusal(status=s.status, phase=s.working_phase, stopping=s.stop is not None)
+        )
 
     # ----- ops: pause, resume, reconcile, send on
 

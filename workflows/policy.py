@@ -348,9 +348,10 @@ def words_refusal(actor: str, reason: str | None = None, *more: str) -> Refusal:
     return None
 
 
-def link_fault_refusal(*, status: Status, stopping: bool) -> Refusal:
+def link_fault_refusal(*, status: Status, phase: Phase, stopping: bool) -> Refusal:
     """Support can stop an order for its link only while it still delivers (or waits to)."""
-    if stopping or status not in (Status.PENDING, Status.IN_PROGRESS):
+    ended = phase in (Phase.SETTLING, Phase.REFILL_WINDOW, Phase.CLOSED)
+    if stopping or ended or status not in (Status.PENDING, Status.IN_PROGRESS):
         return ("cannot_report_link_fault", "only an order still delivering can stop for its link")
     return None
 

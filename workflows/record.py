@@ -37,7 +37,7 @@ class OrderRecord:
         self._projected: tuple[Any, ...] | None = None  # what the read model last got, to skip empty writes
         self._provider_orders_projected: dict[str, ProviderOrder] = {}
         # The search attributes as last set (the start sets status and phase already).
-        self._searchable: tuple[Any, ...] = (Status.PENDING, Phase.QUEUED, None)
+        self._searchable: tuple[Any, ...] = (Status.PENDING, Phase.QUEUED, None, None)
 
     # ----- what the order shows
 
@@ -66,21 +66,6 @@ class OrderRecord:
 
     # ----- the read model
 
-    def _projection_key(self) -> tuple[Any, ...]:
-        s = self.state
-        return (
-            s.status,
-            s.phase,
-            s.delivered,
-            s.refunded_micros,
-            s.refunded_units,
-            s.provider_id,
-            s.provider_status_raw,
-            s.start_count,
-            s.note,
-            s.refill_deadline,
-        )
-
     def _changed_provider_orders(self) -> list[ProviderOrder]:
         """Provider orders whose outcome changed since the read model last got them (a status read that
         found nothing new is not a change)."""
@@ -90,23 +75,22 @@ class OrderRecord:
             if _outcome(self._provider_orders_projected.get(po.provider_order_id)) != _outcome(po)
         ]
 
-    async def publish_if_changed(self) -> None:
-        if (
-            self.state.pending_events
-            or self.state.pending_refills
-            or self._projected != self._projection_key()
+    def changed(self) -> bool:
+        state = self.state
+        return bool(
+            state.pending_events
+            or state.pending_refills
+            or self._projected != _key(state)
             or self._changed_provider_orders()
-        ):
-            await self.publish()
+        )
 
-    async def publish(self, *, finished: bool = False) -> None:
-        """Project the state into the read model, the search attributes and the Web UI summary."""
+    def draft(self, *, finished: bool = False) -> Projection:
+        """The read model's next write: the state as it is now, with what the read model lacks. The one
+        place a projection is built. A step may carry it (the slot claim, the settlement) to write it in its
+        own transaction; `published` then records that it arrived."""
         state = self.state
         state.version += 1
-        self.show_details()
-        events, refills = list(state.pending_events), list(state.pending_refills)
-        provider_orders = self._changed_provider_orders()
-        projection = Projection(
+        return Projection(
             order_id=state.order_id,
             version=state.version,
             status=state.status,
@@ -121,24 +105,47 @@ class OrderRecord:
             refill_deadline=state.refill_deadline,
             next_action_at=None if finished else state.next_action_at,
             finished=finished,
-            events=events,
-            refills=refills,
-            provider_orders=provider_orders,
+            events=list(state.pending_events),
+            refills=list(state.pending_refills),
+            provider_orders=self._changed_provider_orders(),
         )
-        await self.store_step(steps.PROJECT_ORDER, projection, f"record {state.status} ({state.phase})")
-        # Only what reached the read model leaves the pending lists (a handler may have added more meanwhile).
-        del state.pending_events[: len(events)]
-        del state.pending_refills[: len(refills)]
-        self._projected = self._projection_key()
-        for po in provider_orders:
+
+    def draft_if_changed(self) -> Projection | None:
+        return self.draft() if self.changed() else None
+
+    def published(self, projection: Projection | None) -> None:
+        """The read model has this projection: what it carried is no longer pending (a handler may have
+        added more meanwhile, which stays)."""
+        if projection is None:
+            return
+        state = self.state
+        sent = {e.seq for e in projection.events}
+        state.pending_events[:] = [e for e in state.pending_events if e.seq not in sent]
+        del state.pending_refills[: len(projection.refills)]
+        self._projected = _key(projection)
+        for po in projection.provider_orders:
             self._provider_orders_projected[po.provider_order_id] = po
+        self.show_details()
+
+    async def publish_if_changed(self) -> None:
+        if self.changed():
+            await self.publish()
+
+    async def publish(self, *, finished: bool = False) -> None:
+        """Project the state into the read model and the Web UI summary (search attributes follow when the
+        order next waits)."""
+        projection = self.draft(finished=finished)
+        await self.store_step(
+            steps.PROJECT_ORDER, projection, f"record {projection.status} ({projection.phase})"
+        )
+        self.published(projection)
 
     def sync_search_attributes(self) -> None:
         """Bring the search attributes up to date. Called when the order is about to wait (a timer, a
         condition, a provider call), not at every change: each upsert is a history event, and a status
         that lasts only inside one workflow task (a run the provider finished at once) needs none."""
         state = self.state
-        searchable = (state.status, state.phase, state.provider_id)
+        searchable = (state.status, state.phase, state.provider_id, state.refill_deadline)
         if searchable == self._searchable:  # each upsert is a history event: only when something changed
             return
         updates: list[SearchAttributeUpdate[Any]] = [
@@ -147,6 +154,8 @@ class OrderRecord:
         ]
         if state.provider_id is not None:
             updates.append(sa.PROVIDER_ID.value_set(state.provider_id))
+        if state.refill_deadline is not None:
+            updates.append(sa.REFILL_DEADLINE.value_set(parse_time(state.refill_deadline)))
         workflow.upsert_search_attributes(updates)
         self._searchable = searchable
 
@@ -251,24 +260,32 @@ class OrderRecord:
         self.set_phase(state.working_phase)
 
     def _attention_projection(self) -> Projection:
-        state = self.state
-        state.version += 1
-        return Projection(
-            order_id=state.order_id,
-            version=state.version,
-            status=state.status,
-            phase=state.phase,
-            delivered=state.delivered,
-            refunded_micros=state.refunded_micros,
-            refunded_units=state.refunded_units,
-            provider_id=state.provider_id,
-            provider_status_raw=state.provider_status_raw,
-            start_count=state.start_count,
-            note=f"needs attention: {state.attention}",
-            refill_deadline=state.refill_deadline,
+        """Just the hold and its reason: what else is pending may be what fails, and goes out later."""
+        attention = [e for e in self.state.pending_events if e.kind == "needs_attention"][-1:]
+        return dataclasses.replace(
+            self.draft(),
+            note=f"needs attention: {self.state.attention}",
             next_action_at=None,
-            events=[e for e in state.pending_events if e.kind == "needs_attention"][-1:],
+            events=attention,
+            refills=[],
+            provider_orders=[],
         )
+
+
+def _key(view: OrderState | Projection) -> tuple[Any, ...]:
+    """What of the order the read model shows (the state and its projection name these fields alike)."""
+    return (
+        view.status,
+        view.phase,
+        view.delivered,
+        view.refunded_micros,
+        view.refunded_units,
+        view.provider_id,
+        view.provider_status_raw,
+        view.start_count,
+        view.note,
+        view.refill_deadline,
+    )
 
 
 def _outcome(po: ProviderOrder | None) -> tuple[Any, ...] | None:

@@ -14,7 +14,6 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 from workflows import policy, steps
-from workflows import search_attributes as sa
 from workflows.errors import REJECTED, refused
 from workflows.models import (
     CheckRefill,
@@ -80,21 +79,28 @@ class Refills:
 
     # ----- the window
 
+    def opens(self) -> bool:
+        """A completed order of a service with refills stays open for them once settled."""
+        return self.record.order.refill_days > 0 and self.record.state.status == Status.COMPLETED
+
+    def open_window(self) -> None:
+        """The window opens at settlement: `refill_days` from then (the cooldown counts from then too)."""
+        record, order, state = self.record, self.record.order, self.record.state
+        assert state.settled_at is not None
+        deadline = parse_time(state.settled_at) + timedelta(days=order.refill_days)
+        state.refill_deadline = deadline.isoformat()
+        record.set_phase(Phase.REFILL_WINDOW)
+        state.note = f"refill window until {deadline:%Y-%m-%d %H:%M} UTC"
+        record.event("refill_window", state.note)
+        record.plan_next_action(deadline - workflow.now())
+
     async def window(self) -> None:
         """Keep the order open for refills until the window ends; a refill under way runs to its end."""
-        record, order, state = self.record, self.record.order, self.record.state
-        if order.refill_days <= 0 or state.status != Status.COMPLETED or state.settled_at is None:
+        record, state = self.record, self.record.state
+        if state.refill_deadline is None or state.working_phase != Phase.REFILL_WINDOW:
             return
-        deadline = parse_time(state.settled_at) + timedelta(days=order.refill_days)
+        deadline = parse_time(state.refill_deadline)
         until = f"refill window until {deadline:%Y-%m-%d %H:%M} UTC"
-        if state.refill_deadline is None:
-            state.refill_deadline = deadline.isoformat()
-            workflow.upsert_search_attributes([sa.REFILL_DEADLINE.value_set(deadline)])
-            record.set_phase(Phase.REFILL_WINDOW)
-            state.note = until
-            record.event("refill_window", until)
-        record.plan_next_action(deadline - workflow.now())
-        await record.publish_if_changed()
         while state.status != Status.REFUNDED:
             if state.refill_queue:
                 await self._refill(state.refill_queue[0])

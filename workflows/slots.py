@@ -31,11 +31,19 @@ class Slots:
             await record.until_resumed()
             if state.stop is not None:
                 break
+            # The claim writes what the read model lacks (at the start: the order placed) in its transaction.
+            pending = record.draft_if_changed()
             answer = await record.store_step(
                 steps.CLAIM_SLOT,
-                ClaimSlot(state.order_id, workflow.info().workflow_id, [r.provider_id for r in state.routes]),
+                ClaimSlot(
+                    state.order_id,
+                    workflow.info().workflow_id,
+                    [r.provider_id for r in state.routes],
+                    pending,
+                ),
                 "ask for a provider slot",
             )
+            record.published(pending)
             if answer.provider_id is not None:
                 state.slot_provider_id = answer.provider_id
                 # The first route with room takes the order; the others stay behind it for failover.
