@@ -10,11 +10,11 @@ from typing import Annotated, TypeVar
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from api.deps import AppSettings, Temporal
 from api.errors import ApiError
 from api.schemas import error_responses
+from api.starts import WorkflowStarts
 from backoffice.messaging import (
     ActionPending,
     NotAccepted,
@@ -23,7 +23,6 @@ from backoffice.messaging import (
     Update,
     Via,
     WorkflowUnavailable,
-    start_if_new,
 )
 from backoffice.settings import Settings
 from store import orders as store_orders
@@ -46,25 +45,19 @@ async def visible_order(session: AsyncSession, caller: Caller, order_id: int) ->
 
 async def place_and_start(
     session: AsyncSession,
-    temporal: Client,
-    task_queue: str,
+    starts: WorkflowStarts,
     caller: Caller,
     request: store_orders.OrderRequest,
     idempotency_key: str,
-) -> tuple[Order, bool, bool]:
-    """Place the order (store.orders.place_order, in its own transaction), then start its workflow.
-
-    Returns (order, created, started). Not started means Temporal was unreachable: the order is saved and
-    charged, and a replay of the request or the worker's sweeper starts it. Refusals raise OrderRejected.
-    """
+) -> tuple[Order, bool]:
+    """Place the order (store.orders.place_order, in its own transaction) and hand its workflow's start
+    over (api/starts.py): the caller is answered without waiting for Temporal. Returns (order, created);
+    refusals raise OrderRejected."""
     async with session.begin():
         order, created = await store_orders.place_order(session, caller, request, idempotency_key)
-    try:
-        await start_if_new(temporal, task_queue, order)
-    except RPCError as exc:
-        log.error("order %s saved but its workflow did not start: %s", order.id, exc)
-        return order, created, False
-    return order, created, True
+    if order.state_version == 0:  # a replay of an order whose workflow never reported starts it again
+        starts.hand_over(store_orders.order_input(order))
+    return order, created
 
 
 # HTTP statuses of the outcomes that are not the order's own refusal (409).

@@ -12,6 +12,7 @@ from api import v2
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.routes import catalog, customers, meta, ops, orders, support
+from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
 from backoffice.logs import redact_server_logs
 from backoffice.settings import Settings
@@ -32,7 +33,11 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
             sdk = temporal_sdk_metrics() if temporal is None and settings.temporal_sdk_metrics else None
             app.state.sdk_metrics = sdk
             app.state.temporal = temporal or await connect(settings, runtime=sdk.runtime if sdk else None)
-            yield
+            app.state.starts = WorkflowStarts(app.state.temporal, settings.temporal_task_queue)
+            try:
+                yield
+            finally:
+                await app.state.starts.close()
         finally:
             await engine.dispose()
 

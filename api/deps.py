@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 from temporalio.client import Client
 
+from api.starts import WorkflowStarts
 from backoffice.settings import Settings
 
 
@@ -22,6 +23,11 @@ def temporal(request: Request) -> Client:
     return client
 
 
+def starts(request: Request) -> WorkflowStarts:
+    value: WorkflowStarts = request.app.state.starts
+    return value
+
+
 def settings(request: Request) -> Settings:
     value: Settings = request.app.state.settings
     return value
@@ -30,3 +36,4 @@ def settings(request: Request) -> Settings:
 Session = Annotated[AsyncSession, Depends(session)]
 Temporal = Annotated[Client, Depends(temporal)]
 AppSettings = Annotated[Settings, Depends(settings)]
+Starts = Annotated[WorkflowStarts, Depends(starts)]

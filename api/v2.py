@@ -31,6 +31,7 @@ from temporalio.client import Client
 from api.actions import HttpMessages, place_and_start
 from api.auth import throttled
 from api.errors import ApiError
+from api.starts import WorkflowStarts
 from backoffice.settings import Settings
 from store import ledger
 from store import orders as store_orders
@@ -240,9 +241,10 @@ class Api2:
         settings: Settings,
         caller: Caller,
         params: dict[str, Any],
+        starts: WorkflowStarts,
     ) -> None:
         self.session, self.temporal, self.settings = session, temporal, settings
-        self.caller, self.params = caller, params
+        self.caller, self.params, self.starts = caller, params, starts
 
     @property
     def customer_id(self) -> int:
@@ -302,11 +304,7 @@ class Api2:
             interval=interval,
         )
         try:
-            # Not started (Temporal unreachable) is fine: the order is saved and charged, and the worker's
-            # sweeper starts it shortly.
-            order, _created, _started = await place_and_start(
-                self.session, self.temporal, self.settings.temporal_task_queue, self.caller, request, key
-            )
+            order, _created = await place_and_start(self.session, self.starts, self.caller, request, key)
         except store_orders.OrderRejected as exc:
             raise V2Error(INTAKE_TEXTS.get(exc.code) or exc.message[:1].upper() + exc.message[1:]) from exc
         return {"order": order.id}
@@ -512,5 +510,6 @@ async def _answer(request: Request) -> Any:
     if action is None:
         raise V2Error(INCORRECT_REQUEST)
     async with request.app.state.sessions() as session:  # fresh: `add` begins its own transaction
-        call = Api2(session, request.app.state.temporal, request.app.state.settings, caller, params)
+        state = request.app.state
+        call = Api2(session, state.temporal, state.settings, caller, params, state.starts)
         return await action(call)

@@ -434,9 +434,10 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
         noted = await backoffice(*fault, "--reason", "the account went private", "--json")
         assert noted.code == 0, noted.err
         answer = noted.json()["answer"]
-        assert (answer["link_fault"], answer["delivered"], answer["status"]) == (
-            "the account went private", 1000, "In progress",
-        )  # fmt: skip
+        assert (answer["link_fault"], answer["delivered"]) == ("the account went private", 1000)
+        # The answer is the order as it is once the report is recorded: still In progress, or already
+        # settled if the order (between its runs) wound down meanwhile.
+        assert answer["status"] in ("In progress", "Partial")
         # The service refunds what was not delivered after a link fault: 2000 of 3000 units, 2.00.
         order = await wait_for_order(sessions, waiting.order_id, status="Partial", phase="closed")
         assert (order.delivered, order.refunded_micros) == (1000, 2_000_000)

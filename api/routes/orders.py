@@ -12,7 +12,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Response
 
 from api.actions import MESSAGE_ERRORS, Messages, place_and_start, visible_order
 from api.auth import current_caller, own_customer, role
-from api.deps import AppSettings, Session, Temporal
+from api.deps import Session, Starts
 from api.errors import ApiError, mark_replayed
 from api.schemas import (
     Cursor,
@@ -48,18 +48,18 @@ TIMELINE_LIMIT = 1000
     "",
     status_code=201,
     response_model=OrderOut,
-    responses=replayable_responses(OrderOut, 401, 402, 403, 409, 422, 503),
+    responses=replayable_responses(OrderOut, 401, 402, 403, 409, 422),
 )
 async def create_order(
     body: OrderCreate,
     response: Response,
     session: Session,
-    temporal: Temporal,
-    settings: AppSettings,
+    starts: Starts,
     idempotency_key: Annotated[IdempotencyKey, Header(alias="Idempotency-Key")],
     caller: Annotated[Caller, Depends(role("storefront", "admin", "customer"))],
 ) -> OrderOut:
-    """Place an order: validated, written and charged in one transaction, then handed to its workflow.
+    """Place an order: validated, written and charged in one transaction, then handed to its workflow
+    (started right after the answer: the storefront never waits for Temporal).
 
     The same `Idempotency-Key` with the same body returns the first order (200); with another body, 422.
     """
@@ -78,19 +78,7 @@ async def create_order(
         runs=body.runs,
         interval=body.interval,
     )
-    order, created, started = await place_and_start(
-        session, temporal, settings.temporal_task_queue, caller, request, idempotency_key
-    )
-    # The order is committed. Starting its workflow is retried by a replay of the same request, and by the
-    # worker's sweeper if no replay comes.
-    if not started:
-        raise ApiError(
-            503,
-            "workflow_unavailable",
-            f"order {order.id} is saved and charged but could not be started yet; "
-            "send the same request with the same Idempotency-Key again",
-            order_id=order.id,
-        )
+    order, created = await place_and_start(session, starts, caller, request, idempotency_key)
     if not created:
         mark_replayed(response)
     return OrderOut.of(order, for_customer=caller.role == "customer")

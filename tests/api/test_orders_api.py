@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from store import keys
@@ -31,7 +34,15 @@ async def test_an_order_is_charged_and_handed_to_its_workflow(
         "0.100000",
         100,
     )
-    described = await dev_server.client.get_workflow_handle(f"order-{body['id']}").describe()
+    # The answer does not wait for Temporal: the workflow starts right after it.
+    handle = dev_server.client.get_workflow_handle(f"order-{body['id']}")
+    for _ in range(100):
+        with contextlib.suppress(RPCError):
+            described = await handle.describe()
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the order's workflow never started")
     assert described.workflow_type == "OrderWorkflow"
     customer = await api.http.get(f"/v1/customers/{api.customer_id}", headers=api.as_("support"))
     assert customer.json()["balance"] == "0.900000"
