@@ -65,7 +65,7 @@ class Coalescer(Generic[T]):
     async def _send(self, batch: dict[str, list[asyncio.Future[T]]]) -> None:
         try:
             results = await self._fetch(list(batch))
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the call's failure
+        except BaseException as exc:  # every caller of the batch gets the call's failure
             for futures in batch.values():
                 for future in futures:
                     if not future.done():
