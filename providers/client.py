@@ -15,11 +15,12 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 import httpx
 
+from providers.apiv2 import MAX_BATCH, micros_from_money
 from providers.errors import LINK_FAULT, TEMPORARY, classify_error, link_fault_text
 from providers.status import normalise_order_status, normalise_refill_status, parse_int
 from workflows.models import RefillStatus, Status
@@ -27,8 +28,6 @@ from workflows.models import RefillStatus, Status
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-MAX_BATCH = 100  # ids per `status`, `refill`, `refill_status` and `cancel` call (api-v2.md)
 
 
 class ProviderError(Exception):
@@ -87,15 +86,7 @@ class ProviderOrderStatus:
     def charge_micros(self) -> int | None:
         """The provider's `charge` (what this order costs the panel) in micro-units; None when it sends
         none or something that is not a non-negative amount."""
-        if not self.charge:
-            return None
-        try:
-            value = Decimal(self.charge) * 1_000_000
-        except InvalidOperation:
-            return None
-        if not value.is_finite() or value < 0:
-            return None
-        return int(value.to_integral_value(rounding=ROUND_HALF_UP))
+        return micros_from_money(self.charge)
 
 
 @dataclass(frozen=True)
