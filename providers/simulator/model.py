@@ -7,9 +7,12 @@ background task. Scenario effects that change an order's fate are stamped on it 
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 
+from providers.apiv2 import money
 from workflows.models import RefillStatus, Status
 
 FINAL = frozenset({Status.COMPLETED, Status.PARTIAL, Status.CANCELED})
@@ -108,6 +111,15 @@ class SimOrder:
     canceled: bool = False
     last_refill_at: float | None = None
     scenario: str = "normal"
+
+    @classmethod
+    def placed(
+        cls, id: int, service: SimService, link: str, quantity: int, runs: int, interval: int, now: float
+    ) -> SimOrder:
+        """A new order, charged rate x units / 1000; its target's counter is a number fixed by its id."""
+        charge = money(Decimal(service.rate) * quantity * runs / 1000, places=5)
+        start_count = random.Random(id).randint(100, 50_000)
+        return cls(id, service, link, quantity, runs, interval, now, start_count, charge)
 
     @property
     def total(self) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
 from collections.abc import Callable
 from decimal import Decimal
@@ -105,21 +104,10 @@ def _add(sim: SimState, p: Params) -> dict[str, Any]:
         runs, interval = _number(p.get("runs")), _number(p.get("interval"))
         if not 1 <= runs <= MAX_RUNS or interval < 0:
             raise ProtocolError(apiv2.INCORRECT_REQUEST)
-    order_id = sim.next_order
+    order = SimOrder.placed(sim.next_order, service, link, quantity, runs, interval, sim.clock.now())
     sim.next_order += 1
-    order = SimOrder(
-        id=order_id,
-        service=service,
-        link=link,
-        quantity=quantity,
-        runs=runs,
-        interval_minutes=interval,
-        created_at=sim.clock.now(),
-        start_count=random.Random(order_id).randint(100, 50_000),
-        charge=apiv2.money(Decimal(service.rate) * quantity * runs / 1000, places=5),
-    )
     sim.add_order(order, key)
-    return {"order": order_id}
+    return {"order": order.id}
 
 
 def _order_status(order: SimOrder, now: float) -> dict[str, Any]:
