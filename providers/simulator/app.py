@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from providers.simulator.control import router as control
+from providers.simulator import control
 from providers.simulator.model import SimClock
 from providers.simulator.protocol import api_v2
 from providers.simulator.state import SimState
@@ -41,7 +41,7 @@ def create_simulator_app(
         sim.restore()
     app.state.sim = sim
     app.add_api_route("/api/v2", api_v2, methods=["GET", "POST"], include_in_schema=False)
-    app.include_router(control)
+    control.add_routes(app)
     return app
 
 

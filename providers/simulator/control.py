@@ -6,14 +6,12 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from providers.simulator.model import SimOrder, SimService
 from providers.simulator.scenarios import CALL_SCENARIOS, LinkFaultKind, Rule, ScenarioName
 from providers.simulator.state import SimState
-
-router = APIRouter(prefix="/sim")
 
 
 class AdvanceIn(BaseModel):
@@ -72,7 +70,6 @@ def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
     }
 
 
-@router.post("/clock/advance")
 async def advance(request: Request, body: AdvanceIn) -> dict[str, float]:
     sim = _sim(request)
     sim.clock.advance(body.seconds)
@@ -80,7 +77,6 @@ async def advance(request: Request, body: AdvanceIn) -> dict[str, float]:
     return {"now": sim.clock.now()}
 
 
-@router.post("/scenario")
 async def scenario(request: Request, body: ScenarioIn) -> dict[str, Any]:
     """Set a scenario for later calls and new orders, and apply it to the existing orders it matches."""
     sim = _sim(request)
@@ -99,7 +95,6 @@ async def scenario(request: Request, body: ScenarioIn) -> dict[str, Any]:
     }
 
 
-@router.put("/services/{service_id}")
 async def put_service(request: Request, service_id: str, body: ServiceIn) -> dict[str, Any]:
     """Offer a service (new, or changed: existing orders keep the terms they were placed with)."""
     if not service_id.isdigit() or body.max < body.min:
@@ -110,7 +105,6 @@ async def put_service(request: Request, service_id: str, body: ServiceIn) -> dic
     return {"service": int(service_id), "services": len(sim.services)}
 
 
-@router.delete("/services/{service_id}")
 async def withdraw_service(request: Request, service_id: str) -> dict[str, Any]:
     """Withdraw a service: it leaves `services`, new orders for it get `Incorrect service ID`."""
     sim = _sim(request)
@@ -120,7 +114,6 @@ async def withdraw_service(request: Request, service_id: str) -> dict[str, Any]:
     return {"withdrawn": int(service_id), "services": len(sim.services)}
 
 
-@router.get("/requests")
 async def requests(request: Request, action: str | None = None) -> dict[str, Any]:
     """Every API v2 request counted by action, and the latest ones (optionally of one action)."""
     sim = _sim(request)
@@ -128,7 +121,6 @@ async def requests(request: Request, action: str | None = None) -> dict[str, Any
     return {"total": sim.request_count, "by_action": sim.requests_by_action, "requests": shown}
 
 
-@router.post("/reset")
 async def reset(request: Request) -> dict[str, bool]:
     """Forget orders, refills, scenarios, offered services and the request log; the clock keeps its time."""
     sim = _sim(request)
@@ -137,8 +129,19 @@ async def reset(request: Request) -> dict[str, bool]:
     return {"reset": True}
 
 
-@router.get("/orders")
 async def orders(request: Request) -> list[dict[str, Any]]:
     sim = _sim(request)
     now = sim.clock.now()
     return [_order_view(o, now) for o in sim.orders.values()]
+
+
+def add_routes(app: FastAPI) -> None:
+    """The endpoints, on the app itself: an included router's routes would only be built at their first
+    request, and a scenario's first call would then take long enough to change what orders deliver."""
+    app.add_api_route("/sim/clock/advance", advance, methods=["POST"])
+    app.add_api_route("/sim/scenario", scenario, methods=["POST"])
+    app.add_api_route("/sim/services/{service_id}", put_service, methods=["PUT"])
+    app.add_api_route("/sim/services/{service_id}", withdraw_service, methods=["DELETE"])
+    app.add_api_route("/sim/requests", requests, methods=["GET"])
+    app.add_api_route("/sim/reset", reset, methods=["POST"])
+    app.add_api_route("/sim/orders", orders, methods=["GET"])
