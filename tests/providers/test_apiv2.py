@@ -61,7 +61,7 @@ async def test_the_key_comes_from_the_parameters_a_header_or_a_bearer_token(http
     [
         (b"{not json", "application/json"),
         (b"[1, 2]", "application/json"),
-        (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, "application/json"),  # too deep to parse
+        (b'{"a": ' * 10_000 + b"1" + b"}" * 10_000, "application/json"),  # too deep to parse
         (b"k=" + b"v" * apiv2.MAX_BODY, "application/x-www-form-urlencoded"),
     ],
 )
