@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
+from providers.apiv2 import MAX_BATCH
+
 T = TypeVar("T")
 
 # One batch call: ids in, each id's result or the exception meant for its caller out.
@@ -28,7 +30,7 @@ class Coalescer(Generic[T]):
     only its own callers. The same id asked twice in one window is sent once.
     """
 
-    def __init__(self, fetch: Fetch[T], *, window: float = 0.1, max_batch: int = 100) -> None:
+    def __init__(self, fetch: Fetch[T], *, window: float = 0.1, max_batch: int = MAX_BATCH) -> None:
         self._fetch = fetch
         self._window = window
         self._max_batch = max_batch
@@ -65,7 +67,7 @@ class Coalescer(Generic[T]):
     async def _send(self, batch: dict[str, list[asyncio.Future[T]]]) -> None:
         try:
             results = await self._fetch(list(batch))
-        except BaseException as exc:  # noqa: BLE001 - every caller of the batch gets the call's failure
+        except BaseException as exc:  # every caller of the batch gets the call's failure
             for futures in batch.values():
                 for future in futures:
                     if not future.done():

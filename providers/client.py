@@ -5,8 +5,8 @@ a failed `add` (or `refill`) is either certainly not accepted (safe to retry: Pr
 ProviderRejected, ProviderLinkFault) or possibly accepted (ProviderAmbiguous: never blindly re-sent).
 Read-only calls and `cancel` are safe to repeat, so their transport failures are all ProviderUnavailable.
 
-Answers are parsed tolerantly into typed results: numbers as strings or ints, extra or missing fields, HTML
-error pages, errors in HTTP 200 bodies. Error texts are classified by `providers.errors`.
+Answers are parsed tolerantly into typed results by `providers.answers` (HTML error pages and errors in HTTP
+200 bodies are handled here); error texts are classified by `providers.errors`.
 """
 
 from __future__ import annotations
@@ -14,121 +14,54 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
-from providers.errors import LINK_FAULT, TEMPORARY, classify_error, link_fault_text
-from providers.status import normalise_order_status, normalise_refill_status, parse_int
-from workflows.models import RefillStatus, Status
+from providers.answers import (
+    Balance,
+    CancelResult,
+    ProviderOrderStatus,
+    ProviderRefillStatus,
+    ProviderService,
+    error_text,
+    excerpt,
+    id_text,
+    keyed,
+    parse_order_status,
+    parse_refill_status,
+    parse_service,
+    truthy,
+)
+from providers.apiv2 import MAX_BATCH
+from providers.errors import (
+    ProviderAmbiguous,
+    ProviderError,
+    ProviderLinkFault,
+    ProviderRejected,
+    ProviderUnavailable,
+    error_for,
+)
+
+# The client's whole vocabulary, wherever it is defined: callers import it from here.
+__all__ = [
+    "ApiV2Client",
+    "Balance",
+    "CancelResult",
+    "Limiter",
+    "ProviderAmbiguous",
+    "ProviderError",
+    "ProviderLinkFault",
+    "ProviderOrderStatus",
+    "ProviderRefillStatus",
+    "ProviderRejected",
+    "ProviderService",
+    "ProviderUnavailable",
+]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-MAX_BATCH = 100  # ids per `status`, `refill`, `refill_status` and `cancel` call (api-v2.md)
-
-
-class ProviderError(Exception):
-    """Base of everything the client raises; `message` is the provider's text or our description."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class ProviderRejected(ProviderError):
-    """The provider understood the request and refused it for good on this route (`Incorrect service ID`)."""
-
-
-class ProviderLinkFault(ProviderRejected):
-    """The provider refused because of the link: private, deleted, renamed, invalid (`Bad link`)."""
-
-
-class ProviderUnavailable(ProviderError):
-    """No usable answer, and retrying is safe: the request was not processed or changes nothing."""
-
-
-class ProviderAmbiguous(ProviderError):
-    """An `add`/`refill` may have reached the provider but no usable answer came back; re-sending could
-    order twice."""
-
-
-def error_for(text: str) -> ProviderError:
-    """The exception a provider's error text stands for."""
-    kind = classify_error(text)
-    if kind == LINK_FAULT:
-        return ProviderLinkFault(text)
-    if kind == TEMPORARY:
-        return ProviderUnavailable(text)
-    return ProviderRejected(text)
-
-
-@dataclass(frozen=True)
-class ProviderOrderStatus:
-    """One order's status at the provider; `status` is canonical, `raw_status` is what the provider said.
-
-    `remains` keeps its sign (negative: over-delivery). `reason` is a provider's explanation beside the
-    status (`reason`, `error`, `comment`, ...); `link_fault` is set when the reason or the raw status says the
-    link was the problem (private, deleted, renamed, invalid).
-    """
-
-    status: Status | None  # None: a status we do not recognise (the raw text is kept)
-    raw_status: str
-    remains: int | None
-    start_count: int | None
-    charge: str | None
-    currency: str | None = None
-    reason: str | None = None
-    link_fault: str | None = None
-
-    def charge_micros(self) -> int | None:
-        """The provider's `charge` (what this order costs the panel) in micro-units; None when it sends
-        none or something that is not a non-negative amount."""
-        if not self.charge:
-            return None
-        try:
-            value = Decimal(self.charge) * 1_000_000
-        except InvalidOperation:
-            return None
-        if not value.is_finite() or value < 0:
-            return None
-        return int(value.to_integral_value(rounding=ROUND_HALF_UP))
-
-
-@dataclass(frozen=True)
-class ProviderRefillStatus:
-    status: RefillStatus | None  # None: unrecognised
-    raw_status: str
-
-
-@dataclass(frozen=True)
-class CancelResult:
-    accepted: bool
-    message: str  # the provider's error text when refused
-
-
-@dataclass(frozen=True)
-class ProviderService:
-    """One entry of the provider's `services` list; `rate` per 1000 units in the provider's currency."""
-
-    service: str
-    name: str
-    type: str
-    category: str
-    rate: Decimal
-    min: int
-    max: int
-    refill: bool
-    cancel: bool
-    dripfeed: bool
-
-
-class Balance(NamedTuple):
-    amount: str
-    currency: str
 
 
 class Limiter(Protocol):
@@ -145,9 +78,6 @@ _NOT_SENT = (
     httpx.ProxyError,
     httpx.UnsupportedProtocol,
 )
-
-# Fields in which providers explain a status (a cancel because of the link, mostly).
-_REASON_FIELDS = ("reason", "error", "cancel_reason", "comment", "message", "note", "description")
 
 
 class ApiV2Client:
@@ -197,20 +127,20 @@ class ApiV2Client:
         if idempotency_key is not None:
             params["idempotency_key"] = idempotency_key
         answer = await self._call("add", params, mutating=True)
-        order = _id_text(answer.get("order") if isinstance(answer, dict) else None)
+        order = id_text(answer.get("order") if isinstance(answer, dict) else None)
         if order is None:
-            raise ProviderAmbiguous(f"add answered without an order id: {_excerpt(answer)}")
+            raise ProviderAmbiguous(f"add answered without an order id: {excerpt(answer)}")
         return order
 
     async def status(self, order_id: str) -> ProviderOrderStatus:
         """One order's status (`order=`); a provider error raises the exception its text stands for."""
         answer = await self._call("status", {"order": str(order_id)})
-        return _order_status(answer)
+        return parse_order_status(answer)
 
     async def statuses(self, order_ids: Sequence[str]) -> dict[str, ProviderOrderStatus | ProviderError]:
         """Many orders' statuses in one call (`orders=`, up to 100); a single id is asked with `order=`."""
         return await self._read_many(
-            "status", order_ids, self.status, many="orders", field="order", parse=_order_status
+            "status", order_ids, self.status, many="orders", field="order", parse=parse_order_status
         )
 
     async def cancel(self, order_ids: Sequence[str]) -> dict[str, CancelResult]:
@@ -228,11 +158,11 @@ class ApiV2Client:
             answer = await self._call("cancel", params)
         except ProviderRejected as exc:
             return {order_id: CancelResult(False, exc.message) for order_id in ids}
-        by_id = _keyed(answer, "order")
+        by_id = keyed(answer, "order")
         if by_id is None and isinstance(answer, dict) and len(ids) == 1:
             by_id = {ids[0]: answer}  # `{"cancel": 1}` for the single order asked about
         if by_id is None:
-            raise ProviderUnavailable(f"cancel answered something else: {_excerpt(answer)}")
+            raise ProviderUnavailable(f"cancel answered something else: {excerpt(answer)}")
         results: dict[str, CancelResult] = {}
         for order_id in ids:
             item = by_id.get(order_id)
@@ -241,10 +171,10 @@ class ApiV2Client:
                 results[order_id] = CancelResult(False, str(value["error"]))
             elif isinstance(item, dict) and item.get("error") and value is None:
                 results[order_id] = CancelResult(False, str(item["error"]))
-            elif _truthy(value):
+            elif truthy(value):
                 results[order_id] = CancelResult(True, "")
             else:
-                results[order_id] = CancelResult(False, f"no answer for this order: {_excerpt(item)}")
+                results[order_id] = CancelResult(False, f"no answer for this order: {excerpt(item)}")
         return results
 
     # ------------------------------------------------------------------------------------------ refills
@@ -261,25 +191,25 @@ class ApiV2Client:
         refill = answer.get("refill") if isinstance(answer, dict) else None
         if isinstance(refill, dict) and refill.get("error"):
             raise error_for(str(refill["error"]))
-        refill_id = _id_text(refill)
+        refill_id = id_text(refill)
         if refill_id is None:
-            raise ProviderAmbiguous(f"refill answered without a refill id: {_excerpt(answer)}")
+            raise ProviderAmbiguous(f"refill answered without a refill id: {excerpt(answer)}")
         return refill_id
 
     async def refills(self, order_ids: Sequence[str]) -> dict[str, str | ProviderError]:
         """Refill many orders in one call (`orders=`): each id maps to a refill id or the provider's error."""
         ids = _batch(order_ids)
         answer = await self._call("refill", {"orders": ",".join(ids)}, mutating=True)
-        by_id = _keyed(answer, "order")
+        by_id = keyed(answer, "order")
         if by_id is None:
-            raise ProviderAmbiguous(f"refill answered no list of orders: {_excerpt(answer)}")
+            raise ProviderAmbiguous(f"refill answered no list of orders: {excerpt(answer)}")
         results: dict[str, str | ProviderError] = {}
         for order_id in ids:
             item = by_id.get(order_id)
             value = item.get("refill") if isinstance(item, dict) else None
             if isinstance(value, dict) and value.get("error"):
                 results[order_id] = error_for(str(value["error"]))
-            elif (refill_id := _id_text(value)) is not None:
+            elif (refill_id := id_text(value)) is not None:
                 results[order_id] = refill_id
             else:
                 results[order_id] = ProviderAmbiguous(f"refill answered nothing for order {order_id}")
@@ -288,7 +218,7 @@ class ApiV2Client:
     async def refill_status(self, refill_id: str) -> ProviderRefillStatus:
         """One refill's status (`refill=`)."""
         answer = await self._call("refill_status", {"refill": str(refill_id)})
-        return _refill_status(answer)
+        return parse_refill_status(answer)
 
     async def refill_statuses(
         self, refill_ids: Sequence[str]
@@ -300,7 +230,7 @@ class ApiV2Client:
             self.refill_status,
             many="refills",
             field="refill",
-            parse=_refill_status,
+            parse=parse_refill_status,
         )
 
     # ------------------------------------------------------------------------------------------ account
@@ -311,12 +241,12 @@ class ApiV2Client:
         if isinstance(answer, dict) and isinstance(answer.get("services"), list):
             answer = answer["services"]
         if not isinstance(answer, list):
-            raise ProviderUnavailable(f"services answered something else than a list: {_excerpt(answer)}")
+            raise ProviderUnavailable(f"services answered something else than a list: {excerpt(answer)}")
         found: list[ProviderService] = []
         for item in answer:
-            service = _service(item)
+            service = parse_service(item)
             if service is None:
-                log.warning("provider service skipped, unreadable: %s", _excerpt(item))
+                log.warning("provider service skipped, unreadable: %s", excerpt(item))
             else:
                 found.append(service)
         return found
@@ -325,7 +255,7 @@ class ApiV2Client:
         """Our balance at the provider as (amount, currency), both as the provider printed them."""
         answer = await self._call("balance", {})
         if not isinstance(answer, dict) or answer.get("balance") is None:
-            raise ProviderUnavailable(f"balance answered without a balance: {_excerpt(answer)}")
+            raise ProviderUnavailable(f"balance answered without a balance: {excerpt(answer)}")
         return Balance(str(answer["balance"]).strip(), str(answer.get("currency") or "").strip())
 
     # ------------------------------------------------------------------------------------------ transport
@@ -352,9 +282,9 @@ class ApiV2Client:
             except (ProviderRejected, ProviderAmbiguous) as exc:
                 return {ids[0]: exc}
         answer = await self._call(action, {many: ",".join(ids)})
-        by_id = _keyed(answer, field)
+        by_id = keyed(answer, field)
         if by_id is None:
-            raise ProviderUnavailable(f"{action} answered no map of {many}: {_excerpt(answer)}")
+            raise ProviderUnavailable(f"{action} answered no map of {many}: {excerpt(answer)}")
         found: dict[str, T | ProviderError] = {}
         for item_id in ids:
             item = by_id.get(item_id)
@@ -390,20 +320,20 @@ class ApiV2Client:
             raise ProviderUnavailable(f"{action}: HTTP 429 rate limited")
         error = answer.get("error") if isinstance(answer, dict) else None
         # An error beside an order id (add) or a status is a note about it, not a refusal of the call.
-        noted = isinstance(answer, dict) and (_id_text(answer.get("order")) or answer.get("status"))
+        noted = isinstance(answer, dict) and (id_text(answer.get("order")) or answer.get("status"))
         if code < 500 and error not in (None, "") and not (noted and 200 <= code < 300):
-            raise error_for(_error_text(error))
+            raise error_for(error_text(error))
         if code >= 500:
             raise uncertain(f"{action}: HTTP {code}")
         if not 200 <= code < 300:
             # Redirected or refused at the HTTP layer (wrong URL, firewall): not processed as an action.
             raise ProviderUnavailable(f"{action}: HTTP {code}")
         if answer is None:
-            raise uncertain(f"{action}: answer is not JSON: {_excerpt(response.text)}")
+            raise uncertain(f"{action}: answer is not JSON: {excerpt(response.text)}")
         return answer
 
 
-# ---------------------------------------------------------------------------------------------- parsing
+# ---------------------------------------------------------------------------------------------- requests
 
 
 def _batch(ids: Iterable[str]) -> list[str]:
@@ -411,119 +341,3 @@ def _batch(ids: Iterable[str]) -> list[str]:
     if not unique or len(unique) > MAX_BATCH or "" in unique:
         raise ValueError(f"between 1 and {MAX_BATCH} non-empty ids per call")
     return unique
-
-
-def _error_text(error: object) -> str:
-    if isinstance(error, dict):  # {"error": {"message": "..."}}
-        return str(error.get("message") or error.get("text") or error)
-    return str(error).strip()
-
-
-def _id_text(value: object) -> str | None:
-    """An id as providers print it (`23501`, `"23501"`, `23501.0`), as text; None when absent or odd."""
-    if value is None or isinstance(value, bool | dict | list):
-        return None
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and value > 0 else None
-    text = str(value).strip()
-    return text or None
-
-
-def _truthy(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
-        return value > 0
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "ok", "yes", "success", "canceled", "cancelled"}
-    return False
-
-
-def _keyed(answer: Any, id_field: str) -> dict[str, Any] | None:
-    """A batch answer as id -> item: `{"1": {...}}` or `[{"order": 1, ...}]`; None when it is neither."""
-    if isinstance(answer, list):
-        keyed: dict[str, Any] = {}
-        for item in answer:
-            if isinstance(item, dict) and (key := _id_text(item.get(id_field, item.get("id")))) is not None:
-                keyed[key] = item
-        return keyed
-    if isinstance(answer, dict) and answer and all(isinstance(v, dict) for v in answer.values()):
-        return {str(key).strip(): value for key, value in answer.items()}
-    return None
-
-
-def _reason(answer: dict[str, Any]) -> str | None:
-    for name in _REASON_FIELDS:
-        value = answer.get(name)
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return None
-
-
-def _order_status(answer: Any) -> ProviderOrderStatus:
-    if not isinstance(answer, dict):
-        raise ProviderUnavailable(f"status answered something else: {_excerpt(answer)}")
-    if answer.get("status") in (None, ""):
-        if answer.get("error"):
-            raise error_for(_error_text(answer["error"]))
-        raise ProviderUnavailable(f"status answered without a status: {_excerpt(answer)}")
-    raw = str(answer["status"]).strip()
-    charge, currency = answer.get("charge"), answer.get("currency")
-    reason = _reason(answer)
-    return ProviderOrderStatus(
-        status=normalise_order_status(raw),
-        raw_status=raw,
-        remains=parse_int(answer.get("remains")),
-        start_count=parse_int(answer.get("start_count")),
-        charge=None if charge is None else str(charge).strip(),
-        currency=None if currency is None else str(currency).strip(),
-        reason=reason,
-        link_fault=link_fault_text(reason, raw),
-    )
-
-
-def _refill_status(answer: Any) -> ProviderRefillStatus:
-    status = answer.get("status") if isinstance(answer, dict) else None
-    if isinstance(status, dict) and status.get("error"):
-        raise error_for(_error_text(status["error"]))
-    if status in (None, "") or isinstance(status, dict | list):
-        raise ProviderUnavailable(f"refill_status answered without a status: {_excerpt(answer)}")
-    raw = str(status).strip()
-    return ProviderRefillStatus(normalise_refill_status(raw), raw)
-
-
-def _flag(value: object) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in {"1", "true", "yes", "on"}
-    return bool(value)
-
-
-def _service(item: object) -> ProviderService | None:
-    if not isinstance(item, dict):
-        return None
-    service_id = _id_text(item.get("service", item.get("id")))
-    low, high = parse_int(item.get("min")), parse_int(item.get("max"))
-    try:
-        rate = Decimal(str(item.get("rate")).strip())
-    except InvalidOperation:
-        return None
-    if service_id is None or low is None or high is None or not rate.is_finite() or rate < 0:
-        return None
-    return ProviderService(
-        service=service_id,
-        name=str(item.get("name") or f"Service {service_id}").strip(),
-        type=str(item.get("type") or "Default").strip(),
-        category=str(item.get("category") or "Other").strip(),
-        rate=rate,
-        min=max(low, 1),
-        max=max(high, max(low, 1)),
-        refill=_flag(item.get("refill")),
-        cancel=_flag(item.get("cancel")),
-        dripfeed=_flag(item.get("dripfeed")),
-    )
-
-
-def _excerpt(value: object, limit: int = 200) -> str:
-    """A bounded piece of an odd answer for the error message, so logs stay readable."""
-    text = value if isinstance(value, str) else repr(value)
-    return text[:limit]

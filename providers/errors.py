@@ -1,4 +1,5 @@
-"""What a provider's error text means for us: retry later, the link is at fault, or this route refuses.
+"""What a provider's error text means for us: retry later, the link is at fault, or this route refuses; and
+the exceptions the client raises for each.
 
 Providers answer errors as free text in HTTP 200 bodies (`{"error": "..."}`), in their own words. The workflow
 needs only four outcomes, so texts are classified by rules here, link faults first ("Account is private,
@@ -48,3 +49,38 @@ def link_fault_text(*texts: str | None) -> str | None:
         if text and _LINK_FAULT.search(text):
             return text
     return None
+
+
+class ProviderError(Exception):
+    """Base of everything the client raises; `message` is the provider's text or our description."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ProviderRejected(ProviderError):
+    """The provider understood the request and refused it for good on this route (`Incorrect service ID`)."""
+
+
+class ProviderLinkFault(ProviderRejected):
+    """The provider refused because of the link: private, deleted, renamed, invalid (`Bad link`)."""
+
+
+class ProviderUnavailable(ProviderError):
+    """No usable answer, and retrying is safe: the request was not processed or changes nothing."""
+
+
+class ProviderAmbiguous(ProviderError):
+    """An `add`/`refill` may have reached the provider but no usable answer came back; re-sending could
+    order twice."""
+
+
+def error_for(text: str) -> ProviderError:
+    """The exception a provider's error text stands for."""
+    kind = classify_error(text)
+    if kind == LINK_FAULT:
+        return ProviderLinkFault(text)
+    if kind == TEMPORARY:
+        return ProviderUnavailable(text)
+    return ProviderRejected(text)
