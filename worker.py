@@ -62,7 +62,7 @@ async def start_unstarted_orders(
     for order_input in inputs:
         try:
             await start_order_workflow(client, task_queue, order_input)  # a running one is left alone
-        except Exception:  # noqa: BLE001 - one order's trouble must not hold up the others
+        except Exception:  # one order's trouble must not hold up the others
             log.exception("sweeper: could not start order %s", order_input.order_id)
     return len(inputs)
 
@@ -72,7 +72,7 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         try:
             if count := await start_unstarted_orders(client, sessions, task_queue):
                 log.info("sweeper: %d order(s) without a reporting workflow handed to Temporal", count)
-        except Exception:  # noqa: BLE001 - the sweeper must outlive a bad moment of the database or Temporal
+        except Exception:  # the sweeper must outlive a bad moment of the database or Temporal
             log.exception("sweeper: will try again in %ss", SWEEP_EVERY_SECONDS)
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
 

@@ -22,21 +22,6 @@ def _one_line(value: str) -> str:
     return value
 
 
-def _multiline(value: str) -> str:
-    if (problem := text_problem(value, multiline=True)) is not None:
-        raise ValueError(f"text with {problem} is not accepted")
-    return value
-
-
-def safe_text(min_length: int = 0, max_length: int = 500, *, multiline: bool = False) -> Any:
-    """A text field the store can keep (workflows/text.py's rule): lengths are checked first, so a huge
-    string is refused before it is scanned."""
-    rule = _multiline if multiline else _one_line
-    return Annotated[
-        str, StringConstraints(min_length=min_length, max_length=max_length), AfterValidator(rule)
-    ]
-
-
 def _storable_moment(value: datetime) -> datetime:
     """A time PostgreSQL can hold once taken to UTC (no zone means UTC): 9999-12-31T23:59:59-23:59 is a
     valid ISO time but past year 9999 in UTC, which Python (and so the driver) cannot even represent."""
@@ -57,11 +42,13 @@ Money = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,7}(\.[0-9]{1,6})?$")
 SignedMoney = Annotated[str, StringConstraints(pattern=r"^-?[0-9]{1,7}(\.[0-9]{1,6})?$")]
 
 
-Reason = safe_text(1, 500)
-OptionalText = safe_text(0, 500)
-Name = safe_text(1, 200)
-Link = safe_text(1, 2048)
-Cursor = safe_text(1, 100)
+# Text fields the store can keep (workflows/text.py's rule); lengths are checked first, so a huge string is
+# refused before it is scanned.
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_one_line)]
+OptionalText = Annotated[str, StringConstraints(max_length=500), AfterValidator(_one_line)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_one_line)]
+Link = Annotated[str, StringConstraints(min_length=1, max_length=2048), AfterValidator(_one_line)]
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_one_line)]
 
 
 class Strict(BaseModel):

@@ -38,7 +38,7 @@ from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
 from workflows import policy
-from workflows.models import OrderAction, RefillRequest
+from workflows.models import OrderAction, RefillRequest, Status
 from workflows.order import OrderWorkflow
 from workflows.text import text_problem
 
@@ -223,7 +223,7 @@ class Api2:
         # The protocol's formula refund = charge * remains / quantity gives back what the order refunded
         # (docs/api.md, "API v2 status"); `charge` is the price paid at intake.
         status, remains = policy.reseller_view(
-            status=o.status,
+            status=Status(o.status),
             quantity=o.quantity,
             delivered=o.delivered,
             charge=o.charge_micros,

@@ -216,7 +216,7 @@ async def _none_open(b: Bench) -> bool:
 
 
 def pct(sorted_values: list[float], p: float) -> float:
-    index = min(len(sorted_values) - 1, max(0, int(round(p / 100 * len(sorted_values))) - 1))
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * len(sorted_values)) - 1))
     return sorted_values[index]
 
 

@@ -78,7 +78,7 @@ async def claim(
             ProviderSlot.order_id == order_id, ProviderSlot.provider_id.in_(provider_ids)
         )
     )
-    rows = {provider_id: row_id for provider_id, row_id in result}
+    rows = {row.provider_id: row.id for row in result}
     positions: list[int] = []
     for provider_id in provider_ids:
         beyond = await _beyond_room(session, provider_id, rows[provider_id])

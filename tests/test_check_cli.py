@@ -61,8 +61,10 @@ async def test_check_finds_orders_whose_workflow_is_missing_or_ended(
     assert f"FINDING workflow_missing order {missing.order_id}: in flight, but Temporal has no " \
            f"order-{missing.order_id}" in lines  # fmt: skip
     assert lines[-1] == "2 breach(es), 3 finding(s)"
-    assert db_only.code == 1 and db_only.out.splitlines()[-1] == "2 breach(es), 1 finding(s)"
-    assert ledger_only.code == 1 and ledger_only.out.splitlines()[-1] == "2 breach(es)"
+    assert db_only.code == 1
+    assert db_only.out.splitlines()[-1] == "2 breach(es), 1 finding(s)"
+    assert ledger_only.code == 1
+    assert ledger_only.out.splitlines()[-1] == "2 breach(es)"
 
 
 async def test_check_passes_on_orders_that_agree(
@@ -75,4 +77,5 @@ async def test_check_passes_on_orders_that_agree(
     assert passed.code == 0, passed.out + passed.err
     assert passed.out.strip() == "the ledger is sound and the orders agree with it"
     bad = await backoffice("check", "--stuck-hours", "soon")
-    assert bad.code == 2 and "--stuck-hours" in bad.err
+    assert bad.code == 2
+    assert "--stuck-hours" in bad.err

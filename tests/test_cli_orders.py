@@ -123,10 +123,13 @@ async def test_orders_list_filters_and_pages(
     assert lines[0].split()[:5] == ["id", "customer", "service", "status", "phase"]
     assert f"more with --after {page['next_after']}" in lines[-1]
     delivering = next(line for line in lines if line.split()[0] == str(ids[1]))
-    assert "In progress" in delivering and "0/100" in delivering and "run 1 of 1" in delivering
+    assert "In progress" in delivering
+    assert "0/100" in delivering
+    assert "run 1 of 1" in delivering
 
     bad = await backoffice("orders", "list", "--phase", "lost")
-    assert bad.code == 2 and "invalid choice" in bad.err
+    assert bad.code == 2
+    assert "invalid choice" in bad.err
 
 
 async def test_orders_show_prints_the_timeline_runs_and_refills(
@@ -155,7 +158,8 @@ async def test_orders_show_prints_the_timeline_runs_and_refills(
     shown = await backoffice("orders", "show", str(order.order_id), "--json")
     assert shown.code == 0, shown.err
     body = shown.json()
-    assert body["order"]["id"] == order.order_id and body["order"]["status"] == "Pending"
+    assert body["order"]["id"] == order.order_id
+    assert body["order"]["status"] == "Pending"
     assert [(e["seq"], e["kind"], e["actor"], e["message"]) for e in body["timeline"]] == [
         (seq, *event) for seq, event in enumerate(events, start=1)
     ]
@@ -168,11 +172,15 @@ async def test_orders_show_prints_the_timeline_runs_and_refills(
     text = await backoffice("orders", "show", str(order.order_id))
     assert text.code == 0
     assert text.out.startswith(f"order {order.order_id}  Pending (queued)")
-    assert "timeline (3):" in text.out and "ops:ann" in text.out and "provider outage" in text.out
-    assert "provider order 777" in text.out and "refills (1):" in text.out
+    assert "timeline (3):" in text.out
+    assert "ops:ann" in text.out
+    assert "provider outage" in text.out
+    assert "provider order 777" in text.out
+    assert "refills (1):" in text.out
 
     missing = await backoffice("orders", "show", "1")
-    assert missing.code == 1 and "does not exist" in missing.err
+    assert missing.code == 1
+    assert "does not exist" in missing.err
 
 
 @pytest.fixture
@@ -229,7 +237,8 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
     closed = await backoffice(
         "orders", "pause", str(order.order_id), "--actor", "ops:ann", "--reason", "too late"
     )
-    assert closed.code == 1 and "(order_closed)" in closed.err
+    assert closed.code == 1
+    assert "(order_closed)" in closed.err
 
 
 async def _delivering_orders(
@@ -258,7 +267,8 @@ async def test_orders_pause_and_resume(
         assert paused.json()["answer"]["phase"] == "paused"
         await wait_for_order(sessions, order_id, phase="paused")
         again = await backoffice("orders", "pause", str(order_id), "--actor", "ops:ann", "--reason", "twice")
-        assert again.code == 1 and "refused" in again.err
+        assert again.code == 1
+        assert "refused" in again.err
 
         resumed = await backoffice(
             "orders", "resume", str(order_id), "--actor", "ops:bob", "--reason", "go on"
@@ -270,7 +280,8 @@ async def test_orders_pause_and_resume(
     shown = (await backoffice("orders", "show", str(order_id), "--json")).json()
     actions = [(e["actor"], e["message"]) for e in shown["timeline"] if e["actor"].startswith("ops:")]
     assert [actor for actor, _ in actions] == ["ops:ann", "ops:bob"]
-    assert "customer asked" in actions[0][1] and "go on" in actions[1][1]
+    assert "customer asked" in actions[0][1]
+    assert "go on" in actions[1][1]
 
 
 async def test_provider_pause_and_resume_reach_every_order_it_holds(
@@ -313,7 +324,8 @@ async def test_provider_pause_and_resume_reach_every_order_it_holds(
             await wait_for_order(sessions, order_id, phase="delivering")
 
     missing = await backoffice("provider", "pause", "999999", "--actor", "ops:ann", "--reason", "x")
-    assert missing.code == 1 and "does not exist" in missing.err
+    assert missing.code == 1
+    assert "does not exist" in missing.err
 
 
 async def _waiting_and_completed(
@@ -373,11 +385,14 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
         assert zero.code == 1
         assert (zero.json()["outcome"], zero.json()["code"]) == ("refused", "bad_refund")
         blank = await backoffice(*refund, "--reason", " ", "--amount", "1", "--idempotency-key", "T-83")
-        assert blank.code == 1 and "(missing_reason)" in blank.err
+        assert blank.code == 1
+        assert "(missing_reason)" in blank.err
         unparsable = await backoffice(*refund, *why, "--amount", "lots", "--idempotency-key", "T-84")
-        assert unparsable.code == 2 and "--amount" in unparsable.err
+        assert unparsable.code == 2
+        assert "--amount" in unparsable.err
         both = await backoffice(*refund, *why, "--amount", "1", "--units", "5", "--idempotency-key", "T-85")
-        assert both.code == 2 and "not allowed with" in both.err
+        assert both.code == 2
+        assert "not allowed with" in both.err
 
         # More than is left is capped at what is left; refunded in full, the order stops delivering.
         rest = await backoffice(*refund, *why, "--amount", "99", "--idempotency-key", "T-86")
@@ -385,7 +400,8 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
         assert rest.out.strip().startswith(f"order {waiting.order_id}: refunded 2.500000; 3.000000 in all")
         await wait_for_order(sessions, waiting.order_id, status="Refunded", phase="closed")
         late = await backoffice(*refund, *why, "--amount", "1", "--idempotency-key", "T-87")
-        assert late.code == 1 and "(order_closed)" in late.err
+        assert late.code == 1
+        assert "(order_closed)" in late.err
 
         # A completed order inside its refill window, refunded in full, is Refunded and closes.
         whole = await backoffice(
@@ -412,7 +428,9 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
     ]
     # Every cent came back: the customer holds what they were funded with, nothing stays in escrow.
     after = await balances(sessions, waiting)
-    assert after["customer"] == 100_000_000 and after["escrow"] == 0 and after["revenue"] == 0
+    assert after["customer"] == 100_000_000
+    assert after["escrow"] == 0
+    assert after["revenue"] == 0
     assert (await balances(sessions, completed))["escrow"] == 0
     await _sound_ledger(sessions)
 
@@ -430,7 +448,8 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
         fault = ("orders", "link-fault", str(waiting.order_id), "--actor", "support:lee")
 
         blank = await backoffice(*fault, "--reason", " ", "--json")
-        assert blank.code == 1 and blank.json()["code"] == "missing_reason"
+        assert blank.code == 1
+        assert blank.json()["code"] == "missing_reason"
         noted = await backoffice(*fault, "--reason", "the account went private", "--json")
         assert noted.code == 0, noted.err
         answer = noted.json()["answer"]
@@ -442,13 +461,15 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
         order = await wait_for_order(sessions, waiting.order_id, status="Partial", phase="closed")
         assert (order.delivered, order.refunded_micros) == (1000, 2_000_000)
         again = await backoffice(*fault, "--reason", "still private")
-        assert again.code == 1 and "(order_closed)" in again.err
+        assert again.code == 1
+        assert "(order_closed)" in again.err
 
         # An order that has delivered can no longer stop for its link.
         done = await backoffice(
             "orders", "link-fault", str(completed.order_id), "--actor", "support:lee", "--reason", "deleted"
         )
-        assert done.code == 1 and "(cannot_report_link_fault)" in done.err
+        assert done.code == 1
+        assert "(cannot_report_link_fault)" in done.err
         # Run 2 never went out to the provider.
         taken = [o for o in (await control.get("/sim/orders")).json() if "waiting.one" in o["link"]]
         assert len(taken) == 1
@@ -463,5 +484,6 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
     assert ("link_fault", "support:lee", "link fault reported: the account went private") in events
     assert ("settled", "workflow", "1000 of 3000 delivered: Partial, refunded 2.000000") in events
     after = await balances(sessions, waiting)
-    assert after["customer"] == 100_000_000 - 3_000_000 - 200_000 + 2_000_000 and after["escrow"] == 0
+    assert after["customer"] == 100_000_000 - 3_000_000 - 200_000 + 2_000_000
+    assert after["escrow"] == 0
     await _sound_ledger(sessions)

@@ -149,7 +149,7 @@ def test_stopping_leaves_no_process_behind(stack: dict[str, Any]) -> None:
     postgres_pid = int((Path(stack["data_dir"]) / "postgres" / "postmaster.pid").read_text().split()[0])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
-    gone, alive = psutil.wait_procs(family, timeout=10)
+    _gone, alive = psutil.wait_procs(family, timeout=10)
     assert alive == []
     deadline = time.monotonic() + 10  # pg_ctl stop returns when the pid file goes, a moment before the exit
     while psutil.pid_exists(postgres_pid) and time.monotonic() < deadline:

@@ -69,3 +69,13 @@ def test_the_packages_import_one_another_without_a_cycle() -> None:
 
     cycles = [c for pkg in sorted(graph) if (c := cycle_from(pkg, (pkg,)))]
     assert cycles == [], f"package cycles: {cycles}"
+
+
+def test_no_module_grows_past_what_a_reader_takes_in() -> None:
+    long = {
+        str(path.relative_to(ROOT)): n
+        for path in _modules()
+        if _package(path) != "migrations" and (n := len(path.read_text().splitlines())) > LONGEST
+    }
+    assert long == {}
+    assert len((ROOT / "workflows" / "order.py").read_text().splitlines()) < 450  # the lifecycle's skeleton

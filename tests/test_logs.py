@@ -69,9 +69,9 @@ def test_a_line_names_its_order_from_context_extra_or_temporal_details(log_lines
         ("another workflow", None, "sweep-1"),
         ("failed", None, None),
     ]
-    assert (
-        lines[2]["run_no"] == 2 and lines[2]["level"] == "WARNING" and lines[2]["logger"] == "backoffice.test"
-    )
+    assert lines[2]["run_no"] == 2
+    assert lines[2]["level"] == "WARNING"
+    assert lines[2]["logger"] == "backoffice.test"
     assert "ValueError: boom" in lines[-1]["exc"]
     assert lines[0]["ts"].endswith("+00:00")
 
@@ -93,9 +93,12 @@ async def test_worker_activity_and_workflow_lines_carry_the_order(
     mine = [line for line in lines if line.get("order_id") == order.order_id]
     assert all(line["workflow_id"] == workflow_id(order.order_id) for line in mine)
     refused = [line for line in mine if line.get("action") == "add" and line.get("outcome") == "rejected"]
-    assert refused and refused[0]["level"] == "WARNING" and refused[0]["logger"] == "backoffice.telemetry"
+    assert refused
+    assert refused[0]["level"] == "WARNING"
+    assert refused[0]["logger"] == "backoffice.telemetry"
     assert any(line.get("action") == "status" and line["outcome"] == "ok" for line in mine)
     alpha = order.routes[0].provider_id
     gave_up = [line for line in mine if line["message"].startswith(f"route {alpha} gave up")]
-    assert gave_up and gave_up[0]["logger"] == "temporalio.workflow"
+    assert gave_up
+    assert gave_up[0]["logger"] == "temporalio.workflow"
     assert "{" not in gave_up[0]["message"]  # the SDK's details are fields, not glued to the message

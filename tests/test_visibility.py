@@ -82,7 +82,8 @@ async def test_an_order_in_its_refill_window_is_found_by_its_refill_deadline(
         try:
             # The deadline the Web UI shows is the one the read model holds: 30 days after completion.
             deadline = (await handle.describe()).typed_search_attributes.get(sa.REFILL_DEADLINE)
-            assert deadline is not None and deadline == row.refill_deadline
+            assert deadline is not None
+            assert deadline == row.refill_deadline
             assert started + timedelta(days=30) <= deadline <= datetime.now(UTC) + timedelta(days=30)
 
             this = f'WorkflowId = "{workflow_id(order.order_id)}"'

@@ -445,7 +445,7 @@ def reseller_view(
 def refill_poll_seconds(floor_seconds: int, checks_done: int, *, cap: int = 600) -> int:
     """When to read a refill's status next: at the provider's floor first, then doubling up to 10 minutes,
     so a quick refill shows Completed within a minute and a slow one costs a few calls an hour."""
-    return min(floor_seconds * 2 ** min(checks_done, 20), max(cap, floor_seconds))
+    return min(floor_seconds << min(checks_done, 20), max(cap, floor_seconds))
 
 
 def refill_counts(outcome: RefillStatus) -> bool:
@@ -461,7 +461,7 @@ def follow_deadline_hours(max_interruption_hours: int) -> int:
 
 def interruption_backoff_seconds(attempt: int, *, first: int = 60, cap: int = 1800) -> int:
     """How long an interrupted order waits before trying the provider again: doubling, capped."""
-    return min(first * 2 ** max(attempt, 0), cap)
+    return min(first << min(max(attempt, 0), 20), cap)
 
 
 def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, checks_done: int) -> int:
@@ -473,4 +473,4 @@ def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, ch
     """
     expected = units * 3600 // max(pace_per_hour, 1)
     ceiling = max(floor_seconds, min(expected // 4, 1800))
-    return min(floor_seconds * 2 ** min(checks_done, 20), ceiling)
+    return min(floor_seconds << min(checks_done, 20), ceiling)

@@ -34,7 +34,7 @@ from workflows.models import Projection
 async def _error_of(work: Callable[[], Awaitable[Any]]) -> BaseException:
     try:
         await work()
-    except Exception as exc:  # noqa: BLE001 - the error is what the test looks at
+    except Exception as exc:  # the error is what the test looks at
         return exc
     raise AssertionError("the database took it")
 
@@ -67,8 +67,10 @@ async def test_bad_data_and_broken_constraints_are_permanent(
     error = await _error_of(_in(sessions, sql, **params))
     assert classify(error) == "permanent", describe(error)
     said = describe(error)
-    assert f"SQLSTATE {state}" in said and "\x00" not in said
-    assert "INSERT" not in said and "stop" not in said  # never the statement or its parameters
+    assert f"SQLSTATE {state}" in said
+    assert "\x00" not in said
+    assert "INSERT" not in said
+    assert "stop" not in said
 
 
 async def test_values_the_driver_cannot_send_are_permanent(
@@ -80,7 +82,8 @@ async def test_values_the_driver_cannot_send_are_permanent(
     )
     for error in (surrogate, too_big):
         assert classify(error) == "permanent", describe(error)
-        assert "ud800" not in describe(error) and "1099511627776" not in describe(error)
+        assert "ud800" not in describe(error)
+        assert "1099511627776" not in describe(error)
 
 
 async def test_a_unique_violation_is_a_race_and_retried(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -92,7 +95,8 @@ async def test_a_unique_violation_is_a_race_and_retried(sessions: async_sessionm
             "INSERT INTO api_keys (lookup, secret_hash, role, label) VALUES ('twice', 'h', 'ops', '')",
         )
     )
-    assert "23505" in describe(error) and classify(error) == "transient"
+    assert "23505" in describe(error)
+    assert classify(error) == "transient"
 
 
 async def test_a_serialization_failure_is_retried(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -111,7 +115,8 @@ async def test_a_serialization_failure_is_retried(sessions: async_sessionmaker[A
     finally:
         await first.close()
         await second.close()
-    assert "40001" in describe(error) and classify(error) == "transient"
+    assert "40001" in describe(error)
+    assert classify(error) == "transient"
 
 
 async def test_a_deadlock_is_retried(sessions: async_sessionmaker[AsyncSession]) -> None:
@@ -133,7 +138,8 @@ async def test_a_deadlock_is_retried(sessions: async_sessionmaker[AsyncSession])
         await first.close()
         await second.close()
     [error] = [r for r in results if isinstance(r, BaseException)]
-    assert "40P01" in describe(error) and classify(error) == "transient"
+    assert "40P01" in describe(error)
+    assert classify(error) == "transient"
 
 
 async def test_a_lost_connection_and_an_exhausted_pool_are_retried(db_url: str) -> None:
@@ -153,7 +159,8 @@ async def test_a_lost_connection_and_an_exhausted_pool_are_retried(db_url: str) 
             finally:
                 await other.dispose()
             lost = await _error_of(lambda: held.execute(text("SELECT 1")))
-        assert isinstance(lost, SQLAlchemyError) and classify(lost) == "transient", describe(lost)
+        assert isinstance(lost, SQLAlchemyError), describe(lost)
+        assert classify(lost) == "transient", describe(lost)
     finally:
         await engine.dispose()
 
@@ -163,30 +170,30 @@ def test_python_errors() -> None:
         assert classify(permanent) == "permanent"
     for transient in (ConnectionResetError(), TimeoutError(), RuntimeError("?")):
         assert classify(transient) == "transient"
+
     # A provider's garbled answer is retried, even though a ValueError lies under it.
-    try:
+    def garbled() -> None:
         try:
             raise ValueError("Expecting value")
         except ValueError as cause:
             raise ProviderAmbiguous("garbled answer") from cause
-    except ProviderAmbiguous as ambiguous:
-        assert classify(ambiguous) == "transient"
+
+    with pytest.raises(ProviderAmbiguous) as ambiguous:
+        garbled()
+    assert classify(ambiguous.value) == "transient"
 
 
 def test_permanent_failures_raise_step_failed_and_let_the_rest_through() -> None:
-    with pytest.raises(ApplicationError) as failed:
-        with permanent_failures("project_order"):
-            raise KeyError("version")
+    with pytest.raises(ApplicationError) as failed, permanent_failures("project_order"):
+        raise KeyError("version")
     assert (failed.value.type, failed.value.non_retryable) == (STEP_FAILED, True)
     assert failed.value.message == "project_order failed for good: KeyError: 'version'"
     own = ApplicationError("refused", type="ProviderRejected", non_retryable=True)
-    with pytest.raises(ApplicationError) as kept:
-        with permanent_failures("submit_run"):
-            raise own
+    with pytest.raises(ApplicationError) as kept, permanent_failures("submit_run"):
+        raise own
     assert kept.value is own
-    with pytest.raises(ConnectionResetError):
-        with permanent_failures("claim_slot"):
-            raise ConnectionResetError
+    with pytest.raises(ConnectionResetError), permanent_failures("claim_slot"):
+        raise ConnectionResetError
 
 
 @workflow.defn(sandboxed=False)
@@ -252,7 +259,8 @@ async def test_an_activity_failing_for_good_is_not_retried(
     cause = activity_error.cause
     assert isinstance(cause, ApplicationError)
     assert (cause.type, cause.non_retryable) == (STEP_FAILED, True)
-    assert "SQLSTATE 22021" in cause.message and "\x00" not in cause.message
+    assert "SQLSTATE 22021" in cause.message
+    assert "\x00" not in cause.message
     history = [e async for e in handle.fetch_history_events()]
     started = [e for e in history if e.HasField("activity_task_started_event_attributes")]
     assert [e.activity_task_started_event_attributes.attempt for e in started] == [1]  # tried once only

@@ -225,7 +225,8 @@ async def test_retry_after_success_returns_the_same_order_without_sending(h: Har
     assert first == second
     orders = await h.sim_orders()
     assert [str(o["order"]) for o in orders] == [first]
-    assert orders[0]["quantity"] == 100 and orders[0]["service"] == SIM_SERVICE
+    assert orders[0]["quantity"] == 100
+    assert orders[0]["service"] == SIM_SERVICE
     assert len(h.transport.adds()) == 1, "the retry must be answered from the submission row"
     add = h.transport.adds()[0]
     assert add.get("idempotency_key") == (h.client_key if dedupes else None)
@@ -346,7 +347,8 @@ async def test_lost_answer_without_idempotency_keys_needs_reconciliation(h: Harn
     assert_final(caught.value, NEEDS_RECONCILIATION)
     row = await h.row()
     assert (row.state, row.provider_order_id) == ("needs_reconciliation", None)
-    assert row.error and "cannot deduplicate" in row.error
+    assert row.error
+    assert "cannot deduplicate" in row.error
     assert len(await h.sim_orders()) == 1
     assert len(h.transport.adds()) == 1
 
@@ -486,7 +488,8 @@ async def test_check_run_reports_a_link_fault_with_what_was_delivered(h: Harness
 
     status = await h.check(provider_order_id)
     assert (status.status, status.raw_status, status.remains) == ("Canceled", "Canceled", 50)
-    assert status.link_fault is not None and "private" in status.link_fault
+    assert status.link_fault is not None
+    assert "private" in status.link_fault
 
 
 async def test_a_plain_cancel_is_no_link_fault(h: Harness) -> None:
@@ -607,7 +610,8 @@ async def test_concurrent_checks_share_one_status_call_per_hundred_orders(h: Har
     assert sorted(len(r["params"]["orders"].split(",")) for r in statuses) == [51, 100]
     assert all((r.status, r.remains) == ("In progress", 50) for r in results[:150])  # type: ignore[union-attr]
     unknown = results[150]
-    assert isinstance(unknown, ApplicationError) and unknown.type == REJECTED
+    assert isinstance(unknown, ApplicationError)
+    assert unknown.type == REJECTED
     assert unknown.message == "Incorrect order ID"
 
     # An outage fails every caller of the batch with a retryable error.

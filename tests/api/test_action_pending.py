@@ -111,15 +111,15 @@ async def test_every_other_outcome_is_one_audit_line(
     link = await _Link.to(temporal_address(dev_server))
     client = await Client.connect(f"127.0.0.1:{link.port}", namespace=dev_server.client.namespace)
     cut_off = create_app(app.state.settings, temporal=client)
-    async with cut_off.router.lifespan_context(cut_off):
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=cut_off), base_url="http://api"
-        ) as down:
-            link.cut()
-            caplog.clear()
-            with caplog.at_level(logging.INFO, logger="backoffice.audit"):
-                response = await down.post(f"/v1/orders/{order_id}/resume", json={"reason": "r"}, headers=ops)
-                lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "backoffice.audit"]
+    async with (
+        cut_off.router.lifespan_context(cut_off),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=cut_off), base_url="http://api") as down,
+    ):
+        link.cut()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="backoffice.audit"):
+            response = await down.post(f"/v1/orders/{order_id}/resume", json={"reason": "r"}, headers=ops)
+            lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "backoffice.audit"]
     assert (response.status_code, response.json()["code"]) == (503, "workflow_unavailable")
     assert [(a["outcome"], a["code"]) for a in lines] == [("failed", "workflow_unavailable")]
     assert await send("resume") == (200, [("resume", "accepted", None)])

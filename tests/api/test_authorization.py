@@ -89,7 +89,7 @@ async def test_every_role_on_every_route_with_an_id(api: Api, route: Route) -> N
         else:
             expected = {403}
         ok = status < 500 and (status in expected if expected else status not in (401, 403, 404))
-        if not ok or "code" not in response.json() and status >= 400:
+        if not ok or ("code" not in response.json() and status >= 400):
             wrong.append(f"{who}: {status} {response.text[:200]}")
     assert not wrong, "\n".join(wrong)
 

@@ -183,7 +183,8 @@ async def test_customers_and_deposits(api: Api) -> None:
 
 async def test_the_policy_is_published(api: Api) -> None:
     response = await api.http.get("/v1/policy")
-    assert response.status_code == 200 and "Partial" in response.text
+    assert response.status_code == 200
+    assert "Partial" in response.text
 
 
 async def test_idempotency_keys_belong_to_the_customer(api: Api) -> None:

@@ -122,7 +122,9 @@ async def test_the_catalog_shows_terms_not_providers(api: Api) -> None:
     response = await api.http.get("/v1/services", headers=api.as_("customer"))
     assert response.status_code == 200
     [service] = response.json()["services"]
-    assert service["id"] == 10 and service["rate"] == "1.000000" and service["available"] is True
+    assert service["id"] == 10
+    assert service["rate"] == "1.000000"
+    assert service["available"] is True
     assert (service["min"], service["max"], service["tolerance_pct"], service["refill"]) == (
         10,
         100000,

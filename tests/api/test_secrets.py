@@ -125,7 +125,8 @@ async def test_a_customer_reads_roles_in_its_statement_where_staff_read_key_ids(
     assert [(e["kind"], e["actor"]) for e in own] == [("refund", "support"), ("charge", "storefront"),
                                                      ("deposit", "test")]  # fmt: skip
     assert [e["actor"].split(":")[0] for e in staff] == ["support", "storefront", "test"]
-    assert staff[0]["actor"].startswith("support:key") and staff[1]["actor"].startswith("storefront:key")
+    assert staff[0]["actor"].startswith("support:key")
+    assert staff[1]["actor"].startswith("storefront:key")
 
 
 async def test_guessing_keys_is_throttled_and_a_valid_key_still_works(api: Api) -> None:
@@ -137,13 +138,15 @@ async def test_guessing_keys_is_throttled_and_a_valid_key_still_works(api: Api) 
     assert statuses[:20] == [401] * 20  # the burst: told plainly the key is wrong
     assert statuses.count(429) >= 970, {s: statuses.count(s) for s in set(statuses)}
     slowed = next(r for r in rest if r.status_code == 429)
-    assert slowed.json()["code"] == "too_many_failures" and int(slowed.headers["Retry-After"]) >= 1
+    assert slowed.json()["code"] == "too_many_failures"
+    assert int(slowed.headers["Retry-After"]) >= 1
     # The same client, with its valid key: let in at once.
     assert (await api.http.get("/v1/orders", headers=api.as_("customer"))).status_code == 200
 
     v2 = [await api.http.post("/api/v2", data={"key": guess(), "action": "balance"}) for _ in range(1000)]
     # Still slowed: a failure gets through now and then as the bucket refills (one every 2 s).
     assert sum(r.status_code == 429 for r in v2) >= 970
-    assert v2[-1].json() == {"error": "Invalid API key"} and int(v2[-1].headers["Retry-After"]) >= 1
+    assert v2[-1].json() == {"error": "Invalid API key"}
+    assert int(v2[-1].headers["Retry-After"]) >= 1
     valid = await api.http.post("/api/v2", data={"key": api.keys["customer"], "action": "balance"})
     assert (valid.status_code, valid.json()) == (200, {"balance": "1.00", "currency": "USD"})

@@ -42,7 +42,9 @@ async def test_every_transport_places_and_reads_an_order(api: Api, how: str) -> 
     order_id = placed["order"]
     assert isinstance(order_id, int)
     status = await v2(api, how, action="status", order=order_id)
-    assert status["charge"] == "0.10" and status["currency"] == "USD" and status["remains"] == "100"
+    assert status["charge"] == "0.10"
+    assert status["currency"] == "USD"
+    assert status["remains"] == "100"
     assert status["status"] in ("Pending", "In progress")
     assert (await v2(api, how, action="balance")) == {"balance": "0.90", "currency": "USD"}
     # The same order REST shows: one order, whichever door it came in by.
@@ -185,10 +187,12 @@ async def test_an_add_with_an_idempotency_key_is_placed_once(api: Api) -> None:
     first = await v2(api, action="add", service=SERVICE, link=LINK, quantity=100, idempotency_key="r-1")
     again = await v2(api, action="add", service=SERVICE, link=LINK, quantity=100, idempotency_key="r-1")
     other = await v2(api, action="add", service=SERVICE, link=LINK, quantity=100)
-    assert first == again and other["order"] != first["order"]
+    assert first == again
+    assert other["order"] != first["order"]
     async with api.sessions() as session:
         keys = list(await session.scalars(select(Order.idempotency_key).order_by(Order.id)))
-    assert keys[0] == "apiv2:r-1" and keys[1].startswith("apiv2:")
+    assert keys[0] == "apiv2:r-1"
+    assert keys[1].startswith("apiv2:")
 
 
 # A third-party client, unchanged, over real HTTP.

@@ -80,7 +80,7 @@ async def test_a_shortfall_beyond_tolerance_is_partial_and_refunded(
 async def test_over_delivery_is_never_charged(
     temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    state, money, refunded = await _deliver(temporal_env, sessions, remains=-40)
+    state, money, _refunded = await _deliver(temporal_env, sessions, remains=-40)
     assert (state.status, state.delivered) == (Status.COMPLETED, 1000)
     assert money == {"customer": 99_000_000, "escrow": 0, "revenue": 1_000_000}
 

@@ -83,7 +83,8 @@ async def test_a_route_given_up_in_an_outage_delivers_late_and_its_units_count(
                 settling = await _until(
                     env, handle, lambda s: s.phase == Phase.SETTLING, step=timedelta(seconds=2)
                 )
-                assert settling.status == Status.IN_PROGRESS and settling.refunded_micros == 0
+                assert settling.status == Status.IN_PROGRESS
+                assert settling.refunded_micros == 0
                 # Route 1 comes back and has delivered everything meanwhile.
                 (
                     await control.post("/sim/scenario", json={"service": SLOW, "scenario": "normal"})

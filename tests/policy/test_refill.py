@@ -27,7 +27,8 @@ async def _refused(handle: object, text: str) -> None:
     with pytest.raises(WorkflowUpdateFailedError) as err:
         await handle.execute_update(OrderWorkflow.request_refill, ASK)  # type: ignore[attr-defined]
     cause = err.value.cause
-    assert isinstance(cause, ApplicationError) and cause.message == text
+    assert isinstance(cause, ApplicationError)
+    assert cause.message == text
 
 
 async def test_a_thirty_day_window_with_cooldown_limit_and_closing(
@@ -43,10 +44,12 @@ async def test_a_thirty_day_window_with_cooldown_limit_and_closing(
     async with order_worker(env.client, sessions, provider) as queue:
         handle = await start_order(env.client, queue, order)
         window = await until(env, handle, lambda s: s.phase == Phase.REFILL_WINDOW)
-        assert window.status == Status.COMPLETED and window.refill_deadline is not None
+        assert window.status == Status.COMPLETED
+        assert window.refill_deadline is not None
         described = await handle.describe()
         deadline = described.typed_search_attributes.get(sa.REFILL_DEADLINE)
-        assert deadline is not None and deadline.isoformat() == window.refill_deadline
+        assert deadline is not None
+        assert deadline.isoformat() == window.refill_deadline
 
         await _refused(handle, "The order was completed or refill was requested less than 24 hours ago")
         await env.sleep(timedelta(hours=25))

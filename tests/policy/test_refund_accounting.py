@@ -117,7 +117,8 @@ def test_no_unit_is_refunded_twice_and_the_cost_is_what_the_policy_says(
     final_units = book.refunded_units + units
 
     # Money: never more than the charge, nothing negative, the rest is revenue.
-    assert 0 <= refund and 0 <= total <= charge
+    assert refund >= 0
+    assert 0 <= total <= charge
     assert revenue == charge - total >= 0
     # Units: the settlement refunds only units support has not refunded; none twice, never above quantity.
     assert units == max(owed - book.refunded_units, 0)

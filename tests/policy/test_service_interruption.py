@@ -170,7 +170,8 @@ async def test_ops_pause_an_order_and_resume_it(
             await handle.execute_update(OrderWorkflow.pause, OrderAction("ops:kim", "again"))
         assert _code(twice.value) == "cannot_pause"
         resumed = await handle.execute_update(OrderWorkflow.resume, OrderAction("ops:kim", "outage over"))
-        assert resumed.paused_by is None and resumed.phase != Phase.PAUSED
+        assert resumed.paused_by is None
+        assert resumed.phase != Phase.PAUSED
         state = await handle.result()
     assert (state.status, state.delivered) == (Status.COMPLETED, 1500)
     assert len(provider.submitted) == 2

@@ -72,7 +72,8 @@ async def test_cancel_in_progress_goes_to_the_provider_and_refunds_what_was_not_
         await until(env, handle, lambda s: s.delivered == 120)
         await handle.execute_update(OrderWorkflow.cancel, CANCEL)
         state = await handle.result()
-    assert len(provider.canceled) == 1 and provider.submitted[0].provider_id == alpha
+    assert len(provider.canceled) == 1
+    assert provider.submitted[0].provider_id == alpha
     assert (state.status, state.delivered, state.refunded_micros) == (Status.PARTIAL, 120, 380_000)
     assert await balances(sessions, order) == {"customer": 99_880_000, "escrow": 0, "revenue": 120_000}
     assert ("cancel", "customer:1") in [(k, a) for k, a, _ in await timeline(sessions, order.order_id)]

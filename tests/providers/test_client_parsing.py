@@ -250,5 +250,5 @@ async def test_token_bucket_paces_requests() -> None:
     for _ in range(12):
         await bucket.acquire()
     assert time.monotonic() - started >= 0.45  # 2 at once, then 10 at 20 per second
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="rate must be positive"):
         TokenBucket(0)

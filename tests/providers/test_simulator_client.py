@@ -70,13 +70,15 @@ async def test_order_goes_pending_in_progress_completed(sim: Sim) -> None:
     assert first.status == "Pending"
     assert first.raw_status == "Pending"
     assert first.remains == 300
-    assert first.start_count is not None and first.start_count > 0
+    assert first.start_count is not None
+    assert first.start_count > 0
     assert first.charge == "0.13500"
 
     sim.clock.advance(2.0)  # 1 s start delay, then 100 units/s
     middle = await sim.client.status(order_id)
     assert middle.status == "In progress"
-    assert middle.remains is not None and 0 < middle.remains < 300
+    assert middle.remains is not None
+    assert 0 < middle.remains < 300
 
     sim.clock.advance(10.0)
     done = await sim.client.status(order_id)
@@ -105,7 +107,8 @@ async def test_partial_scenario_reaches_orders_under_way(sim: Sim) -> None:
 
     status = await sim.client.status(order_id)
     assert status.status == "Partial"
-    assert status.remains is not None and 700 <= status.remains <= 850
+    assert status.remains is not None
+    assert 700 <= status.remains <= 850
 
 
 async def test_link_fault_cancels_with_undelivered_remains(sim: Sim) -> None:
@@ -117,7 +120,8 @@ async def test_link_fault_cancels_with_undelivered_remains(sim: Sim) -> None:
     status = await sim.client.status(order_id)
     assert status.status == "Canceled"
     assert status.raw_status == "Canceled"
-    assert status.remains is not None and 0 < status.remains < 1000
+    assert status.remains is not None
+    assert 0 < status.remains < 1000
 
     views = (await sim.http.get("/sim/orders")).json()
     assert views[0]["scenario"] == "link_fault"
@@ -196,7 +200,8 @@ async def test_get_query_json_body_and_header_key_are_accepted(sim: Sim) -> None
     assert body["status"] == "Pending"
     assert body["remains"] == "100"
     assert body["currency"] == "USD"
-    assert isinstance(body["start_count"], str) and isinstance(body["charge"], str)
+    assert isinstance(body["start_count"], str)
+    assert isinstance(body["charge"], str)
 
 
 async def test_protocol_errors_are_http_200(sim: Sim) -> None:
@@ -262,7 +267,8 @@ async def test_cancel_while_pending_or_in_progress_never_after_the_end(sim: Sim)
     assert await sim.client.cancel([running]) == {running: CancelResult(True, "")}
     stopped = await sim.client.status(running)
     assert stopped.status == "Partial"
-    assert stopped.remains is not None and 0 < stopped.remains < 1000
+    assert stopped.remains is not None
+    assert 0 < stopped.remains < 1000
     sim.clock.advance(60.0)
     assert (await sim.client.status(running)).remains == stopped.remains, "nothing delivered after a cancel"
 
@@ -290,15 +296,18 @@ async def test_refill_after_a_drop(sim: Sim) -> None:
     sim.clock.advance(30.0)
     await sim.scenario("drop", value=0.25)
     view = (await sim.http.get("/sim/orders")).json()[0]
-    assert view["dropped"] == 50 and view["current_count"] == view["start_count"] + 150
+    assert view["dropped"] == 50
+    assert view["current_count"] == view["start_count"] + 150
 
     refill = (await sim.raw(action="refill", order=order_id)).json()
-    assert set(refill) == {"refill"} and isinstance(refill["refill"], str)
+    assert set(refill) == {"refill"}
+    assert isinstance(refill["refill"], str)
     assert (await sim.raw(action="refill_status", refill=refill["refill"])).json() == {"status": "Pending"}
     sim.clock.advance(30.0)
     assert (await sim.raw(action="refill_status", refill=refill["refill"])).json() == {"status": "Completed"}
     view = (await sim.http.get("/sim/orders")).json()[0]
-    assert view["dropped"] == 0 and view["current_count"] == view["start_count"] + 200
+    assert view["dropped"] == 0
+    assert view["current_count"] == view["start_count"] + 200
 
     again = (await sim.raw(action="refill", order=order_id)).json()
     assert again == {"error": "The order was completed or refill was requested less than 24 hours ago"}
@@ -517,7 +526,8 @@ async def test_request_log_counts_every_call(sim: Sim) -> None:
     assert log["by_action"] == {"add": 1, "status": 1, "balance": 1}
     adds = (await sim.http.get("/sim/requests", params={"action": "add"})).json()["requests"]
     assert [a["params"] for a in adds] == [{"service": "101", "link": LINK, "quantity": "100"}]
-    assert adds[0]["http_status"] == 200 and "key" not in adds[0]["params"]
+    assert adds[0]["http_status"] == 200
+    assert "key" not in adds[0]["params"]
 
 
 async def test_instant_scenario_per_service(sim: Sim) -> None:
@@ -561,7 +571,9 @@ async def test_link_fault_kinds_say_why_beside_canceled(sim: Sim, fault: str, wo
     sim.clock.advance(2.0)  # 100 delivered
     await sim.scenario_body(scenario="link_fault", link_contains="some.user", fault=fault)
     raw = (await sim.raw(action="status", order=order_id)).json()
-    assert raw["status"] == "Canceled" and raw["remains"] == "900" and words in raw["reason"]
+    assert raw["status"] == "Canceled"
+    assert raw["remains"] == "900"
+    assert words in raw["reason"]
     status = await sim.client.status(order_id)
     assert (status.status, status.remains, status.reason) == ("Canceled", 900, raw["reason"])
     assert status.link_fault == raw["reason"]
@@ -597,18 +609,22 @@ async def test_batch_calls_through_the_client(sim: Sim) -> None:
     first = await sim.client.add(service="101", link=LINK, quantity=200)
     second = await sim.client.add(service="101", link=LINK, quantity=200)
     found = await sim.client.statuses([first, second, "999"])
-    assert isinstance(found[first], ProviderOrderStatus) and found[first].status == "Pending"
-    assert isinstance(found["999"], ProviderRejected) and found["999"].message == "Incorrect order ID"
-    with pytest.raises(ValueError):
+    assert isinstance(found[first], ProviderOrderStatus)
+    assert found[first].status == "Pending"
+    assert isinstance(found["999"], ProviderRejected)
+    assert found["999"].message == "Incorrect order ID"
+    with pytest.raises(ValueError, match="non-empty ids per call"):
         await sim.client.statuses([str(n) for n in range(101)])
 
     sim.clock.advance(30)
     refills = await sim.client.refills([first, second, "999"])
-    assert isinstance(refills[first], str) and isinstance(refills[second], str)
+    assert isinstance(refills[first], str)
+    assert isinstance(refills[second], str)
     assert isinstance(refills["999"], ProviderRejected)
     statuses = await sim.client.refill_statuses([str(refills[first]), str(refills[second]), "7"])
     assert statuses[str(refills[first])] == ProviderRefillStatus("Pending", "Pending")
-    assert isinstance(statuses["7"], ProviderRejected) and statuses["7"].message == "Refill not found"
+    assert isinstance(statuses["7"], ProviderRejected)
+    assert statuses["7"].message == "Refill not found"
     sim.clock.advance(5)  # nothing had dropped: done after the start delay
     one = await sim.client.refill_status(str(refills[first]))
     assert one == ProviderRefillStatus("Completed", "Completed")
@@ -634,7 +650,8 @@ async def test_services_can_be_offered_and_withdrawn(sim: Sim) -> None:
     assert (await sim.http.delete("/sim/services/102")).status_code == 404
     services = {s.service: s for s in await sim.client.services()}
     assert sorted(services) == ["101", "103", "104", "205"]
-    assert services["205"].rate == Decimal("0.01") and services["205"].category == "TikTok"
+    assert services["205"].rate == Decimal("0.01")
+    assert services["205"].category == "TikTok"
     with pytest.raises(ProviderRejected, match="Incorrect service ID"):
         await sim.client.add(service="102", link=LINK, quantity=100)
     assert await sim.client.add(service="205", link=LINK, quantity=100)

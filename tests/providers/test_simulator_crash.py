@@ -50,7 +50,8 @@ async def simulator(
                     await http.get("/sim/orders")
                     break
                 except httpx.TransportError:
-                    assert proc.poll() is None and time.monotonic() < deadline, "the simulator did not start"
+                    assert proc.poll() is None, "the simulator exited"
+                    assert time.monotonic() < deadline, "the simulator did not start"
                     await asyncio.sleep(0.1)
             yield http, proc
     finally:
@@ -67,7 +68,8 @@ async def _v2(http: httpx.AsyncClient, **params: str) -> object:
 
 async def _add(http: httpx.AsyncClient, **extra: str) -> int:
     answer = await _v2(http, action="add", service="101", link=LINK, quantity="100", **extra)
-    assert isinstance(answer, dict) and "order" in answer, answer
+    assert isinstance(answer, dict), answer
+    assert "order" in answer, answer
     return int(answer["order"])
 
 
@@ -98,5 +100,7 @@ async def test_a_killed_simulator_keeps_its_orders_and_never_reissues_an_id(tmp_
         await http.post("/sim/clock/advance", json={"seconds": 25 * 3600})
         again = await _v2(http, action="refill", order=str(first[0]))
     issued = [*first, keyed, canceled, *more]
-    assert len(set(issued)) == len(issued) and min(more) > max(first + [keyed, canceled])
-    assert isinstance(again, dict) and int(again["refill"]) > refill_id
+    assert len(set(issued)) == len(issued)
+    assert min(more) > max([*first, keyed, canceled])
+    assert isinstance(again, dict)
+    assert int(again["refill"]) > refill_id

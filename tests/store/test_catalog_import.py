@@ -71,7 +71,8 @@ async def catalog_state(sessions: async_sessionmaker[AsyncSession]) -> dict[int,
 
 
 def test_markup_and_rounding() -> None:
-    assert parse_markup_bp("30") == 3000 and parse_markup_bp("12.5") == 1250
+    assert parse_markup_bp("30") == 3000
+    assert parse_markup_bp("12.5") == 1250
     assert marked_up_micros(Decimal("0.005"), 3333) == 6667  # 6666.5 rounds half up
 
 
@@ -114,11 +115,16 @@ async def test_import_creates_updates_and_marks_withdrawn_services(
                 "cancel": True,
                 "routes": None,
             }
-            assert state[2]["routes"] == [(other_id, "x")] and state[2]["active"]
-            assert state[3]["active"] is False and state[3]["routes"] == [(sim_id, "103")]
-            assert state[4]["name"] == "Instagram Reel Views" and state[4]["rate"] == 6_500
-            assert state[4]["routes"] == [(sim_id, "104")] and state[4]["refill_days"] == 0
-            assert state[5]["name"] == "TikTok Views" and state[5]["rate"] == 13_000
+            assert state[2]["routes"] == [(other_id, "x")]
+            assert state[2]["active"]
+            assert state[3]["active"] is False
+            assert state[3]["routes"] == [(sim_id, "103")]
+            assert state[4]["name"] == "Instagram Reel Views"
+            assert state[4]["rate"] == 6_500
+            assert state[4]["routes"] == [(sim_id, "104")]
+            assert state[4]["refill_days"] == 0
+            assert state[5]["name"] == "TikTok Views"
+            assert state[5]["rate"] == 13_000
             assert (state[5]["min"], state[5]["max"]) == (100, 100_000)
 
             # 103 comes back: its service is available again; nothing is created twice.
@@ -129,11 +135,15 @@ async def test_import_creates_updates_and_marks_withdrawn_services(
             assert "created 0, updated 4, route dropped from 0, unavailable 0" in out
             state = await catalog_state(sessions)
             assert sorted(state) == [1, 2, 3, 4, 5]
-            assert state[3]["active"] is True and state[3]["rate"] == 50_000
+            assert state[3]["active"] is True
+            assert state[3]["rate"] == 50_000
 
     code, _, err = await run_import(db_url, "nobody")
-    assert code == 1 and "unknown provider" in err
+    assert code == 1
+    assert "unknown provider" in err
     code, _, err = await run_import(db_url, "sim", "--markup", "-5")
-    assert code == 2 and "markup" in err
+    assert code == 2
+    assert "markup" in err
     code, _, err = await run_import(db_url, "sim")  # the simulator is gone: the command says so
-    assert code == 1 and "could not connect" in err
+    assert code == 1
+    assert "could not connect" in err

@@ -165,9 +165,8 @@ async def test_each_disagreement_is_found_and_agreement_is_left_alone(
         key=lambda f: (f.order_id, f.kind),
     )
     assert "when it meant to act next" in found_detail(found, late)
-    assert found_detail(found, idle).startswith(
-        "queued, no progress since"
-    ) and "last change" in found_detail(found, idle)
+    assert found_detail(found, idle).startswith("queued, no progress since")
+    assert "last change" in found_detail(found, idle)
     # Orders whose workflow should still run: every reported order not closed.
     assert set(running) == {held, late, idle, on_time, paused, attention}
 

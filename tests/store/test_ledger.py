@@ -216,7 +216,7 @@ async def test_adjustments_credit_and_debit_with_a_reason(
         async with transaction(sessions) as session:
             await customers.adjust(session, customer_id, -1_200_001, key="a3", actor="admin", reason="x")
     for amount, reason in ((1, " "), (0, "nothing")):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="an adjustment"):
             async with transaction(sessions) as session:
                 await customers.adjust(session, customer_id, amount, key="a4", actor="admin", reason=reason)
     async with sessions() as session:

@@ -74,7 +74,9 @@ async def test_messages_and_their_effects_survive_continue_as_new(
     assert (state.status, state.delivered, state.refunded_micros) == (Status.COMPLETED, 600, 100_000)
     assert await balances(sessions, order) == {"customer": 99_500_000, "escrow": 0, "revenue": 500_000}
     kinds = [k for k, _, _ in await timeline(sessions, order.order_id)]
-    assert kinds.count("refund") == 1 and "paused" in kinds and "resumed" in kinds
+    assert kinds.count("refund") == 1
+    assert "paused" in kinds
+    assert "resumed" in kinds
     seqs = await _event_seqs(sessions, order.order_id)
     assert seqs == list(range(1, len(seqs) + 1))  # numbered on across runs, none lost or repeated
 

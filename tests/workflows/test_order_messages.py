@@ -102,12 +102,14 @@ async def test_a_step_that_fails_for_good_waits_for_ops_and_then_settles_once(
             await handle.execute_update(OrderWorkflow.retry, OrderAction("ops:kim", "just in case"))
         assert _code(healthy.value) == "not_needing_attention"
         held = await until(env, handle, lambda s: s.phase == Phase.NEEDS_ATTENTION)
-        assert held.attention is not None and "numeric field overflow" in held.attention
+        assert held.attention is not None
+        assert "numeric field overflow" in held.attention
         described = await handle.describe()
         assert described.typed_search_attributes.get(sa.ORDER_PHASE) == Phase.NEEDS_ATTENTION
         async with sessions() as session:
             row = await session.get(Order, order.order_id)
-            assert row is not None and row.phase == Phase.NEEDS_ATTENTION
+            assert row is not None
+            assert row.phase == Phase.NEEDS_ATTENTION
         # Nothing is retried behind ops' back, and money can still be refunded meanwhile (the lock is free).
         calls = broken["calls"]
         await env.sleep(3600)
@@ -125,7 +127,8 @@ async def test_a_step_that_fails_for_good_waits_for_ops_and_then_settles_once(
     # 300 of 500 delivered: the 200 short are refunded once, on top of support's goodwill.
     assert (state.status, state.refunded_micros, state.phase) == (Status.PARTIAL, 210_000, Phase.CLOSED)
     kinds = [(kind, actor) for kind, actor, _ in await timeline(sessions, order.order_id)]
-    assert ("needs_attention", "workflow") in kinds and ("sent_on", "ops:kim") in kinds
+    assert ("needs_attention", "workflow") in kinds
+    assert ("sent_on", "ops:kim") in kinds
     async with sessions() as session:
         settlements = await session.scalar(
             select(func.count()).where(

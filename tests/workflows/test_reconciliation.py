@@ -100,6 +100,7 @@ async def test_a_run_the_provider_forgot_counts_nothing_once_ops_find_it_never_p
     assert [(run.provider_id, run.quantity) for run in provider.submitted] == [(first, 500), (second, 500)]
     async with sessions() as session:
         row = await session.get(Order, order.order_id)
-        assert row is not None and row.delivered == 500
+        assert row is not None
+        assert row.delivered == 500
     finished = [m for kind, _, m in await timeline(sessions, state.order_id) if kind == "run_finished"]
     assert finished == ["run 1: 500 of 500 delivered"]
