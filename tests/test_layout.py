@@ -79,3 +79,28 @@ def test_no_module_grows_past_what_a_reader_takes_in() -> None:
     }
     assert long == {}
     assert len((ROOT / "workflows" / "order.py").read_text().splitlines()) < 450  # the lifecycle's skeleton
+
+
+# What workflow code may import: the worker passes workflows/ through the sandbox (worker.py), so this test
+# holds what the sandbox would: no I/O, no clock, no randomness reaches the workflow's code.
+WORKFLOW_IMPORTS = {
+    "__future__", "asyncio", "collections", "copy", "dataclasses", "datetime", "decimal", "enum", "re",
+    "temporalio", "typing", "unicodedata", "workflows",
+}  # fmt: skip
+FORBIDDEN_CALLS = ("datetime.now", "datetime.utcnow", "time.time", "time.monotonic", "random.", "uuid.uuid")
+
+
+def test_workflow_code_imports_nothing_with_io_and_reads_no_clock() -> None:
+    found: dict[str, list[str]] = {}
+    for path in (ROOT / "workflows").rglob("*.py"):
+        source = path.read_text()
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(source, str(path))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                imported.add(node.module.split(".")[0])
+        problems = sorted(imported - WORKFLOW_IMPORTS) + [c for c in FORBIDDEN_CALLS if c in source]
+        if problems:
+            found[str(path.relative_to(ROOT))] = problems
+    assert found == {}
