@@ -40,6 +40,8 @@ def build_worker(
     http: httpx.AsyncClient,
     *,
     cached_orders: int = 500,
+    max_workflow_tasks: int = 100,
+    max_activities: int = 100,
 ) -> Worker:
     return Worker(
         client,
@@ -50,6 +52,8 @@ def build_worker(
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_cached_workflows=cached_orders,  # bounds memory with thousands of orders waiting
+        max_concurrent_workflow_tasks=max_workflow_tasks,
+        max_concurrent_activities=max_activities,
         # The sandbox re-imports a workflow's modules for every new run; ours are ~40 dataclasses and pure
         # code, and re-importing them took a third of the worker's time per order. They are passed through
         # (imported once); what the sandbox guarded (no I/O, no clock, no module state in workflows/) is
@@ -104,7 +108,7 @@ async def _serve_metrics(settings: Settings, sdk: TemporalSdkMetrics | None) -> 
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    engine = make_engine(settings.require_database_url())
+    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
     sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
     sessions = make_sessionmaker(engine)
@@ -118,6 +122,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 sessions,
                 http,
                 cached_orders=settings.worker_cached_orders,
+                max_workflow_tasks=settings.worker_max_workflow_tasks,
+                max_activities=settings.worker_max_activities,
             ),
         ):
             log.info("worker polling task queue %s", settings.temporal_task_queue)

@@ -7,7 +7,8 @@ follow the same rule with their own table.
 
 Status reads are coalesced per provider: the checks of many orders in flight that arrive within a short
 window leave as one `status` call with up to 100 ids (`providers.batching`). Every request to a provider
-waits for its token bucket when the provider has `rate_limit_per_second`.
+waits for its token bucket when the provider has `rate_limit_per_second`: one bucket in PostgreSQL shared by
+every worker (store/ratelimit.py), so N workers do not send N times the rate.
 
 Temporary trouble (ProviderUnavailable, ProviderAmbiguous) is raised as is: Temporal retries it and the
 workflow decides how long to wait. Final refusals are non-retryable ApplicationErrors with a `type` below;
@@ -27,7 +28,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import fails_for_good, permanent_failures
-from providers.batching import Coalescer, TokenBucket
+from providers.batching import Coalescer
 from providers.client import (
     ApiV2Client,
     ProviderError,
@@ -39,6 +40,7 @@ from providers.client import (
 )
 from store.db import transaction
 from store.models import Provider, ProviderRefill, ProviderSubmission
+from store.ratelimit import SharedTokenBucket
 from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
     CancelAnswer,
@@ -104,7 +106,7 @@ class ProviderActivities:
             provider.api_key,
             http=self._http,
             timeout=self._request_timeout,
-            limiter=TokenBucket(rate) if rate else None,
+            limiter=SharedTokenBucket(self._sessions, provider_id, rate) if rate else None,
         )
 
         upstream = _Upstream(

@@ -319,6 +319,16 @@ class ProviderSubmission(Base):
     )
 
 
+class ProviderRateLimit(Base):
+    """A provider's token bucket, shared by every worker process (store/ratelimit.py)."""
+
+    __tablename__ = "provider_rate_limits"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 REFILL_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
 
 
