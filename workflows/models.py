@@ -194,17 +194,28 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class SubmitRun:
+    """Send a run exactly once. With `claim`, first take a slot at the first of `routes` with room (the
+    order then sends there) or keep its place in line; without, send to `routes[0]`, whose slot it holds.
+    `record` is what the read model lacks, written first."""
+
     order_id: int
+    workflow_id: str
     run_no: int
     link: str
     quantity: int
-    provider_id: int
-    provider_service_id: str
+    routes: list[RouteRef]
+    claim: bool
+    record: Projection | None = None
 
 
 @dataclass(frozen=True)
 class SubmittedRun:
-    provider_order_id: str
+    """Where the run went, or its place in line when no route had room. A failure of the send names its
+    provider in the error's details, so the order knows where it holds the slot."""
+
+    provider_id: int | None
+    provider_order_id: str | None
+    queue_position: int | None = None
     # The status read right after the provider took the run (None when that read failed): a provider that
     # delivers at once is seen finished without waiting for the first poll.
     first_look: RunReport | None = None
@@ -318,22 +329,6 @@ class OpenRefill:
     order_id: int
     refill_no: int
     actor: str
-
-
-@dataclass(frozen=True)
-class ClaimSlot:
-    """Ask for a slot at the first of `provider_ids` with room, or a FIFO place in their queues."""
-
-    order_id: int
-    workflow_id: str
-    provider_ids: list[int]
-    record: Projection | None = None  # what the read model lacks, written in the claim's transaction
-
-
-@dataclass(frozen=True)
-class SlotAnswer:
-    provider_id: int | None  # granted here; None: still waiting
-    position: int  # 1 = next in line (0 when granted)
 
 
 @dataclass(frozen=True)
