@@ -374,7 +374,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         402: "the balance does not cover it (`insufficient_funds`)",
         403: "the role may not do this (`forbidden`)",
         404: "no such object, or not the customer key's own",
-        409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
+        409: "the order refused the action (its validator's code; an ended order by the same rules)",
         422: "the request does not fit the schema (`invalid_request`) or the rules",
         503: "Temporal is unavailable (`workflow_unavailable`)",
         429: "too many failed authentications from this address (`too_many_failures`); see Retry-After",

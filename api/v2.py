@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.actions import HttpMessages, place_and_start
@@ -151,9 +151,10 @@ class Api2:
         caller: Caller,
         params: dict[str, Any],
         starts: WorkflowStarts,
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.session, self.temporal, self.settings = session, temporal, settings
-        self.caller, self.params, self.starts = caller, params, starts
+        self.caller, self.params, self.starts, self.sessions = caller, params, starts, sessions
 
     @property
     def customer_id(self) -> int:
@@ -288,7 +289,7 @@ class Api2:
 
         async def act(order: Order) -> int:
             request = RefillRequest(actor=self.caller.actor, reason="API v2 refill")
-            messages = HttpMessages(self.temporal, self.settings)
+            messages = HttpMessages(self.temporal, self.settings, self.sessions)
             ticket = await messages.send(order, OrderWorkflow.request_refill, request, via="api_v2")
             return ticket.refill_id
 
@@ -312,7 +313,7 @@ class Api2:
 
         async def act(order: Order) -> int:
             cancel = OrderAction(actor=self.caller.actor, reason="API v2 cancel")
-            messages = HttpMessages(self.temporal, self.settings)
+            messages = HttpMessages(self.temporal, self.settings, self.sessions)
             await messages.send(order, OrderWorkflow.cancel, cancel, via="api_v2")
             return 1
 
@@ -377,5 +378,5 @@ async def _answer(request: Request) -> Any:
         raise ProtocolError(apiv2.INCORRECT_REQUEST)
     async with request.app.state.sessions() as session:  # fresh: `add` begins its own transaction
         state = request.app.state
-        call = Api2(session, state.temporal, state.settings, caller, params, state.starts)
+        call = Api2(session, state.temporal, state.settings, caller, params, state.starts, state.sessions)
         return await action(call)

@@ -319,6 +319,21 @@ class ProviderSubmission(Base):
     )
 
 
+class EndedOrderRefund(Base):
+    """A support refund of an order whose workflow has ended (store/ended.py), by its idempotency key."""
+
+    __tablename__ = "ended_order_refunds"
+    __table_args__ = (UniqueConstraint("order_id", "idempotency_key", name="ended_order_refunds_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    request: Mapped[str] = mapped_column(String(100), nullable=False)  # SupportRefund.fingerprint()
+    refunded_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    refunded_units: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
 class ProviderRateLimit(Base):
     """A provider's token bucket, shared by every worker process (store/ratelimit.py)."""
 

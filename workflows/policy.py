@@ -392,6 +392,40 @@ def cancel_refusal(*, status: Status, phase: Phase, stopping: bool, cancel_allow
     return None
 
 
+def ended_order_refusal(
+    message: str, *, status: Status, refill_days: int, cancel_allowed: bool, run_no: int = 0
+) -> Refusal:
+    """What an order whose workflow has ended answers a message: the same rules as while it ran, for its
+    service and its final status (so API v2 clients get the standard texts they match on). A support refund
+    is not refused here: it is paid by store/ended.py."""
+    closed = Phase.CLOSED
+    if message == "request_refill":
+        return refill_refusal(
+            refill_days=refill_days,
+            refill_max=0,
+            cooldown_hours=0,
+            status=status,
+            in_window=False,
+            window_over=True,
+            refills_used=0,
+            refill_busy=False,
+            hours_since_last=0.0,
+        )
+    if message == "cancel":
+        return cancel_refusal(status=status, phase=closed, stopping=False, cancel_allowed=cancel_allowed)
+    if message == "report_link_fault":
+        return link_fault_refusal(status=status, phase=closed, stopping=False)
+    if message == "pause":
+        return pause_refusal(paused=False, stopping=False, phase=closed)
+    if message == "resume":
+        return resume_refusal(paused=False)
+    if message == "retry":
+        return retry_refusal(needs_attention=False)
+    if message == "reconcile_run":
+        return reconcile_refusal(awaiting_run=None, run_no=run_no, answered=False)
+    return ("order_closed", "the order has ended")
+
+
 def support_refund(
     *,
     amount_micros: int | None,

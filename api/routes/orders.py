@@ -193,7 +193,7 @@ async def request_refill(
 ) -> RefillOut:
     """Request a refill of a completed order inside its refill window; the order forwards it to the provider
     and tracks it to its end. Refusals: `refill_disabled`, `not_completed`, `refill_too_soon`,
-    `refill_window_closed`, `refill_limit`, `refill_in_progress`, `order_closed`."""
+    `refill_window_closed`, `refill_limit`, `refill_in_progress`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
     ticket = await messages.send(order, OrderWorkflow.request_refill, RefillRequest(caller.actor, reason))

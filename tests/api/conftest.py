@@ -45,7 +45,9 @@ async def api(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                yield Api(http, made, shop.customer_id, sessions, other.id, provider, providers)
+                yield Api(
+                    http, made, shop.customer_id, sessions, other.id, provider, providers, dev_server.client
+                )
 
 
 def _free_port() -> int:
