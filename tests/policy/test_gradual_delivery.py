@@ -97,8 +97,8 @@ def test_a_drip_feeds_runs_share_out_exactly_what_the_order_refunded(
     if remains <= shortfall:
         assert all(share <= q - d for (_, share), (q, d) in zip(view, runs, strict=True))
     for (status, share), (quantity, _) in zip(view, runs, strict=True):
-        expected = Status.COMPLETED if share == 0 else Status.CANCELED if share == quantity else Status.PARTIAL
-        assert status == expected
+        whole = Status.CANCELED if share == quantity else Status.PARTIAL
+        assert status == (Status.COMPLETED if share == 0 else whole)
 
 
 def test_a_run_is_pending_until_sent_and_final_once_the_order_is_past_it() -> None:
