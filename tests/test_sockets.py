@@ -19,7 +19,8 @@ BACKOFFICE = [sys.executable, "-m", "backoffice.cli"]
 def test_a_request_sent_before_the_simulator_starts_is_answered_on_the_handed_socket() -> None:
     with listen("127.0.0.1", 0) as sock, socket.create_connection(("127.0.0.1", port_of(sock))) as early:
         # Nothing serves yet: the kernel holds the connection in the socket's backlog.
-        early.sendall(b"GET /api/v2?action=balance&key=sim-demo-key HTTP/1.1\r\nHost: sim\r\n\r\n")
+        early.sendall(b"GET /api/v2?action=balance&key=sim-demo-key HTTP/1.1\r\nHost: sim\r\n"
+                      b"Connection: close\r\n\r\n")  # fmt: skip
         proc = subprocess.Popen(
             [*BACKOFFICE, "simulator", "--fd", str(sock.fileno())],
             pass_fds=(sock.fileno(),),
@@ -28,7 +29,9 @@ def test_a_request_sent_before_the_simulator_starts_is_answered_on_the_handed_so
         )
         try:
             early.settimeout(30)
-            answer = early.recv(65536)
+            answer = b""
+            while chunk := early.recv(65536):  # to the end: the server closes the connection
+                answer += chunk
         finally:
             proc.terminate()
             proc.wait(timeout=10)
