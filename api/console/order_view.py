@@ -39,7 +39,11 @@ async def order_page(
         try:
             detail = await rest_orders.get_order(order_id, session, staff.caller)
         except ApiError as exc:
-            return render(request, "missing.html", {"message": exc.message}, status=404, staff=staff)
+            # A refusal that came before the order was looked up (no session's token, not this role's) wins.
+            said = [*(errors or {}).values(), exc.message]
+            return render(
+                request, "missing.html", {"messages": said}, status=status if errors else 404, staff=staff
+            )
     values = values or {}
     for action in ACTIONS:
         if action.keyed:  # a new key for each form shown; a refused one keeps its own (see actions.py)

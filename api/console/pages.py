@@ -143,5 +143,5 @@ async def customer(
             statement = await rest_customers.statement(customer_id, session, staff.caller, before=before)
             shown = await rest_customers.get_customer(customer_id, session, staff.caller)
         except CustomerNotFound as exc:
-            return render(request, "missing.html", {"message": str(exc)}, status=404, staff=staff)
+            return render(request, "missing.html", {"messages": [str(exc)]}, status=404, staff=staff)
     return render(request, "customer.html", {"customer": shown, "statement": statement}, staff=staff)

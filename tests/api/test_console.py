@@ -152,6 +152,12 @@ async def test_sign_in_search_an_order_and_its_customer(api: Api, served: str, p
     await expect(page.get_by_role("heading", name="Refund")).to_be_visible()
     await expect(page.get_by_role("heading", name="Pause")).to_have_count(0)  # ops' action
     await shot(page, "order")
+    # On a phone: nothing wider than the screen but the tables, which scroll in their own box.
+    await page.set_viewport_size({"width": 390, "height": 844})
+    wide = await page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert wide <= 0
+    await shot(page, "order-phone")
+    await page.set_viewport_size({"width": 1280, "height": 900})
 
     await page.get_by_role("link", name=f"customer {api.customer_id}").click()
     await expect(page.get_by_test_id("balance")).to_have_text("0.800000")
