@@ -100,6 +100,7 @@ async def test_sign_in_search_an_order_and_its_customer(api: Api, served: str, p
     await fast_catalog(api)
     first = await place(api, "c1", link="https://instagram.com/first_shop")
     second = await place(api, "c2", link="https://instagram.com/Second_Shop")
+    drip = await place(api, "c3", link="https://instagram.com/drip_shop", runs=2, interval=30)
     await eventually(api, first, lambda o: o["phase"] == "delivering")
 
     # A customer's key and a wrong key are refused, in words; the key is a password field.
@@ -159,10 +160,17 @@ async def test_sign_in_search_an_order_and_its_customer(api: Api, served: str, p
     await shot(page, "order-phone")
     await page.set_viewport_size({"width": 1280, "height": 900})
 
+    # A drip-feed order's page lists its runs, each with its own id.
+    await open_order(page, served, drip)
+    runs = page.get_by_test_id("runs").locator("tbody tr")
+    await expect(runs).to_have_count(2)
+    await expect(runs.first).to_contain_text("100")
+
     await page.get_by_role("link", name=f"customer {api.customer_id}").click()
-    await expect(page.get_by_test_id("balance")).to_have_text("0.800000")
+    rest = await api.http.get(f"/v1/customers/{api.customer_id}", headers=api.as_("support"))
+    await expect(page.get_by_test_id("balance")).to_have_text(rest.json()["balance"])
     statement = page.get_by_test_id("statement")
-    await expect(statement.locator("tbody tr")).to_have_count(3)  # the deposit and two charges
+    await expect(statement.locator("tbody tr")).to_have_count(4)  # the deposit and three charges
     await expect(statement).to_contain_text(f"#{second}")
     await shot(page, "customer")
 
