@@ -6,7 +6,11 @@ from support import Api
 
 
 async def test_orders_are_found_by_a_part_of_their_link(api: Api) -> None:
-    links = ["https://instagram.com/Blue_Shop", "https://instagram.com/blueshop", "https://instagram.com/red.shop"]
+    links = [
+        "https://instagram.com/Blue_Shop",
+        "https://instagram.com/blueshop",
+        "https://instagram.com/red.shop",
+    ]
     answers = [(await api.order(key=f"l{n}", link=link)).json() for n, link in enumerate(links)]
     ids = [a["id"] for a in answers]
 
