@@ -334,7 +334,7 @@ async def delivery_log(
     )
     if before is not None:
         query = query.where(WebhookDelivery.id < before)
-    rows = list((await session.execute(query)).tuples())
+    rows = [(d, e) for d, e in await session.execute(query)]
     page = rows[:limit]
     tries: dict[int, list[WebhookAttempt]] = {}
     if page:
