@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+from prometheus_client import Gauge
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
@@ -22,6 +23,12 @@ log = logging.getLogger(__name__)
 
 FEED_EVERY_SECONDS = 1.0
 REKICK_SECONDS = 120.0
+
+# On the worker's /metrics; read from the database, so every worker reports the same (aggregate by max()).
+BACKLOG = Gauge("backoffice_webhook_backlog", "webhook deliveries waiting to be taken by enabled endpoints")
+OLDEST = Gauge(
+    "backoffice_webhook_oldest_pending_seconds", "age of the oldest delivery waiting for an enabled endpoint"
+)
 
 
 class WebhookFeeder:
@@ -35,6 +42,9 @@ class WebhookFeeder:
         """Wake the endpoints with deliveries they have not been woken for; returns how many were woken."""
         async with self._sessions() as session:
             work = await webhooks.endpoints_with_work(session)
+            pending, oldest = await webhooks.backlog(session) if work else (0, 0.0)
+        BACKLOG.set(pending)
+        OLDEST.set(oldest)
         woken = 0
         for endpoint_id, newest in work.items():
             seen, at = self._woken.get(endpoint_id, (0, 0.0))

@@ -199,12 +199,16 @@ async def endpoints_with_work(session: AsyncSession) -> dict[int, int]:
     return {int(endpoint_id): int(newest) for endpoint_id, newest in rows}
 
 
-async def backlog(session: AsyncSession) -> int:
-    """Deliveries not yet taken by their receiver (disabled endpoints' included)."""
-    found = await session.scalar(
-        select(func.count()).select_from(WebhookDelivery).where(WebhookDelivery.state == "pending")
-    )
-    return int(found or 0)
+async def backlog(session: AsyncSession) -> tuple[int, float]:
+    """Pending deliveries of enabled endpoints, and the age in seconds of the oldest (0 with none)."""
+    row = (
+        await session.execute(
+            select(func.count(), func.extract("epoch", func.now() - func.min(WebhookDelivery.created_at)))
+            .join(WebhookEndpoint, WebhookEndpoint.id == WebhookDelivery.endpoint_id)
+            .where(WebhookDelivery.state == "pending", WebhookEndpoint.enabled.is_(True))
+        )
+    ).one()
+    return int(row[0]), float(row[1] or 0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from simserver import serve
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 from webhook_receiver import Live, Receiver, Skipping
@@ -27,12 +28,12 @@ from api.app import create_app
 from api.order_view import webhook_snapshot
 from backoffice.settings import Settings
 from backoffice.webhook_feed import WebhookFeeder
-from store import keys
+from store import keys, webhooks
 from store.customers import create_customer
 from store.db import transaction
 from store.models import Provider
 from support import Api, ScriptedProvider, open_shop, order_worker
-from workflows.webhooks import WebhookDelivery
+from workflows.webhooks import WebhookDelivery, delivery_workflow_id
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -79,6 +80,13 @@ async def skipping(
     ):
         feeder = WebhookFeeder(temporal_env.client, sessions, task_queue)
         yield Skipping(temporal_env, sessions, *receiver, feeder, task_queue)
+        # A delivery workflow left waiting would fire its timer with no worker to run it, and the
+        # time-skipping server stops skipping time until that task is done: end them with the test.
+        async with sessions() as session:
+            for endpoint in await webhooks.endpoints(session):
+                handle = temporal_env.client.get_workflow_handle(delivery_workflow_id(endpoint.id))
+                with contextlib.suppress(RPCError):
+                    await handle.terminate("the test is over")
 
 
 @pytest.fixture

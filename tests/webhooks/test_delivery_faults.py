@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
@@ -57,10 +58,15 @@ async def test_a_receiver_down_for_hours_then_back_gets_every_event_once(skippin
     for _ in range(18):  # three hours of skipped time, ten minutes at a time, while the receiver is down
         await hooks.env.sleep(timedelta(minutes=10))
     refused = len(hooks.receiver.requests)
+    await hooks.feeder.feed_once()
+    assert REGISTRY.get_sample_value("backoffice_webhook_backlog") == 16
+    assert (REGISTRY.get_sample_value("backoffice_webhook_oldest_pending_seconds") or 0) > 0
     assert refused >= 8
     assert not hooks.receiver.taken()
     hooks.receiver.down = False
     await _skip_until_settled(hooks, timedelta(minutes=10), limit=30)
+    await hooks.feeder.feed_once()
+    assert REGISTRY.get_sample_value("backoffice_webhook_backlog") == 0
 
     taken = hooks.receiver.taken()
     ids = Counter(r.event_id for r in taken)
