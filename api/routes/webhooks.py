@@ -157,7 +157,9 @@ async def redeliver_webhook(
     settings: AppSettings,
     _: Manager,
 ) -> DeliveryOut:
-    """Send the event again, with the same `webhook-id`, after what is already pending for the endpoint."""
+    """Send the event again, with the same `webhook-id`. It takes its place among the endpoint's pending
+    deliveries by event order: to keep an order's events in order after a give-up, redeliver the failed
+    one before enabling the endpoint."""
     async with session.begin():
         delivery = await webhooks.redeliver(session, endpoint_id, delivery_id)
         if delivery is None:

@@ -142,8 +142,8 @@ async def test_an_endpoint_that_keeps_failing_is_disabled_and_redelivered_later(
 
     hooks.receiver.answer = 200
     async with transaction(hooks.sessions) as session:
+        await webhooks.redeliver(session, endpoint.id, failed[0].delivery.id)  # first, as ops are told
         await webhooks.set_enabled(session, endpoint.id, True, None)
-        await webhooks.redeliver(session, endpoint.id, failed[0].delivery.id)
     await wake(hooks.env.client, hooks.task_queue, endpoint.id)
     await _skip_until_settled(hooks, timedelta(seconds=1), limit=60)
     payloads = hooks.receiver.payloads(endpoint.secret)
