@@ -15,6 +15,8 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import build_activities
+from activities.webhooks import WebhookActivities
+from api.order_view import webhook_snapshot
 from backoffice.logs import ActivityOrderContext
 from backoffice.settings import Settings
 from backoffice.sockets import listen
@@ -26,9 +28,11 @@ from backoffice.telemetry import (
     temporal_sdk_metrics,
 )
 from backoffice.temporal_client import connect, start_order_workflow
+from backoffice.webhook_feed import WebhookFeeder
 from store import orders
 from store.db import make_engine, make_sessionmaker
 from workflows.order import OrderWorkflow
+from workflows.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +52,12 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[OrderWorkflow],
-        activities=build_activities(sessions, http),
+        # Webhook deliveries run beside the orders but never in their path (workflows/webhooks.py).
+        workflows=[OrderWorkflow, WebhookDelivery],
+        activities=[
+            *build_activities(sessions, http),
+            *WebhookActivities(sessions, http, webhook_snapshot).all(),
+        ],
         interceptors=[ActivityOrderContext()],  # activity log lines carry order_id and workflow_id
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
         graceful_shutdown_timeout=timedelta(seconds=20),
@@ -135,10 +143,12 @@ async def run_worker(
         ):
             log.info("worker polling task queue %s", settings.temporal_task_queue)
             sweeper = asyncio.create_task(_sweep(client, sessions, settings.temporal_task_queue))
+            feeder = asyncio.create_task(WebhookFeeder(client, sessions, settings.temporal_task_queue).run())
             await stop.wait()
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, feeder):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
     finally:
         if metrics is not None:
             metrics.close()

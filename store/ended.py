@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger
+from store import ledger, webhooks
 from store.models import EndedOrderRefund, Order, OrderEvent
 from store.orders import OrderRejected
 from workflows import policy
@@ -56,10 +56,13 @@ async def refund_ended_order(session: AsyncSession, order_id: int, request: Supp
         actor=request.actor,
         reason=request.reason,
     )
+    before = (order.status, order.phase, order.refunded_micros, order.refunded_units)
     order.refunded_micros += money
     order.refunded_units += units
     if order.refunded_micros >= order.charge_micros:
         order.status = Status.REFUNDED
+    change = (order.status, order.phase, order.refunded_micros, order.refunded_units)
+    await webhooks.order_changed(session, webhooks.OrderChange(order_id, *before, *change))
     order.state_version += 1
     seq = await session.scalar(
         select(func.coalesce(func.max(OrderEvent.seq), 0)).where(OrderEvent.order_id == order_id)

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger, runs
+from store import ledger, runs, webhooks
 from store.customers import get_customer
 from store.keys import Caller
 from store.models import (
@@ -32,7 +32,16 @@ from store.models import (
     Service,
 )
 from workflows import policy
-from workflows.models import OpenRefill, OrderInput, Phase, Projection, RefillStatus, RouteRef, Status
+from workflows.models import (
+    OpenRefill,
+    OrderInput,
+    Phase,
+    Projection,
+    RefillProgress,
+    RefillStatus,
+    RouteRef,
+    Status,
+)
 
 ORDER_INPUT = TypeAdapter(OrderInput)
 
@@ -136,6 +145,7 @@ async def place_order(
         await runs.add_drip_feed_runs(session, order.id, request.quantity, request.runs)
     order.workflow_input = ORDER_INPUT.dump_python(_frozen_input(order, service, routes), mode="json")
     await session.flush()
+    await webhooks.order_created(session, order.id, order.status, order.phase)
     await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
     return order, True
 
@@ -348,9 +358,30 @@ async def project(session: AsyncSession, p: Projection) -> bool:
     }
     if p.finished:
         values["finished_at"] = func.now()
-    result = await session.execute(
-        update(Order).where(Order.id == p.order_id, Order.state_version < p.version).values(**values)
+    # The row as it was, locked, so the write knows which webhook events it causes (store/webhooks.py).
+    before = (
+        select(Order.id, Order.status, Order.phase, Order.refunded_micros, Order.refunded_units)
+        .where(Order.id == p.order_id)
+        .with_for_update()
+        .subquery()
     )
+    result = await session.execute(
+        update(Order)
+        .where(Order.id == before.c.id, Order.state_version < p.version)
+        .values(**values)
+        .returning(before.c.status, before.c.phase, before.c.refunded_micros, before.c.refunded_units)
+    )
+    old = result.first()
+    if old is not None:
+        was_status, was_phase, was_refunded, was_units = old
+        await webhooks.order_changed(
+            session,
+            webhooks.OrderChange(
+                p.order_id,
+                *(was_status, was_phase, was_refunded, was_units),
+                *(p.status, p.phase, p.refunded_micros, p.refunded_units),
+            ),
+        )
     if p.events:
         await session.execute(
             insert(OrderEvent)
@@ -371,11 +402,7 @@ async def project(session: AsyncSession, p: Projection) -> bool:
             .on_conflict_do_nothing(constraint="order_events_seq")
         )
     for refill in p.refills:
-        await session.execute(
-            update(Refill)
-            .where(Refill.order_id == p.order_id, Refill.refill_no == refill.refill_no)
-            .values(status=refill.status, finished_at=func.now() if refill.finished else None)
-        )
+        await _project_refill(session, p.order_id, refill)
     for po in p.provider_orders:
         await session.execute(
             update(ProviderSubmission)
@@ -394,9 +421,25 @@ async def project(session: AsyncSession, p: Projection) -> bool:
                 abandoned_at=_time(po.abandoned_at),
             )
         )
-    if p.runs and result.rowcount:  # type: ignore[attr-defined]  # an older write keeps off them
+    if p.runs and old is not None:  # an older write keeps off them
         await runs.project_runs(session, p.order_id, p.runs)
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return old is not None
+
+
+async def _project_refill(session: AsyncSession, order_id: int, refill: RefillProgress) -> None:
+    """A refill's status; the write that first finishes it causes `refill.finished`."""
+    mine = and_(Refill.order_id == order_id, Refill.refill_no == refill.refill_no)
+    if not refill.finished:
+        await session.execute(update(Refill).where(mine).values(status=refill.status, finished_at=None))
+        return
+    finished = await session.scalar(
+        update(Refill)
+        .where(mine, Refill.finished_at.is_(None))
+        .values(status=refill.status, finished_at=func.now())
+        .returning(Refill.id)
+    )
+    if finished is not None:
+        await webhooks.refill_finished(session, order_id, finished, refill.refill_no, refill.status)
 
 
 def _time(iso: str | None) -> datetime | None:

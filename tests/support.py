@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -317,9 +317,10 @@ async def order_worker(
     provider: ScriptedProvider,
     *,
     replace: dict[str, Callable[..., Any]] | None = None,
+    workflows: Sequence[type] = (),
 ) -> AsyncIterator[str]:
     """A worker with the real store activities and the scripted provider; `replace` swaps activities by
-    name (a step made to fail on purpose)."""
+    name (a step made to fail on purpose) or adds some, for the further `workflows` it runs."""
     task_queue = f"orders-{uuid.uuid4().hex[:8]}"
     provider.sessions = sessions
     ledger_activities = LedgerActivities(sessions)
@@ -335,7 +336,10 @@ async def order_worker(
         **(replace or {}),
     }
     async with Worker(
-        client, task_queue=task_queue, workflows=[OrderWorkflow], activities=list(activities.values())
+        client,
+        task_queue=task_queue,
+        workflows=[OrderWorkflow, *workflows],
+        activities=list(activities.values()),
     ):
         yield task_queue
 

@@ -14,9 +14,9 @@ from api.actions import MESSAGE_ERRORS, Messages, place_and_start, visible_order
 from api.auth import current_caller, own_customer, role
 from api.deps import Session, Starts
 from api.errors import ApiError, mark_replayed
+from api.order_view import order_detail
 from api.schemas import (
     Cursor,
-    DripFeedRunOut,
     Id,
     IdempotencyKey,
     Link,
@@ -27,24 +27,18 @@ from api.schemas import (
     OrderList,
     OrderOut,
     OrderStateOut,
-    ProviderOrderOut,
     RefillList,
     RefillOut,
-    TimelineEvent,
     error_responses,
     replayable_responses,
 )
 from store import orders as store_orders
-from store import runs as store_runs
-from store import slots
 from store.keys import Caller
 from store.models import Refill
 from workflows.models import OrderAction, Phase, RefillRequest, RefillStatus, Status
 from workflows.order import OrderWorkflow
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
-
-TIMELINE_LIMIT = 1000
 
 
 @router.post(
@@ -93,26 +87,7 @@ async def get_order(
 ) -> OrderDetail:
     """The order with its timeline (runs, interruptions, refunds, messages and who sent them) and refills."""
     order = await visible_order(session, caller, order_id)
-    for_customer = caller.role == "customer"
-    events = await store_orders.timeline(session, order_id, TIMELINE_LIMIT + 1)
-    refills = await store_orders.refills(session, order_id)
-    submissions = [] if for_customer else await store_orders.submissions_of(session, order_id)
-    costs = [s.cost_micros for s in submissions if s.cost_micros is not None]
-    shown = OrderOut.of(order, for_customer=for_customer, cost_micros=sum(costs) if costs else None)
-    position = await slots.queue_position(session, order_id)
-    if position is not None:  # the live place in line, never a number that has aged
-        shown.note = f"waiting for a provider slot: number {position} in line"
-    return OrderDetail(
-        **shown.model_dump(),
-        timeline=[TimelineEvent.of(e, for_customer=for_customer) for e in events[:TIMELINE_LIMIT]],
-        timeline_truncated=len(events) > TIMELINE_LIMIT,
-        refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
-        queue_position=position,
-        provider_orders=None if for_customer else [ProviderOrderOut.of(s) for s in submissions],
-        drip_feed=[DripFeedRunOut.of(r) for r in await store_runs.drip_feed_runs(session, order_id)]
-        if order.runs
-        else [],
-    )
+    return await order_detail(session, order, for_customer=caller.role == "customer")
 
 
 def _encode_cursor(last_id: int) -> str:

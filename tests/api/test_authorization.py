@@ -63,6 +63,10 @@ ROUTES = [
     ),
     Route("POST", "/v1/providers/{provider}/pause", ("ops", "admin"), {"reason": "r"}),
     Route("POST", "/v1/providers/{provider}/resume", ("ops", "admin"), {"reason": "r"}),
+    Route("GET", "/v1/webhooks/{webhook}", ("storefront", "admin")),
+    Route("POST", "/v1/webhooks/{webhook}/disable", ("storefront", "admin"), {"reason": "r"}),
+    Route("POST", "/v1/webhooks/{webhook}/rotate-secret", ("storefront", "admin")),
+    Route("GET", "/v1/webhooks/{webhook}/deliveries", ("storefront", "admin")),
 ]
 
 
@@ -70,8 +74,10 @@ ROUTES = [
 async def test_every_role_on_every_route_with_an_id(api: Api, route: Route) -> None:
     placed = await api.order(key="authz")
     assert placed.status_code == 201, placed.text
+    hook = {"url": "http://127.0.0.1:9/hook", "event_types": ["order.refunded"]}
+    webhook = (await api.http.post("/v1/webhooks", json=hook, headers=api.as_("admin"))).json()["id"]
     path = route.path.format(
-        order=placed.json()["id"], customer=api.customer_id, provider=api.providers["alpha"]
+        order=placed.json()["id"], customer=api.customer_id, provider=api.providers["alpha"], webhook=webhook
     )
     wrong: list[str] = []
     for n, who in enumerate([*ALL, "other_customer", None]):
@@ -96,7 +102,9 @@ async def test_every_role_on_every_route_with_an_id(api: Api, route: Route) -> N
 
 async def test_unknown_ids_are_not_found_for_every_allowed_role(api: Api) -> None:
     for route in ROUTES:
-        path = route.path.format(order=999_999_999_999_9, customer=999_999_999, provider=999_999)
+        path = route.path.format(
+            order=999_999_999_999_9, customer=999_999_999, provider=999_999, webhook=999_999_999
+        )
         for who in route.allowed:
             headers = api.as_(who) | ({"Idempotency-Key": "x"} if route.idempotent else {})
             response = await api.http.request(route.method, path, json=route.body, headers=headers)
