@@ -6,6 +6,7 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 
 - `states`: statuses and phases as the rules group them;
 - `intake`: what an order must be for its service;
+- `mass`: mass orders, many orders in one request, each line its own order;
 - `delivery`: runs, what a provider's answer means, when to look again;
 - `money`: charges, refunds, the settlement (integer micro-units);
 - `messages`: when each message an order takes is refused;
@@ -32,6 +33,15 @@ from workflows.policy.intake import (
     dripfeed_units_per_hour,
     intake_refusal,
     link_is_valid,
+)
+from workflows.policy.mass import (
+    MASS_ORDER_LIMIT,
+    MASS_TEXT_LIMIT,
+    MassLine,
+    MassLineRefusal,
+    mass_line_key,
+    mass_size_refusal,
+    parse_mass_text,
 )
 from workflows.policy.messages import (
     CANNOT_CANCEL,
@@ -91,6 +101,8 @@ __all__ = [
     "FINAL_STATUSES",
     "HOLDABLE",
     "IN_FLIGHT",
+    "MASS_ORDER_LIMIT",
+    "MASS_TEXT_LIMIT",
     "MAX_ORDER_UNITS",
     "MICROS",
     "MISSING_REASON",
@@ -102,6 +114,8 @@ __all__ = [
     "REFILL_LIMIT",
     "REFILL_WINDOW_CLOSED",
     "STATUSES",
+    "MassLine",
+    "MassLineRefusal",
     "Refusal",
     "ServiceTerms",
     "cancel_refusal",
@@ -119,6 +133,9 @@ __all__ = [
     "interruption_backoff_seconds",
     "link_fault_refusal",
     "link_is_valid",
+    "mass_line_key",
+    "mass_size_refusal",
+    "parse_mass_text",
     "parse_money",
     "parse_percent_bp",
     "pause_refusal",
