@@ -11,7 +11,7 @@ from temporalio.client import Client
 from api import v2
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.routes import catalog, customers, mass, meta, ops, orders, support
+from api.routes import catalog, customers, mass, meta, ops, orders, prices, support
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
 from backoffice.logs import redact_server_logs
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     app.include_router(support.router)
     app.include_router(ops.router)
     app.include_router(customers.router)
+    app.include_router(prices.router)
     app.include_router(catalog.router)
     app.include_router(meta.router)
     app.include_router(v2.router)

@@ -9,6 +9,7 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 - `mass`: mass orders, many orders in one request, each line its own order;
 - `delivery`: runs, what a provider's answer means, when to look again;
 - `money`: charges, refunds, the settlement (integer micro-units);
+- `prices`: the rate one customer pays for a service (an admin's own rate or discount);
 - `messages`: when each message an order takes is refused;
 - `reseller`: how API v2 reports an order.
 """
@@ -79,6 +80,10 @@ from workflows.policy.money import (
     support_refund,
     within_tolerance,
 )
+from workflows.policy.prices import (
+    customer_rate,
+    price_refusal,
+)
 from workflows.policy.reseller import (
     drip_feed_view,
     reseller_view,
@@ -121,6 +126,7 @@ __all__ = [
     "cancel_refusal",
     "charge_for",
     "clamp_remains",
+    "customer_rate",
     "delivered_in_run",
     "drip_feed_view",
     "dripfeed_units_per_hour",
@@ -142,6 +148,7 @@ __all__ = [
     "plan_runs",
     "poll_interval_seconds",
     "price_of_units",
+    "price_refusal",
     "provider_gave_up",
     "reconcile_refusal",
     "refill_counts",
