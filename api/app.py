@@ -12,7 +12,7 @@ from api import v2
 from api.console import install_console
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.routes import catalog, customers, meta, ops, orders, support, webhooks
+from api.routes import catalog, customers, mass, meta, ops, orders, prices, support, webhooks
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
 from backoffice.logs import redact_server_logs
@@ -61,9 +61,11 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     install_error_handlers(app)
     install_metrics(app)
     app.include_router(orders.router)
+    app.include_router(mass.router)
     app.include_router(support.router)
     app.include_router(ops.router)
     app.include_router(customers.router)
+    app.include_router(prices.router)
     app.include_router(catalog.router)
     app.include_router(webhooks.router)
     app.include_router(meta.router)

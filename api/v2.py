@@ -32,7 +32,7 @@ from api.starts import WorkflowStarts
 from backoffice.settings import Settings
 from providers import apiv2
 from providers.apiv2 import ProtocolError, integer, scalar
-from store import ledger
+from store import ledger, prices
 from store import orders as store_orders
 from store import runs as store_runs
 from store.catalog import public_services
@@ -163,20 +163,22 @@ class Api2:
         return self.caller.customer_id
 
     async def services(self) -> Any:
+        listed = await public_services(self.session)
+        rates = await prices.rates_for(self.session, self.customer_id, [s for s, _ in listed])
         return [
             apiv2.service_answer(
                 service=s.id,
                 name=s.name,
                 kind=s.type,
                 category=s.category,
-                rate=apiv2.money_from_micros(s.rate_micros),
+                rate=apiv2.money_from_micros(rates[s.id]),  # the customer's own rate where one is set
                 minimum=s.min_quantity,
                 maximum=s.max_quantity,
                 refill=s.refill_days > 0,
                 cancel=s.cancel,
                 dripfeed=s.dripfeed,
             )
-            for s, _available in await public_services(self.session)
+            for s, _available in listed
         ]
 
     async def balance(self) -> Any:

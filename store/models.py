@@ -468,3 +468,24 @@ class WebhookAttempt(Base):
     answer: Mapped[str] = mapped_column(Text, nullable=False)  # the body's start, or what went wrong
     duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
     next_try_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CustomerPrice(Base):
+    """A customer's own price for a service, set by an admin: a rate per 1000 units, or a discount off the
+    catalog's rate (workflows/policy/prices.py). Intake charges by it; the charge is frozen there."""
+
+    __tablename__ = "customer_prices"
+    __table_args__ = (
+        CheckConstraint("(rate_micros IS NULL) <> (discount_bp IS NULL)", name="customer_prices_one_kind"),
+        CheckConstraint("rate_micros >= 0", name="customer_prices_rate"),
+        CheckConstraint("discount_bp BETWEEN 1 AND 10000", name="customer_prices_discount"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id", ondelete="CASCADE"), primary_key=True)
+    rate_micros: Mapped[int | None] = mapped_column(BigInteger)  # per 1000 units
+    discount_bp: Mapped[int | None] = mapped_column(Integer)  # basis points off the catalog's rate
+    set_by: Mapped[str] = mapped_column(String(200), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )

@@ -19,7 +19,7 @@ from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger, runs, webhooks
+from store import ledger, prices, runs, webhooks
 from store.customers import get_customer
 from store.keys import Caller
 from store.models import (
@@ -105,8 +105,9 @@ async def place_order(
     if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
     customer_id = await _customer_or_reject(session, request.customer_id)
+    rate_micros = await prices.rate_for(session, customer_id, service)  # the customer's own, if set
 
-    charge = policy.charge_for(request.total_quantity, service.rate_micros)
+    charge = policy.charge_for(request.total_quantity, rate_micros)
     order = Order(
         customer_id=customer_id,
         service_id=service.id,

@@ -61,6 +61,8 @@ ROUTES = [
     Route(
         "POST", "/v1/customers/{customer}/deposits", ("storefront", "admin"), {"amount": "1"}, idempotent=True
     ),
+    Route("GET", "/v1/customers/{customer}/prices", ("admin",)),
+    Route("PUT", "/v1/customers/{customer}/prices/10", ("admin",), {"rate": "0.9"}),
     Route("POST", "/v1/providers/{provider}/pause", ("ops", "admin"), {"reason": "r"}),
     Route("POST", "/v1/providers/{provider}/resume", ("ops", "admin"), {"reason": "r"}),
     Route("GET", "/v1/webhooks/{webhook}", ("storefront", "admin")),

@@ -6,8 +6,10 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 
 - `states`: statuses and phases as the rules group them;
 - `intake`: what an order must be for its service;
+- `mass`: mass orders, many orders in one request, each line its own order;
 - `delivery`: runs, what a provider's answer means, when to look again;
 - `money`: charges, refunds, the settlement (integer micro-units);
+- `prices`: the rate one customer pays for a service (an admin's own rate or discount);
 - `messages`: when each message an order takes is refused;
 - `reseller`: how API v2 reports an order.
 """
@@ -32,6 +34,15 @@ from workflows.policy.intake import (
     dripfeed_units_per_hour,
     intake_refusal,
     link_is_valid,
+)
+from workflows.policy.mass import (
+    MASS_ORDER_LIMIT,
+    MASS_TEXT_LIMIT,
+    MassLine,
+    MassLineRefusal,
+    mass_line_key,
+    mass_size_refusal,
+    parse_mass_text,
 )
 from workflows.policy.messages import (
     CANNOT_CANCEL,
@@ -69,6 +80,10 @@ from workflows.policy.money import (
     support_refund,
     within_tolerance,
 )
+from workflows.policy.prices import (
+    customer_rate,
+    price_refusal,
+)
 from workflows.policy.reseller import (
     drip_feed_view,
     reseller_view,
@@ -91,6 +106,8 @@ __all__ = [
     "FINAL_STATUSES",
     "HOLDABLE",
     "IN_FLIGHT",
+    "MASS_ORDER_LIMIT",
+    "MASS_TEXT_LIMIT",
     "MAX_ORDER_UNITS",
     "MICROS",
     "MISSING_REASON",
@@ -102,11 +119,14 @@ __all__ = [
     "REFILL_LIMIT",
     "REFILL_WINDOW_CLOSED",
     "STATUSES",
+    "MassLine",
+    "MassLineRefusal",
     "Refusal",
     "ServiceTerms",
     "cancel_refusal",
     "charge_for",
     "clamp_remains",
+    "customer_rate",
     "delivered_in_run",
     "drip_feed_view",
     "dripfeed_units_per_hour",
@@ -119,12 +139,16 @@ __all__ = [
     "interruption_backoff_seconds",
     "link_fault_refusal",
     "link_is_valid",
+    "mass_line_key",
+    "mass_size_refusal",
+    "parse_mass_text",
     "parse_money",
     "parse_percent_bp",
     "pause_refusal",
     "plan_runs",
     "poll_interval_seconds",
     "price_of_units",
+    "price_refusal",
     "provider_gave_up",
     "reconcile_refusal",
     "refill_counts",
