@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import v2
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.routes import catalog, customers, meta, ops, orders, support
@@ -51,6 +52,9 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
             "resellers (customer keys). See docs/api.md."
         ),
         lifespan=lifespan,
+        # Served from the assets the back office ships (api/docs.py), not FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     redact_server_logs()  # uvicorn's access lines print `GET /api/v2?key=...`
@@ -59,6 +63,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     install_error_handlers(app)
     install_metrics(app)
+    install_docs(app)
     app.include_router(orders.router)
     app.include_router(support.router)
     app.include_router(ops.router)
