@@ -97,6 +97,17 @@ def test_the_production_file_publishes_nothing_beyond_the_hosts_loopback() -> No
         assert listed == [], f"the demo file publishes {name}: {listed}"
 
 
+def test_the_api_sees_the_client_behind_the_hosts_proxy() -> None:
+    api = load(PRODUCTION)["services"]["api"]
+    assert api["environment"]["FORWARDED_ALLOW_IPS"] == "${FORWARDED_ALLOW_IPS:-*}"
+    # The rest of the back office's settings still reach it (the YAML merge key, not a replacement).
+    assert (
+        api["environment"]["DATABASE_URL"]
+        == load(PRODUCTION)["services"]["worker"]["environment"]["DATABASE_URL"]
+    )
+    assert api["environment"]["API_HOST"] == "0.0.0.0"
+
+
 def test_the_workers_metrics_listen_on_the_compose_network_not_on_the_host() -> None:
     worker = load(PRODUCTION)["services"]["worker"]
     assert worker["environment"]["WORKER_METRICS_HOST"] == "0.0.0.0"
