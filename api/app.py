@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from temporalio.client import Client
 
 from api import v2
+from api.console import install_console
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
@@ -71,4 +72,5 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     app.include_router(catalog.router)
     app.include_router(meta.router)
     app.include_router(v2.router)
+    install_console(app, settings)
     return app

@@ -134,6 +134,7 @@ class DevStack:
             info = {
                 "api_url": api_url,
                 "docs_url": f"{api_url}/docs",
+                "console_url": f"{api_url}/console",
                 "simulator_url": simulator_url,
                 "worker_metrics_url": f"http://127.0.0.1:{metrics}/metrics" if metrics else None,
                 "temporal_ui_url": self._ui_url(),
@@ -250,6 +251,8 @@ class DevStack:
             SIMULATOR_PORT=str(self.bound["simulator"]),
             WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
+        if not self.settings.temporal_address:  # the console links each order to its workflow there
+            env["TEMPORAL_UI_URL"] = f"http://127.0.0.1:{self.ports.temporal_ui}"
         return env
 
     async def _load_demo(self, database_url: str, simulator_url: str) -> tuple[dict[str, str], int]:
@@ -446,6 +449,7 @@ def _print_banner(info: dict[str, Any], path: Path) -> None:
 The back office is running.
   API              {info["api_url"]}
   OpenAPI docs     {info["docs_url"]}
+  Console          {info["console_url"]} (support, ops: sign in with your role's key below)
   Simulator        {info["simulator_url"]}/api/v2 (the demo provider, API v2)
   Worker metrics   {info["worker_metrics_url"] or "(off)"}
   Temporal Web UI  {info["temporal_ui_url"]}

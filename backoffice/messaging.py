@@ -50,7 +50,7 @@ R = TypeVar("R")
 # An order update by its method reference, e.g. OrderWorkflow.cancel: the argument and answer types follow.
 Update = UpdateMethodMultiParam[[OrderWorkflow, A], R]
 StateUpdate = UpdateMethodMultiParam[[OrderWorkflow, OrderAction], OrderState]
-Via = Literal["rest", "api_v2", "cli"]
+Via = Literal["rest", "api_v2", "cli", "console"]
 
 # Orders a provider-wide message asks at once; the rest wait their turn.
 FANOUT = 16

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
     temporal_sdk_metrics: bool = True
 
+    # The console (/console): the key its session cookies are signed with (unset: a random one per API
+    # process, so a restart signs everyone out; set the same one on every API process behind one address),
+    # how long a sign-in lasts, and the Temporal Web UI each order links to (e.g. http://127.0.0.1:8233).
+    console_secret: str | None = Field(default=None, min_length=32)
+    console_session_hours: float = Field(default=12.0, gt=0)
+    temporal_ui_url: str | None = None
+
     def require_database_url(self) -> str:
         if not self.database_url:
             raise SystemExit("DATABASE_URL is not set: run `backoffice dev` (make run) or set DATABASE_URL")

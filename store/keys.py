@@ -128,3 +128,12 @@ async def authenticate(session: AsyncSession, key: str) -> Caller | None:
     if row is None or not hmac.compare_digest(row.secret_hash, _hash(secret)):
         return None
     return Caller(key_id=row.id, role=row.role, customer_id=row.customer_id)
+
+
+async def active_caller(session: AsyncSession, key_id: int) -> Caller | None:
+    """The caller a key id stands for while the key is not revoked (the console's session holds only the id,
+    so a revoked key signs its sessions out at once)."""
+    row = await session.scalar(select(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None)))
+    if row is None:
+        return None
+    return Caller(key_id=row.id, role=row.role, customer_id=row.customer_id)

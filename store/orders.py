@@ -237,6 +237,7 @@ class OrderFilter:
     status: str | None = None
     phase: str | None = None
     service_id: int | None = None
+    link: str | None = None  # a part of the link, any case
     created_from: datetime | None = None  # inclusive
     created_to: datetime | None = None  # exclusive
 
@@ -254,6 +255,8 @@ async def list_orders(
         query = query.where(Order.phase == where.phase)
     if where.service_id is not None:
         query = query.where(Order.service_id == where.service_id)
+    if where.link is not None:
+        query = query.where(Order.link.icontains(where.link, autoescape=True))
     if where.created_from is not None:
         query = query.where(Order.created_at >= where.created_from)
     if where.created_to is not None:

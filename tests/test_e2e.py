@@ -80,13 +80,15 @@ def _poll(http: httpx.Client, url: str, headers: dict[str, str], until: set[str]
 def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
     info = stack["info"]
     assert set(info) >= {
-        "api_url", "docs_url", "simulator_url", "worker_metrics_url", "temporal_ui_url", "temporal_address",
-        "namespace", "task_queue", "database_url", "keys", "demo_customer_id",
+        "api_url", "docs_url", "console_url", "simulator_url", "worker_metrics_url", "temporal_ui_url",
+        "temporal_address", "namespace", "task_queue", "database_url", "keys", "demo_customer_id",
     }  # fmt: skip
     assert set(info["keys"]) == {"storefront", "support", "ops", "admin", "customer"}
     storefront = {"Authorization": f"Bearer {info['keys']['storefront']}"}
     with httpx.Client(base_url=info["api_url"], timeout=10) as http:
         assert http.get("/docs").status_code == 200
+        assert info["console_url"] == f"{info['api_url']}/console"
+        assert "API key" in http.get(info["console_url"], follow_redirects=True).text  # its sign-in page
         customer = http.post("/v1/customers", json={"name": "E2E"}, headers=storefront).json()
         deposit = http.post(
             f"/v1/customers/{customer['id']}/deposits",

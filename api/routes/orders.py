@@ -19,6 +19,7 @@ from api.schemas import (
     DripFeedRunOut,
     Id,
     IdempotencyKey,
+    Link,
     Moment,
     OptionalReason,
     OrderCreate,
@@ -138,6 +139,7 @@ async def list_orders(
     status: Status | None = None,
     phase: Phase | None = None,
     service_id: Id | None = None,
+    link: Annotated[Link | None, Query(description="a part of the order's link, any case")] = None,
     created_from: Annotated[Moment | None, Query(description="inclusive; ISO 8601, UTC if no zone")] = None,
     created_to: Annotated[Moment | None, Query(description="exclusive; ISO 8601, UTC if no zone")] = None,
     cursor: Annotated[Cursor | None, Query(description="`next_cursor` of the last page")] = None,
@@ -156,6 +158,7 @@ async def list_orders(
         status=status,
         phase=phase,
         service_id=service_id,
+        link=link,
         created_from=created_from,
         created_to=created_to,
     )

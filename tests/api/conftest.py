@@ -38,7 +38,12 @@ async def api(
     # Runs stay in progress at the provider unless a test scripts otherwise.
     provider = ScriptedProvider(script={pid: [("In progress", None)] for pid in providers.values()})
     async with order_worker(dev_server.client, sessions, provider) as task_queue:
-        settings = Settings(database_url=db_url, temporal_address="unused", temporal_task_queue=task_queue)
+        settings = Settings(
+            database_url=db_url,
+            temporal_address="unused",
+            temporal_task_queue=task_queue,
+            temporal_ui_url="http://127.0.0.1:8233",  # the console's links to workflows (not followed)
+        )
         app = create_app(settings, temporal=dev_server.client)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
