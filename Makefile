@@ -3,14 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The exact versions and hashes of every dependency (docs/operations.md, "Reproducible installs"): installs
+# take them from here, `make lock` writes them from pyproject.toml.
+LOCK := requirements/dev.lock
+RUNTIME_LOCK := requirements/runtime.lock
+UV := uv==0.13.9
+COMPILE = $(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal --python-version 3.11
 
-.PHONY: run test check lint typecheck bench clean-data
+.PHONY: run test check lint typecheck bench clean-data lock
 
-$(STAMP): pyproject.toml
+# Plain pip, nothing else needed: the lock's packages (hash-checked), then the project itself without
+# resolving anything again.
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# Re-resolves after a change to pyproject.toml, keeping the pins that still fit;
+# `make lock LOCK_ARGS=--upgrade` moves every package to its newest allowed release.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(UV)
+	$(COMPILE) $(LOCK_ARGS) --extra dev -o $(LOCK)
+	$(COMPILE) $(LOCK_ARGS) -o $(RUNTIME_LOCK)
 
 run: $(STAMP)
 	$(BIN)/backoffice dev

@@ -10,6 +10,7 @@ from temporalio.client import Client
 
 from api import v2
 from api.console import install_console
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.routes import catalog, customers, mass, meta, ops, orders, prices, support, webhooks
@@ -52,6 +53,9 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
             "resellers (customer keys). See docs/api.md."
         ),
         lifespan=lifespan,
+        # Served from the assets the back office ships (api/docs.py), not FastAPI's CDN pages.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     redact_server_logs()  # uvicorn's access lines print `GET /api/v2?key=...`
@@ -60,6 +64,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     install_error_handlers(app)
     install_metrics(app)
+    install_docs(app)
     app.include_router(orders.router)
     app.include_router(mass.router)
     app.include_router(support.router)

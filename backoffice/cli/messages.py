@@ -1,5 +1,6 @@
-"""`backoffice orders pause|resume|retry|link-fault|refund|reconcile`: one message to one order, through the
-messaging service (backoffice/messaging.py) as every door sends them, answered once the order has acted.
+"""`backoffice orders cancel|refill|pause|resume|retry|link-fault|refund|reconcile`: one message to one
+order, through the messaging service (backoffice/messaging.py) as every door sends them, answered once
+the order has acted.
 
 The order is read from the read model (DATABASE_URL, else the dev stack's), the message goes to its workflow
 (TEMPORAL_ADDRESS, else the dev stack's). Every command prints JSON with --json; exit 1 when the order did
@@ -27,7 +28,15 @@ from backoffice.cli.common import (
 )
 from backoffice.settings import Settings
 from workflows import policy
-from workflows.models import OrderAction, OrderState, RefundReceipt, RunReconciliation, SupportRefund
+from workflows.models import (
+    OrderAction,
+    OrderState,
+    RefillRequest,
+    RefillTicket,
+    RefundReceipt,
+    RunReconciliation,
+    SupportRefund,
+)
 from workflows.order import OrderWorkflow
 
 if TYPE_CHECKING:
@@ -130,6 +139,19 @@ def _state_command(update: StateUpdate, done: str) -> Command:
     return command
 
 
+def cmd_orders_refill(settings: Settings, args: argparse.Namespace) -> int:
+    """As REST's POST /v1/orders/{id}/refills: the order forwards the refill to its provider and tracks it."""
+
+    def describe(ticket: RefillTicket) -> str:
+        return (
+            f"refill #{ticket.refill_no} requested (refill id {ticket.refill_id}); "
+            f"follow it with `backoffice orders show {args.order_id}`"
+        )
+
+    request = RefillRequest(args.actor, args.reason)
+    return send_to_order(settings, args, OrderWorkflow.request_refill, request, describe)
+
+
 def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
     amount = None
     if args.amount is not None:
@@ -160,6 +182,19 @@ def add_commands(orders: Subcommands) -> None:
     def message(name: str, help: str, func: Command, why: str) -> argparse.ArgumentParser:
         return message_command(orders, name, help, func, target="order_id", why=why)
 
+    message(
+        "cancel",
+        "cancel an order: at once while pending, in progress where the service allows it (the provider is"
+        " asked first); what was not delivered is refunded once the order is canceled",
+        _state_command(OrderWorkflow.cancel, "cancel requested"),
+        "why",
+    )
+    message(
+        "refill",
+        "request a refill of a completed order inside its refill window, as the customer would",
+        cmd_orders_refill,
+        "why (e.g. the ticket)",
+    )
     pause = _state_command(OrderWorkflow.pause, "paused")
     message("pause", "hold an order: no new run goes out until it is resumed", pause, "why")
     message(

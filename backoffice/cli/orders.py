@@ -17,7 +17,27 @@ if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
     from backoffice.cli.common import Subcommands
-    from store.models import Order
+    from store.models import Order, ProviderSubmission
+
+# What a run's submission state means once the provider has not (or never) reported on it.
+_SUBMISSION_OUTCOMES = {
+    "sending": "being sent",
+    "rejected": "refused by the provider",
+    "link_fault": "link refused by the provider",
+    "needs_reconciliation": "fate unknown: see `backoffice orders reconcile`",
+}
+
+
+def run_outcome(run: ProviderSubmission) -> str:
+    """What the run really did: the provider's last word on it (Completed, Partial, Canceled, or where it
+    stands while under way), never the bare fact that the provider took it."""
+    if run.state != "accepted":
+        return _SUBMISSION_OUTCOMES.get(run.state, run.state)
+    if run.provider_status is None:
+        return "taken by the provider, no status yet"
+    if run.finished_at is None:
+        return f"{run.provider_status} at the provider"
+    return run.provider_status
 
 
 def _order_fields(order: Order, cost_micros: int | None = None) -> dict[str, Any]:
@@ -99,6 +119,7 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
                     "provider_service_id": r.provider_service_id,
                     "quantity": r.quantity,
                     "state": r.state,
+                    "outcome": run_outcome(r),
                     "provider_order_id": r.provider_order_id,
                     "delivered": r.delivered,
                     "provider_status": r.provider_status,
@@ -156,10 +177,9 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
         if runs:
             print(f"runs ({len(runs)}):")
             for r in runs:
-                # What the run really did: the provider's last word, not just that it was accepted.
-                outcome = r.provider_status or r.state
+                outcome = run_outcome(r)
                 if r.delivered is not None:
-                    outcome += f", {r.delivered} delivered"
+                    outcome += f", {r.delivered}/{r.quantity} delivered"
                 if r.cost_micros is not None:
                     outcome += f", cost {policy.format_money(r.cost_micros)}"
                 if r.abandoned_at is not None:
