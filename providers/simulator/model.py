@@ -19,13 +19,16 @@ FINAL = frozenset({Status.COMPLETED, Status.PARTIAL, Status.CANCELED})
 
 
 class SimClock:
-    """Simulated seconds: the monotonic clock plus an offset that tests and demos push forward."""
+    """Simulated seconds: the monotonic clock plus an offset that tests and demos push forward. A frozen clock
+    moves only when pushed, so a test's figures do not depend on how busy the machine is."""
 
-    def __init__(self, offset: float = 0.0) -> None:
+    def __init__(self, offset: float = 0.0, *, frozen: bool = False) -> None:
         self.offset = offset
+        self._frozen_at = time.monotonic() if frozen else None
 
     def now(self) -> float:
-        return time.monotonic() + self.offset
+        base = time.monotonic() if self._frozen_at is None else self._frozen_at
+        return base + self.offset
 
     def advance(self, seconds: float) -> None:
         """Move time forward; never backward, because delivered units cannot be undelivered."""

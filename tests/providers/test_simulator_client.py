@@ -53,7 +53,7 @@ class Sim:
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Sim]:
-    clock = SimClock()
+    clock = SimClock(frozen=True)  # only the test moves it: exact figures however loaded the machine is
     app = create_simulator_app(api_key=KEY, clock=clock)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sim") as http:
         client = ApiV2Client(API_URL, KEY, http=http)
