@@ -35,7 +35,7 @@ from store.customers import create_customer, deposit
 from store.db import make_engine, make_sessionmaker, transaction
 from store.migrate import upgrade
 from workflows import search_attributes as sa
-from workflows.policy import parse_money
+from workflows.text import parse_money
 
 log = logging.getLogger("backoffice.dev")
 DEMO_ROLES = ("storefront", "support", "ops", "admin")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows import policy
+from workflows import policy, refusals
 from workflows.delivery import Delivery
 from workflows.errors import refused
 from workflows.models import (
@@ -35,6 +35,7 @@ from workflows.models import (
 from workflows.money import Money
 from workflows.record import OrderRecord, reason
 from workflows.refills import Refills
+from workflows.text import format_money
 
 
 def _refuse(refusal: policy.Refusal) -> None:
@@ -87,7 +88,7 @@ class OrderWorkflow:
             record.event(
                 "placed",
                 f"{order.quantity} units of {order.service_name or f'service {order.service_id}'} "
-                f"for {policy.format_money(order.charge_micros)}, in {state.runs_total} run(s)",
+                f"for {format_money(order.charge_micros)}, in {state.runs_total} run(s)",
                 f"customer:{order.customer_id}",
             )  # written with the first step (the slot claim), not on its own
         else:
@@ -154,7 +155,7 @@ class OrderWorkflow:
     @cancel.validator
     def _check_cancel(self, action: OrderAction) -> None:
         s = self._state
-        _refuse(policy.words_refusal(action.actor, None, action.reason))
+        _refuse(refusals.words_refusal(action.actor, None, action.reason))
         _refuse(
             policy.cancel_refusal(
                 status=s.status,
@@ -177,7 +178,7 @@ class OrderWorkflow:
 
     @report_link_fault.validator
     def _check_link_fault(self, action: OrderAction) -> None:
-        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(refusals.words_refusal(action.actor, action.reason))
         s = self._state
         _refuse(
             policy.link_fault_refusal(status=s.status, phase=s.working_phase, stopping=s.stop is not None)
@@ -199,9 +200,9 @@ class OrderWorkflow:
     @pause.validator
     def _check_pause(self, action: OrderAction) -> None:
         s = self._state
-        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(refusals.words_refusal(action.actor, action.reason))
         _refuse(
-            policy.pause_refusal(
+            refusals.pause_refusal(
                 paused=s.paused_by is not None, stopping=s.stop is not None, phase=s.working_phase
             )
         )
@@ -218,8 +219,8 @@ class OrderWorkflow:
 
     @resume.validator
     def _check_resume(self, action: OrderAction) -> None:
-        _refuse(policy.words_refusal(action.actor, action.reason))
-        _refuse(policy.resume_refusal(paused=self._state.paused_by is not None))
+        _refuse(refusals.words_refusal(action.actor, action.reason))
+        _refuse(refusals.resume_refusal(paused=self._state.paused_by is not None))
 
     @workflow.update
     async def reconcile_run(self, answer: RunReconciliation) -> OrderState:
@@ -233,9 +234,9 @@ class OrderWorkflow:
 
     @reconcile_run.validator
     def _check_reconcile_run(self, answer: RunReconciliation) -> None:
-        _refuse(policy.words_refusal(answer.actor, answer.reason, answer.provider_order_id or ""))
+        _refuse(refusals.words_refusal(answer.actor, answer.reason, answer.provider_order_id or ""))
         _refuse(
-            policy.reconcile_refusal(
+            refusals.reconcile_refusal(
                 awaiting_run=self._state.awaiting_run,
                 run_no=answer.run_no,
                 answered=self._delivery.interruptions.reconciliation is not None,
@@ -252,8 +253,8 @@ class OrderWorkflow:
 
     @retry.validator
     def _check_retry(self, action: OrderAction) -> None:
-        _refuse(policy.words_refusal(action.actor, action.reason))
-        _refuse(policy.retry_refusal(needs_attention=self._state.attention is not None))
+        _refuse(refusals.words_refusal(action.actor, action.reason))
+        _refuse(refusals.retry_refusal(needs_attention=self._state.attention is not None))
 
     # ----- support refunds
 
@@ -278,8 +279,8 @@ class OrderWorkflow:
 
     @refund.validator
     def _check_refund(self, request: SupportRefund) -> None:
-        _refuse(policy.words_refusal(request.actor, request.reason))
-        _refuse(policy.refund_key_refusal(request.idempotency_key))
+        _refuse(refusals.words_refusal(request.actor, request.reason))
+        _refuse(refusals.refund_key_refusal(request.idempotency_key))
         self._money.check_refund(request)
 
     # ----- refills
@@ -292,5 +293,5 @@ class OrderWorkflow:
 
     @request_refill.validator
     def _check_refill(self, request: RefillRequest) -> None:
-        _refuse(policy.words_refusal(request.actor, None, request.reason))
+        _refuse(refusals.words_refusal(request.actor, None, request.reason))
         self._refills.check(request)

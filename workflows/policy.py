@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
 from workflows.models import Phase, RefillStatus, Status, StopKind
-from workflows.text import text_problem
-
-MICROS = 1_000_000
 
 Refusal = tuple[str, str] | None  # (stable code, text) when a request must be refused
 
@@ -83,38 +79,6 @@ def run_link_fault(status: Status | None, fault_text: str | None) -> str | None:
 def within_tolerance(shortfall: int, quantity: int, tolerance_bp: int) -> bool:
     """A shortfall of at most tolerance (basis points of the quantity) is normal variation, not a failure."""
     return shortfall * 10_000 <= quantity * tolerance_bp
-
-
-def format_money(micros: int) -> str:
-    """Micro-units as an exact decimal string with 6 decimals ("0.278190")."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS)
-    return f"{sign}{whole}.{frac:06d}"
-
-
-def parse_money(text: str) -> int:
-    """A decimal string ("12.5") as micro-units; refuses more than 6 decimals instead of rounding money,
-    and digits other than ASCII 0-9 (`Decimal` would read Arabic-Indic or full-width digits)."""
-    if not isinstance(text, str) or not text.strip().lstrip("+-").replace(".", "", 1).isascii():
-        raise ValueError(f"not a decimal amount: {text!r}")
-    try:
-        value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError) as exc:
-        raise ValueError(f"not a decimal amount: {text!r}") from exc
-    if not value.is_finite():
-        raise ValueError(f"not a decimal amount: {text!r}")
-    micros = value * MICROS
-    if micros != micros.to_integral_value(rounding=ROUND_DOWN):
-        raise ValueError(f"more than 6 decimals: {text!r}")
-    return int(micros)
-
-
-def parse_percent_bp(text: str) -> int:
-    """A percentage ("2.5") as basis points (250)."""
-    value = Decimal(str(text)) * 100
-    if value != value.to_integral_value() or not 0 <= value <= 10_000:
-        raise ValueError(f"not a percentage with at most 2 decimals: {text!r}")
-    return int(value)
 
 
 def link_is_valid(link: str, pattern: str) -> bool:
@@ -334,51 +298,11 @@ def final_settlement(
     return status, refund, new_units, charge - refunded - refund
 
 
-MISSING_REASON = ("missing_reason", "say who sends this and why")
-
-
-def words_refusal(actor: str, reason: str | None = None, *more: str) -> Refusal:
-    """Every message says who sends it (and, where asked, why), in text the back office can keep."""
-    if not actor.strip() or (reason is not None and not reason.strip()):
-        return MISSING_REASON
-    for words in (actor, reason or "", *more):
-        problem = text_problem(words)
-        if problem is not None:
-            return ("bad_text", f"the text cannot be accepted: {problem}")
-    return None
-
-
 def link_fault_refusal(*, status: Status, phase: Phase, stopping: bool) -> Refusal:
     """Support can stop an order for its link only while it still delivers (or waits to)."""
     ended = phase in (Phase.SETTLING, Phase.REFILL_WINDOW, Phase.CLOSED)
     if stopping or ended or status not in (Status.PENDING, Status.IN_PROGRESS):
         return ("cannot_report_link_fault", "only an order still delivering can stop for its link")
-    return None
-
-
-def pause_refusal(*, paused: bool, stopping: bool, phase: Phase) -> Refusal:
-    if paused or stopping or phase not in HOLDABLE:
-        return ("cannot_pause", "only an order waiting or delivering can be paused")
-    return None
-
-
-def resume_refusal(*, paused: bool) -> Refusal:
-    return None if paused else ("not_paused", "the order is not paused")
-
-
-def retry_refusal(*, needs_attention: bool) -> Refusal:
-    return None if needs_attention else ("not_needing_attention", "the order does not need attention")
-
-
-def reconcile_refusal(*, awaiting_run: int | None, run_no: int, answered: bool) -> Refusal:
-    if awaiting_run != run_no or answered:
-        return ("not_awaiting", f"run {run_no} is not awaiting reconciliation")
-    return None
-
-
-def refund_key_refusal(key: str) -> Refusal:
-    if not key.strip() or text_problem(key) is not None:
-        return ("bad_refund", "a refund needs an idempotency key")
     return None
 
 
@@ -442,35 +366,6 @@ def reseller_view(
     return Status.PARTIAL, min(refunded_units + extra, quantity)
 
 
-def refill_poll_seconds(floor_seconds: int, checks_done: int, *, cap: int = 600) -> int:
-    """When to read a refill's status next: at the provider's floor first, then doubling up to 10 minutes,
-    so a quick refill shows Completed within a minute and a slow one costs a few calls an hour."""
-    return min(floor_seconds << min(checks_done, 20), max(cap, floor_seconds))
-
-
 def refill_counts(outcome: RefillStatus) -> bool:
     """A refill the provider rejected or erred on does not use up one of the customer's refills."""
     return outcome not in (RefillStatus.REJECTED, RefillStatus.ERROR)
-
-
-def follow_deadline_hours(max_interruption_hours: int) -> int:
-    """How long the settlement waits for provider orders the order gave up to end: the patience the service
-    gives a provider that does not answer. Past it the order settles on what was reported."""
-    return max(max_interruption_hours, 1)
-
-
-def interruption_backoff_seconds(attempt: int, *, first: int = 60, cap: int = 1800) -> int:
-    """How long an interrupted order waits before trying the provider again: doubling, capped."""
-    return min(first << min(max(attempt, 0), 20), cap)
-
-
-def poll_interval_seconds(units: int, pace_per_hour: int, floor_seconds: int, checks_done: int) -> int:
-    """When to read a run's status next: soon at first, then less and less often.
-
-    The wait doubles from the provider's floor with each check, up to a quarter of the run's expected
-    duration at the service's pace (and never beyond 30 minutes): a fast provider is seen finishing at once,
-    a slow run costs a few calls per expected duration.
-    """
-    expected = units * 3600 // max(pace_per_hour, 1)
-    ceiling = max(floor_seconds, min(expected // 4, 1800))
-    return min(floor_seconds << min(checks_done, 20), ceiling)

@@ -21,6 +21,7 @@ from workflows import policy, steps
 from workflows import search_attributes as sa
 from workflows.errors import STEP_FAILED
 from workflows.models import OrderEvent, OrderInput, OrderState, Phase, Projection, ProviderOrder, Status
+from workflows.text import format_money
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -167,7 +168,7 @@ class OrderRecord:
             f"run {state.runs_done} of {state.runs_total}"
         ]
         if state.refunded_micros:
-            lines.append(f"refunded {policy.format_money(state.refunded_micros)}")
+            lines.append(f"refunded {format_money(state.refunded_micros)}")
         if state.paused_by:
             lines.append(f"paused by {state.paused_by}")
         if state.attention:

@@ -25,9 +25,9 @@ from backoffice.cli.common import (
     with_session,
 )
 from backoffice.settings import Settings
-from workflows import policy
 from workflows.models import OrderAction, OrderState, RefundReceipt, RunReconciliation, SupportRefund
 from workflows.order import OrderWorkflow
+from workflows.text import format_money, parse_money
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -131,7 +131,7 @@ def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
     amount = None
     if args.amount is not None:
         try:
-            amount = policy.parse_money(args.amount)
+            amount = parse_money(args.amount)
         except ValueError as exc:
             print(f"error: --amount: {exc}", file=sys.stderr)
             return 2
@@ -140,10 +140,10 @@ def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     def describe(receipt: RefundReceipt) -> str:
-        total = policy.format_money(receipt.total_refunded_micros)
+        total = format_money(receipt.total_refunded_micros)
         if receipt.refunded_micros == 0:
             return f"this idempotency key was used already, nothing moved; {total} in all ({receipt.status})"
-        return f"refunded {policy.format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
+        return f"refunded {format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
 
     return send_to_order(settings, args, OrderWorkflow.refund, refund, describe)
 
