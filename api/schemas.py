@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from store.models import Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
 from workflows.models import OrderState, RefillStatus
-from workflows.text import format_money, text_problem
+from workflows.text import MAX_ANSWER, MAX_LINE, MAX_LINES, PARAMETERS, format_money, text_problem
 
 
 def _one_line(value: str) -> str:
@@ -67,15 +67,52 @@ class ErrorOut(BaseModel):
     order_id: int | None = Field(default=None, description="workflow_unavailable only")
 
 
+def _lines_text(value: str) -> str:
+    if (problem := text_problem(value, multiline=True)) is not None:
+        raise ValueError(f"text with {problem} is not accepted")
+    return value
+
+
+# A list parameter: one text with an item a line (as API v2 sends it), or a list of items.
+LineText = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_one_line)]
+Lines = (
+    Annotated[str, StringConstraints(max_length=MAX_LINES * 64), AfterValidator(_lines_text)]
+    | Annotated[list[LineText], Field(max_length=MAX_LINES)]
+)
+Word = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_one_line)]
+
+
 class OrderCreate(Strict):
     customer_id: Id | None = Field(default=None, description="required unless the caller is a customer key")
     service_id: Id
     link: Link
-    quantity: Annotated[int, Field(ge=1, le=100_000_000, description="units; per run for a drip-feed")]
+    quantity: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+        default=None,
+        description="units; per run for a drip-feed. Left out (or the count itself) where the service's "
+        "type counts it: the lines of `comments` or `usernames`, or a package",
+    )
     runs: Annotated[int, Field(ge=2, le=1000)] | None = Field(default=None, description="drip-feed runs")
     interval: Annotated[int, Field(ge=1, le=10080)] | None = Field(
         default=None, description="drip-feed minutes between runs"
     )
+    # The parameters of the other service types, by their API v2 names (docs/api.md, "Service types").
+    comments: Lines | None = Field(default=None, description="Custom Comments, Comment Replies: one a line")
+    usernames: Lines | None = Field(default=None, description="Mentions, Mentions Custom List: one a line")
+    hashtags: Lines | None = Field(default=None, description="Mentions with Hashtags: one a line")
+    keywords: Lines | None = Field(default=None, description="SEO: one a line")
+    hashtag: Word | None = Field(default=None, description="Mentions Hashtag")
+    username: Word | None = Field(
+        default=None, description="Mentions User Followers, Comment Likes, Comment Replies"
+    )
+    media: Link | None = Field(default=None, description="Mentions Media Likers: the media's link")
+    answer_number: Annotated[int, Field(ge=1, le=MAX_ANSWER)] | None = Field(
+        default=None, description="Poll: the answer to vote for"
+    )
+
+    def parameter_texts(self) -> dict[str, str]:
+        """The type parameters sent, as texts (a list one item a line), for text.parse_parameters."""
+        sent = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) is not None}
+        return {name: "\n".join(v) if isinstance(v, list) else str(v) for name, v in sent.items()}
 
 
 class OrderOut(BaseModel):
@@ -83,6 +120,11 @@ class OrderOut(BaseModel):
     customer_id: int
     service_id: int
     link: str
+    type: str = Field(description="the service's type when the order was placed (API v2 names)")
+    parameters: dict[str, Any] | None = Field(
+        description="the type's parameters as sent to the provider (lists one item an element); "
+        "null for a Default order"
+    )
     status: str
     phase: str
     quantity: int
@@ -118,6 +160,8 @@ class OrderOut(BaseModel):
             customer_id=o.customer_id,
             service_id=o.service_id,
             link=o.link,
+            type=o.service_type,
+            parameters=o.parameters,
             status=o.status,
             phase=o.phase,
             quantity=o.quantity,
@@ -245,7 +289,7 @@ class ServiceOut(BaseModel):
     name: str
     category: str
     type: str
-    rate: str = Field(description="price per 1000 units")
+    rate: str = Field(description="price per 1000 units (or lines); for a package type, of one order")
     min: int
     max: int
     dripfeed: bool

@@ -24,7 +24,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from workflows.models import RefillStatus
+from workflows.models import RefillStatus, ServiceType
+
+SERVICE_TYPES = tuple(str(t) for t in ServiceType)  # the SQL checks spell them as API v2 does
 
 
 class Base(DeclarativeBase):
@@ -89,12 +91,14 @@ class Service(Base):
         CheckConstraint("rate_micros >= 0", name="services_rate"),
         CheckConstraint("link_fault_refund IN ('none', 'remaining')", name="services_link_fault_refund"),
         CheckConstraint("tolerance_bp BETWEEN 0 AND 10000", name="services_tolerance"),
+        CheckConstraint(f"type IN {SERVICE_TYPES!r}", name="services_type"),
     )
 
     # Public service id (the one resellers see in API v2), assigned by the catalog.
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     category: Mapped[str] = mapped_column(String(100), nullable=False)
+    # The API v2 type (workflows.models.ServiceType): what an order carries and how it is counted and priced.
     type: Mapped[str] = mapped_column(String(40), nullable=False, default="Default")
     rate_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)  # price per 1000 units
     min_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -138,12 +142,19 @@ class Order(Base):
             "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"
         ),
         CheckConstraint("refunded_units BETWEEN 0 AND quantity", name="orders_refunded_units"),
+        CheckConstraint(f"service_type IN {SERVICE_TYPES!r}", name="orders_service_type"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False, index=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), nullable=False)
     link: Mapped[str] = mapped_column(Text, nullable=False)
+    # The service's type as of intake, and the type's parameters as sent upstream (null for none): the
+    # comments, usernames, hashtag, ... (workflows.models.OrderParameters, lists one item an element).
+    service_type: Mapped[str] = mapped_column(
+        String(40), nullable=False, default="Default", server_default="Default"
+    )
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     runs: Mapped[int | None] = mapped_column(Integer)
     interval_minutes: Mapped[int | None] = mapped_column(Integer)

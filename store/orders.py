@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -24,9 +24,20 @@ from store.customers import get_customer
 from store.keys import Caller
 from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
 from workflows import policy
-from workflows.models import OpenRefill, OrderInput, Phase, Projection, RefillStatus, RouteRef, Status
+from workflows.models import (
+    OpenRefill,
+    OrderInput,
+    OrderParameters,
+    Phase,
+    Projection,
+    RefillStatus,
+    RouteRef,
+    ServiceType,
+    Status,
+)
 
 ORDER_INPUT = TypeAdapter(OrderInput)
+PARAMETERS = TypeAdapter(OrderParameters)
 
 
 class OrderRejected(Exception):
@@ -44,18 +55,23 @@ class OrderRequest:
     customer_id: int
     service_id: int
     link: str
-    quantity: int
+    quantity: int | None  # per run for a drip-feed; None where the type counts it (lines, a package)
     runs: int | None = None
     interval: int | None = None
+    parameters: OrderParameters = field(default_factory=OrderParameters)
+    # API v2 is liberal: a parameter the service's type does not take, and a quantity of a type that counts
+    # its own, are ignored (and never forwarded) instead of refused.
+    liberal: bool = False
 
     def fingerprint(self) -> str:
-        """A stable hash of the request body, to tell a replay from a different request with the same key."""
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
-
-    @property
-    def total_quantity(self) -> int:
-        """Drip-feed quantities are per run, as in API v2."""
-        return self.quantity * (self.runs or 1)
+        """A stable hash of the request body, to tell a replay from a different request with the same key.
+        A Default order's hash is what it was before service types existed."""
+        body = dataclasses.asdict(self)
+        if self.parameters == OrderParameters():
+            del body["parameters"]
+        if not self.liberal:
+            del body["liberal"]
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 async def place_order(
@@ -83,18 +99,22 @@ async def place_order(
     service = await session.get(Service, request.service_id)
     if service is None or not service.active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
-    _validate(service, request)
+    typed = _validate(service, request)
     routes = await _active_routes(session, service.id)
     if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
     customer_id = await _customer_or_reject(session, request.customer_id)
 
-    charge = policy.charge_for(request.total_quantity, service.rate_micros)
+    kind = ServiceType(service.type)
+    total = typed.quantity * (request.runs or 1)  # drip-feed quantities are per run, as in API v2
+    charge = policy.order_charge(kind, total, service.rate_micros)
     order = Order(
         customer_id=customer_id,
         service_id=service.id,
         link=request.link,
-        quantity=request.total_quantity,
+        service_type=kind,
+        parameters=PARAMETERS.dump_python(typed.parameters, mode="json", exclude_defaults=True) or None,
+        quantity=total,
         runs=request.runs,
         interval_minutes=request.interval,
         charge_micros=charge,
@@ -124,7 +144,8 @@ async def place_order(
             )
         except ledger.InsufficientFunds as exc:
             raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
-    order.workflow_input = ORDER_INPUT.dump_python(_frozen_input(order, service, routes), mode="json")
+    frozen = _frozen_input(order, service, routes, typed.parameters)
+    order.workflow_input = ORDER_INPUT.dump_python(frozen, mode="json")
     await session.flush()
     await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
     return order, True
@@ -142,7 +163,8 @@ async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
         raise OrderRejected("customer_not_found", str(exc)) from exc
 
 
-def _validate(service: Service, request: OrderRequest) -> None:
+def _validate(service: Service, request: OrderRequest) -> policy.TypedOrder:
+    """The order as the service's terms and type take it (workflows/policy.py), or OrderRejected."""
     terms = policy.ServiceTerms(
         service.id,
         service.name,
@@ -151,12 +173,19 @@ def _validate(service: Service, request: OrderRequest) -> None:
         service.max_quantity,
         service.dripfeed,
         service.pace_per_hour,
+        ServiceType(service.type),
     )
+    typed = policy.typed_order(
+        terms, quantity=request.quantity, parameters=request.parameters, strict=not request.liberal
+    )
+    if not isinstance(typed, policy.TypedOrder):
+        raise OrderRejected(*typed)
     refusal = policy.intake_refusal(
-        terms, link=request.link, quantity=request.quantity, runs=request.runs, interval=request.interval
+        terms, link=request.link, quantity=typed.quantity, runs=request.runs, interval=request.interval
     )
     if refusal is not None:
         raise OrderRejected(*refusal)
+    return typed
 
 
 async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRef]:
@@ -191,7 +220,9 @@ async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit
     return list(rows)
 
 
-def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> OrderInput:
+def _frozen_input(
+    order: Order, service: Service, routes: list[RouteRef], parameters: OrderParameters
+) -> OrderInput:
     """The order description the workflow starts with: the catalog's values as of intake."""
     return OrderInput(
         order_id=order.id,
@@ -212,6 +243,8 @@ def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> Ord
         refill_max=service.refill_max,
         max_interruption_hours=service.max_interruption_hours,
         link_fault_refund=service.link_fault_refund,
+        service_type=ServiceType(order.service_type),
+        parameters=parameters,
     )
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from workflows.models import Phase, RefillStatus, Status, StopKind
+from workflows.models import OrderInput, OrderParameters, Phase, RefillStatus, ServiceType, Status, StopKind
+from workflows.text import PARAMETERS
 
 Refusal = tuple[str, str] | None  # (stable code, text) when a request must be refused
 
@@ -55,7 +56,7 @@ def delivered_in_run(units: int, status: Status | None, remains: int | None) -> 
     """Units a run has delivered, from the provider's status and `remains`.
 
     A provider that leaves `remains` out is taken at its word only for Completed; over-delivery counts as
-    the units asked for.
+    the units asked for. So a run without `remains` is all or nothing (a package's rule, for every type).
     """
     if remains is None:
         remains = 0 if status == Status.COMPLETED else units
@@ -100,6 +101,108 @@ class ServiceTerms:
     max_quantity: int
     dripfeed: bool
     pace_per_hour: int
+    kind: ServiceType = ServiceType.DEFAULT
+
+
+# ---------------------------------------------------------------------------------------------- types
+
+
+@dataclass(frozen=True)
+class TypeRule:
+    """How orders of one service type are taken, counted, priced, delivered and settled. `counted_by`:
+    "quantity" (the customer says how many), a list parameter (its lines are the quantity), or None (a
+    package: one order of the service's `max` units)."""
+
+    needs: tuple[str, ...] = ()  # the type's parameters an order must carry (the link always)
+    counted_by: str | None = "quantity"
+    flat: bool = False  # one price per order (the service's rate) instead of rate x quantity / 1000
+    dripfeed: bool = False  # a customer drip-feed (runs, interval) is for Default only
+    orderable: bool = True
+
+    @property
+    def splittable(self) -> bool:
+        """Only a counted quantity goes in several provider orders (paced runs, a failover's rest); lines
+        and packages go whole, and the provider paces them."""
+        return self.counted_by == "quantity"
+
+    @property
+    def tolerance(self) -> bool:
+        """The accuracy tolerance is for counts; each of the customer's own lines is delivered or not."""
+        return self.counted_by is None or self.splittable
+
+
+TYPE_RULES: dict[ServiceType, TypeRule] = {
+    ServiceType.DEFAULT: TypeRule(dripfeed=True),
+    ServiceType.PACKAGE: TypeRule(counted_by=None, flat=True),
+    ServiceType.CUSTOM_COMMENTS: TypeRule(("comments",), counted_by="comments"),
+    ServiceType.CUSTOM_COMMENTS_PACKAGE: TypeRule(("comments",), counted_by="comments", flat=True),
+    ServiceType.MENTIONS: TypeRule(("usernames",)),
+    ServiceType.MENTIONS_WITH_HASHTAGS: TypeRule(("usernames", "hashtags")),
+    ServiceType.MENTIONS_CUSTOM_LIST: TypeRule(("usernames",), counted_by="usernames"),
+    ServiceType.MENTIONS_HASHTAG: TypeRule(("hashtag",)),
+    ServiceType.MENTIONS_USER_FOLLOWERS: TypeRule(("username",)),
+    ServiceType.MENTIONS_MEDIA_LIKERS: TypeRule(("media",)),
+    ServiceType.COMMENT_LIKES: TypeRule(("username",)),
+    ServiceType.COMMENT_REPLIES: TypeRule(("username", "comments"), counted_by="comments"),
+    ServiceType.POLL: TypeRule(("answer_number",)),
+    ServiceType.SEO: TypeRule(("keywords",)),
+    ServiceType.SUBSCRIPTIONS: TypeRule(orderable=False),
+}
+
+
+@dataclass(frozen=True)
+class TypedOrder:
+    """An order as its type takes it: the quantity (per run for a drip-feed) and what goes upstream."""
+
+    quantity: int
+    parameters: OrderParameters
+
+
+def typed_order(
+    terms: ServiceTerms, *, quantity: int | None, parameters: OrderParameters, strict: bool
+) -> TypedOrder | tuple[str, str]:
+    """The order's quantity and parameters by its service's type, or why they cannot be taken.
+
+    The type's parameters must all be there. A type counted by lines takes its quantity from them, a
+    package from the service (its `max` units). `strict` (REST) refuses a parameter the type does not take
+    and a quantity that is not the count; otherwise (API v2, liberal) both are ignored and never forwarded.
+    """
+    kind, rule = terms.kind, TYPE_RULES[terms.kind]
+    named = f"service {terms.service_id} ({kind})"
+    if not rule.orderable:
+        return ("type_not_orderable", f"{named} is a subscription: subscriptions are not taken yet")
+    given = [name for name in PARAMETERS if getattr(parameters, name) not in ((), None)]
+    missing = [name for name in rule.needs if name not in given]
+    if rule.counted_by == "quantity" and quantity is None:
+        missing.append("quantity")
+    if missing:
+        return ("missing_parameter", f"{named} needs {' and '.join(missing)}")
+    extra = [name for name in given if name not in rule.needs]
+    if extra and strict:
+        return ("unexpected_parameter", f"{named} takes no {' and '.join(extra)}")
+    taken = OrderParameters(**{name: getattr(parameters, name) for name in rule.needs})
+    if rule.counted_by == "quantity":
+        assert quantity is not None
+        return TypedOrder(quantity, taken)
+    counted = terms.max_quantity if rule.counted_by is None else len(getattr(parameters, rule.counted_by))
+    if strict and quantity is not None and quantity != counted:
+        what = "the package's size" if rule.counted_by is None else f"its number of {rule.counted_by}"
+        return ("quantity_mismatch", f"the quantity of a {kind} order is {what} ({counted}), not {quantity}")
+    return TypedOrder(counted, taken)
+
+
+def order_charge(kind: ServiceType, quantity: int, rate_micros: int) -> int:
+    """What an order costs, frozen at intake: the rate per 1000 units (or lines), or flat for a package."""
+    return rate_micros if TYPE_RULES[kind].flat else charge_for(quantity, rate_micros)
+
+
+def resend_units(kind: ServiceType, units: int, delivered: int) -> int:
+    """What of a run may go to the next route once one has given it up: the undelivered rest of a counted
+    quantity; lines and packages only whole (nothing of them arrived), since nobody can tell which of the
+    customer's lines a provider delivered, and half a package is no package anyone sells."""
+    if TYPE_RULES[kind].splittable or delivered <= 0:
+        return max(units - delivered, 0)
+    return 0
 
 
 def intake_refusal(
@@ -118,7 +221,7 @@ def intake_refusal(
     if (runs is None) != (interval is None):
         return ("bad_dripfeed", "a drip-feed order needs both runs and interval")
     if runs is not None:
-        if not terms.dripfeed:
+        if not terms.dripfeed or not TYPE_RULES[terms.kind].dripfeed:
             return ("dripfeed_not_allowed", f"service {sid} does not allow drip-feed")
         per_hour = dripfeed_units_per_hour(quantity, interval or 1)
         if per_hour > terms.pace_per_hour:
@@ -136,17 +239,31 @@ def dripfeed_units_per_hour(run_quantity: int, interval_minutes: int) -> int:
     return run_quantity * runs_in_an_hour
 
 
+def order_plan(order: OrderInput) -> list[tuple[int, int]]:
+    """The order's runs by its type: a counted quantity is paced (or drip-fed), the rest goes whole."""
+    return plan_runs(
+        order.quantity,
+        order.pace_per_hour,
+        runs=order.runs,
+        interval_minutes=order.interval_minutes,
+        splittable=TYPE_RULES[order.service_type].splittable,
+    )
+
+
 def plan_runs(
-    quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None
-) -> list[tuple[int, int]]:
+    quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None,
+    splittable: bool = True,
+) -> list[tuple[int, int]]:  # fmt: skip
     """Split an order into runs: (units, minutes after the order starts) each.
 
     A customer drip-feed sends `runs` runs every `interval_minutes` (the first runs take the remainder of an
     uneven split). Otherwise the order is split into hourly runs of at most `pace_per_hour` units, so no
-    run delivers faster than the service's pace.
+    run delivers faster than the service's pace; an order that cannot be split is one run.
     """
     if quantity <= 0 or pace_per_hour <= 0:
         raise ValueError("quantity and pace must be positive")
+    if not splittable:
+        return [(quantity, 0)]
     if runs:
         base, extra = divmod(quantity, runs)
         every = interval_minutes or 0
@@ -222,13 +339,16 @@ def refundable_units(
     stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
+    service_type: ServiceType = ServiceType.DEFAULT,
 ) -> int:
     """The undelivered units the policy refunds once delivery has ended, however it ended.
 
     A delivery that ran its course is judged by the tolerance (a shortfall within it is normal variation);
-    when the service failed completely the tolerance does not apply. A cancel refunds all that was not
-    delivered; a link fault only where the service's `link_fault_refund` says `remaining`. An order support
-    refunded in full has nothing left to refund.
+    when the service failed completely the tolerance does not apply, nor to a type counted by lines (each
+    missing line is refunded). A cancel refunds all that was not delivered; a link fault only where the
+    service's `link_fault_refund` says `remaining`. An order support refunded in full has nothing left to
+    refund. A package is all or nothing unless its provider reports `remains` (delivered_in_run): then the
+    units it lacks count like any shortfall.
     """
     shortfall = clamp_remains(quantity - delivered, quantity)
     if stop_kind == StopKind.REFUNDED:
@@ -239,7 +359,8 @@ def refundable_units(
         return shortfall
     if stop_kind == StopKind.LINK_FAULT:
         return 0
-    if not service_failed and within_tolerance(shortfall, quantity, tolerance_bp):
+    tolerated = TYPE_RULES[service_type].tolerance and within_tolerance(shortfall, quantity, tolerance_bp)
+    if not service_failed and tolerated:
         return 0
     return shortfall
 
@@ -273,6 +394,7 @@ def final_settlement(
     stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
+    service_type: ServiceType = ServiceType.DEFAULT,
 ) -> tuple[Status, int, int, int]:
     """(status, refund, units it pays for, revenue) when delivery has ended, however it ended.
 
@@ -287,6 +409,7 @@ def final_settlement(
         stop_kind=stop_kind,
         link_fault_refund=link_fault_refund,
         service_failed=service_failed,
+        service_type=service_type,
     )
     new_units = max(owed_units - refunded_units, 0)
     worth = price_of_units(refunded_units + new_units, charge, quantity)
