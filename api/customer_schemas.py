@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from api.schemas import Money, Name, OptionalText, Reason, SignedMoney, Strict
 from store.ledger import StatementLine
 from store.models import Customer
-from workflows.text import format_money
+from workflows.policy import format_money
 
 
 class CustomerCreate(Strict):

@@ -1,6 +1,6 @@
 """The back office's performance figures in one run (`make bench`), against the embedded stack.
 
-Starts `backoffice dev` on free ports in a scratch folder and prints:
+Starts `backoffice dev` on free ports (port 0) in a scratch folder and prints:
 
 1. baseline: one-activity workflows per second on the same Temporal server, with a worker of the same
    settings (a default `Worker`, as worker.py builds it) in this process;
@@ -65,6 +65,7 @@ DRIP_REFILL = 90  # added by the bench: drip-feed with a 30-day refill window
 
 
 def free_port() -> int:
+    """For the Temporal CLI only: an external binary that takes no socket, so its port is a guess."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -79,8 +80,9 @@ def say(text: str) -> None:
 
 def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     args = [sys.executable, "-m", "backoffice.cli", "dev", "--data-dir", str(data_dir)]
-    for flag in ("--api-port", "--simulator-port", "--temporal-port", "--ui-port"):
-        args += [flag, str(free_port())]
+    # Port 0: `backoffice dev` binds any free port and hands it over; the Temporal CLI binds its own.
+    args += ["--api-port", "0", "--simulator-port", "0", "--worker-metrics-port", "0"]
+    args += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")}
     log = open(data_dir / "stack.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(

@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from providers.client import ProviderService
 from store.models import Provider, Route, Service
 from workflows.models import ServiceType
-from workflows.text import parse_money, parse_percent_bp, service_type
+from workflows.policy import parse_money, parse_percent_bp
+from workflows.text import service_type
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
 

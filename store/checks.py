@@ -13,8 +13,8 @@ from datetime import timedelta
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from workflows import policy
 from workflows.models import Phase
-from workflows.text import format_money
 
 # Phases in which an order waits for something that should come by itself: a slot, a run, a provider.
 STUCK_PHASES = (Phase.QUEUED, Phase.DELIVERING, Phase.INTERRUPTED)
@@ -79,7 +79,7 @@ async def _escrow(session: AsyncSession) -> list[Finding]:
         Finding(
             "escrow_after_settlement",
             r.id,
-            f"{r.phase} but {format_money(r.balance_micros)} is still in escrow",
+            f"{r.phase} but {policy.format_money(r.balance_micros)} is still in escrow",
         )
         for r in rows
     ]
@@ -131,7 +131,8 @@ async def _refunds(session: AsyncSession) -> list[Finding]:
         Finding(
             "refunded_mismatch",
             r.id,
-            f"the order says {format_money(r.refunded_micros)} refunded, the ledger {format_money(r.ledger)}",
+            f"the order says {policy.format_money(r.refunded_micros)} refunded, "
+            f"the ledger {policy.format_money(r.ledger)}",
         )
         for r in rows
     ]

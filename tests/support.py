@@ -88,6 +88,7 @@ class Api:
     other_customer_id: int  # Bob, unfunded, who owns the "other_customer" key
     provider: ScriptedProvider | None = None  # what the fixture's worker delivers with
     providers: dict[str, int] = field(default_factory=dict)  # provider name -> id
+    temporal: Client | None = None  # the dev server the fixture's worker polls
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}

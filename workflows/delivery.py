@@ -15,7 +15,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows import policy, steps, timing
+from workflows import policy, steps
 from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED, STEP_FAILED
 from workflows.interruptions import Interruptions
 from workflows.models import (
@@ -325,7 +325,7 @@ class Delivery:
 
     def _poll_seconds(self, po: ProviderOrder) -> int:
         order = self.record.order
-        return timing.poll_interval_seconds(po.units, order.pace_per_hour, po.poll_floor_seconds, po.checks)
+        return policy.poll_interval_seconds(po.units, order.pace_per_hour, po.poll_floor_seconds, po.checks)
 
     async def _check(self, po: ProviderOrder) -> None:
         """Read the provider order's status and count what it delivered."""
@@ -412,7 +412,7 @@ class Delivery:
                 po.abandoned_at = record.now_iso()
             else:
                 await self._abandon(po, state.stop.kind.replace("_", " "))
-        patience = timedelta(hours=timing.follow_deadline_hours(record.order.max_interruption_hours))
+        patience = timedelta(hours=policy.follow_deadline_hours(record.order.max_interruption_hours))
         while True:
             await self._check_trailing()  # at once first: a cancel the provider just confirmed shows now
             now = workflow.now()

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 
-from workflows import timing
+from workflows import policy
 from workflows.models import Phase, RouteRef, RunReconciliation
 from workflows.record import OrderRecord, minutes, parse_time
 
@@ -39,7 +39,7 @@ class Interruptions:
         if now - since >= timedelta(hours=order.max_interruption_hours):
             self.end(f"given up after {order.max_interruption_hours} hours")
             return None
-        delay = timedelta(seconds=timing.interruption_backoff_seconds(state.interruption_attempt))
+        delay = timedelta(seconds=policy.interruption_backoff_seconds(state.interruption_attempt))
         state.interruption_attempt += 1
         state.note = f"delivery interrupted since {since:%Y-%m-%d %H:%M} UTC"
         record.plan_next_action(delay)

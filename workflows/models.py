@@ -348,6 +348,7 @@ class Projection:
     events: list[OrderEvent] = field(default_factory=list)
     refills: list[RefillProgress] = field(default_factory=list)
     provider_orders: list[ProviderOrder] = field(default_factory=list)  # those changed since the last one
+    runs: list[RunProgress] = field(default_factory=list)  # drip-feed runs changed since the last one
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,15 @@ class OrderEvent:
     actor: str
     message: str  # for anyone, customers included: never names a provider
     detail: str | None = None  # for staff: the provider, its order id, its own words
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """A drip-feed run as resellers see it: what it delivered and its status (policy.run_status)."""
+
+    run_no: int
+    delivered: int
+    status: Status
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ from workflows.errors import STEP_FAILED, refused
 from workflows.models import Phase, RefundMoney, RefundReceipt, RefundRecord, Settlement, SupportRefund
 from workflows.record import OrderRecord, error_type, reason
 from workflows.slots import wake_waiters
-from workflows.text import format_money
 
 
 class Money:
@@ -99,7 +98,9 @@ class Money:
             del state.refunds[key]
             raise
         measure = f"{units} units, " if units else ""
-        record.event("refund", f"refunded {measure}{format_money(money)}: {request.reason}", request.actor)
+        record.event(
+            "refund", f"refunded {measure}{policy.format_money(money)}: {request.reason}", request.actor
+        )
         receipt = RefundReceipt(money, state.refunded_micros, state.status, units)
         state.refunds[key].receipt = receipt
         return receipt
@@ -143,7 +144,7 @@ class Money:
                 record.event(
                     "settled",
                     f"{state.delivered} of {order.quantity} delivered: {status}, "
-                    f"refunded {format_money(refund)}",
+                    f"refunded {policy.format_money(refund)}",
                 )
                 then()
                 settled = record.draft(finished=state.working_phase == Phase.CLOSED)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows import policy, refusals
+from workflows import policy
 from workflows.delivery import Delivery
 from workflows.errors import refused
 from workflows.models import (
@@ -35,7 +35,6 @@ from workflows.models import (
 from workflows.money import Money
 from workflows.record import OrderRecord, reason
 from workflows.refills import Refills
-from workflows.text import format_money
 
 
 def _refuse(refusal: policy.Refusal) -> None:
@@ -84,7 +83,7 @@ class OrderWorkflow:
             record.event(
                 "placed",
                 f"{order.quantity} units of {order.service_name or f'service {order.service_id}'} "
-                f"for {format_money(order.charge_micros)}, in {state.runs_total} run(s)",
+                f"for {policy.format_money(order.charge_micros)}, in {state.runs_total} run(s)",
                 f"customer:{order.customer_id}",
             )  # written with the first step (the slot claim), not on its own
         else:
@@ -151,7 +150,7 @@ class OrderWorkflow:
     @cancel.validator
     def _check_cancel(self, action: OrderAction) -> None:
         s = self._state
-        _refuse(refusals.words_refusal(action.actor, None, action.reason))
+        _refuse(policy.words_refusal(action.actor, None, action.reason))
         _refuse(
             policy.cancel_refusal(
                 status=s.status,
@@ -174,7 +173,7 @@ class OrderWorkflow:
 
     @report_link_fault.validator
     def _check_link_fault(self, action: OrderAction) -> None:
-        _refuse(refusals.words_refusal(action.actor, action.reason))
+        _refuse(policy.words_refusal(action.actor, action.reason))
         s = self._state
         _refuse(
             policy.link_fault_refusal(status=s.status, phase=s.working_phase, stopping=s.stop is not None)
@@ -196,9 +195,9 @@ class OrderWorkflow:
     @pause.validator
     def _check_pause(self, action: OrderAction) -> None:
         s = self._state
-        _refuse(refusals.words_refusal(action.actor, action.reason))
+        _refuse(policy.words_refusal(action.actor, action.reason))
         _refuse(
-            refusals.pause_refusal(
+            policy.pause_refusal(
                 paused=s.paused_by is not None, stopping=s.stop is not None, phase=s.working_phase
             )
         )
@@ -215,8 +214,8 @@ class OrderWorkflow:
 
     @resume.validator
     def _check_resume(self, action: OrderAction) -> None:
-        _refuse(refusals.words_refusal(action.actor, action.reason))
-        _refuse(refusals.resume_refusal(paused=self._state.paused_by is not None))
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(policy.resume_refusal(paused=self._state.paused_by is not None))
 
     @workflow.update
     async def reconcile_run(self, answer: RunReconciliation) -> OrderState:
@@ -230,9 +229,9 @@ class OrderWorkflow:
 
     @reconcile_run.validator
     def _check_reconcile_run(self, answer: RunReconciliation) -> None:
-        _refuse(refusals.words_refusal(answer.actor, answer.reason, answer.provider_order_id or ""))
+        _refuse(policy.words_refusal(answer.actor, answer.reason, answer.provider_order_id or ""))
         _refuse(
-            refusals.reconcile_refusal(
+            policy.reconcile_refusal(
                 awaiting_run=self._state.awaiting_run,
                 run_no=answer.run_no,
                 answered=self._delivery.interruptions.reconciliation is not None,
@@ -249,8 +248,8 @@ class OrderWorkflow:
 
     @retry.validator
     def _check_retry(self, action: OrderAction) -> None:
-        _refuse(refusals.words_refusal(action.actor, action.reason))
-        _refuse(refusals.retry_refusal(needs_attention=self._state.attention is not None))
+        _refuse(policy.words_refusal(action.actor, action.reason))
+        _refuse(policy.retry_refusal(needs_attention=self._state.attention is not None))
 
     # ----- support refunds
 
@@ -275,8 +274,8 @@ class OrderWorkflow:
 
     @refund.validator
     def _check_refund(self, request: SupportRefund) -> None:
-        _refuse(refusals.words_refusal(request.actor, request.reason))
-        _refuse(refusals.refund_key_refusal(request.idempotency_key))
+        _refuse(policy.words_refusal(request.actor, request.reason))
+        _refuse(policy.refund_key_refusal(request.idempotency_key))
         self._money.check_refund(request)
 
     # ----- refills
@@ -289,5 +288,5 @@ class OrderWorkflow:
 
     @request_refill.validator
     def _check_refill(self, request: RefillRequest) -> None:
-        _refuse(refusals.words_refusal(request.actor, None, request.reason))
+        _refuse(policy.words_refusal(request.actor, None, request.reason))
         self._refills.check(request)

@@ -13,7 +13,7 @@ from datetime import timedelta
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
-from workflows import policy, steps, timing
+from workflows import policy, steps
 from workflows.errors import REJECTED, refused
 from workflows.models import (
     CheckRefill,
@@ -154,7 +154,7 @@ class Refills:
                     part.status = RefillStatus.ERROR
                 break
             within = timedelta(
-                seconds=min(timing.refill_poll_seconds(p.poll_floor_seconds, p.checks) for p in waiting)
+                seconds=min(policy.refill_poll_seconds(p.poll_floor_seconds, p.checks) for p in waiting)
             )
             record.plan_next_action(within)
             record.sync_search_attributes()

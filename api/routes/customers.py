@@ -23,7 +23,7 @@ from api.errors import ApiError, mark_replayed
 from api.schemas import Id, IdempotencyKey, error_responses, replayable_responses
 from store import customers, ledger
 from store.keys import Caller
-from workflows.text import format_money, parse_money
+from workflows.policy import format_money, parse_money
 
 router = APIRouter(prefix="/v1/customers", tags=["customers"])
 

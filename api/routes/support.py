@@ -22,7 +22,7 @@ from api.schemas import (
 from store.keys import Caller
 from workflows.models import OrderAction, SupportRefund
 from workflows.order import OrderWorkflow
-from workflows.text import format_money, parse_money
+from workflows.policy import format_money, parse_money
 
 router = APIRouter(prefix="/v1/orders", tags=["support"])
 Support = Annotated[Caller, Depends(role("support", "admin"))]

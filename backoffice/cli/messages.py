@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from backoffice.cli.common import (
     Command,
+    database_url,
     message_command,
     money,
     print_json,
@@ -25,9 +26,9 @@ from backoffice.cli.common import (
     with_session,
 )
 from backoffice.settings import Settings
+from workflows import policy
 from workflows.models import OrderAction, OrderState, RefundReceipt, RunReconciliation, SupportRefund
 from workflows.order import OrderWorkflow
-from workflows.text import format_money, parse_money
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -45,7 +46,9 @@ async def connect_messages(settings: Settings, seconds: float) -> OrderMessages:
     from backoffice.temporal_client import connect
 
     client = await connect(temporal_settings(settings))
-    return OrderMessages(client, settings.model_copy(update={"action_timeout_seconds": seconds}))
+    # An ended order's refund is paid in the database: the dev stack's, when DATABASE_URL is not set.
+    resolved = {"action_timeout_seconds": seconds, "database_url": database_url(settings)}
+    return OrderMessages(client, settings.model_copy(update=resolved))
 
 
 def cli_outcome(answer: object) -> str:
@@ -131,7 +134,7 @@ def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
     amount = None
     if args.amount is not None:
         try:
-            amount = parse_money(args.amount)
+            amount = policy.parse_money(args.amount)
         except ValueError as exc:
             print(f"error: --amount: {exc}", file=sys.stderr)
             return 2
@@ -140,10 +143,10 @@ def cmd_orders_refund(settings: Settings, args: argparse.Namespace) -> int:
     )
 
     def describe(receipt: RefundReceipt) -> str:
-        total = format_money(receipt.total_refunded_micros)
+        total = policy.format_money(receipt.total_refunded_micros)
         if receipt.refunded_micros == 0:
             return f"this idempotency key was used already, nothing moved; {total} in all ({receipt.status})"
-        return f"refunded {format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
+        return f"refunded {policy.format_money(receipt.refunded_micros)}; {total} in all ({receipt.status})"
 
     return send_to_order(settings, args, OrderWorkflow.refund, refund, describe)
 

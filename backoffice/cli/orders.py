@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from backoffice.cli.common import print_json, timestamp, when, with_session
 from backoffice.settings import Settings
+from workflows import policy
 from workflows.models import Phase, Status
-from workflows.text import format_money
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -58,8 +58,8 @@ def cmd_orders_list(settings: Settings, args: argparse.Namespace) -> int:
         for o in rows:
             print(
                 f"{o.id:>8} {o.customer_id:>8} {o.service_id:>7}  {o.status:<11} {o.phase:<13} "
-                f"{f'{o.delivered}/{o.quantity}':>19}  {format_money(o.charge_micros):>12} "
-                f"{format_money(o.refunded_micros):>12}  {when(o.created_at):<19}  {o.note[:60]}"
+                f"{f'{o.delivered}/{o.quantity}':>19}  {policy.format_money(o.charge_micros):>12} "
+                f"{policy.format_money(o.refunded_micros):>12}  {when(o.created_at):<19}  {o.note[:60]}"
             )
         print(f"{len(rows)} order(s)" + (f"; more with --after {next_after}" if more else ""))
         return 0
@@ -102,7 +102,7 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
                     "provider_order_id": r.provider_order_id,
                     "delivered": r.delivered,
                     "provider_status": r.provider_status,
-                    "cost": format_money(r.cost_micros) if r.cost_micros is not None else None,
+                    "cost": policy.format_money(r.cost_micros) if r.cost_micros is not None else None,
                     "given_up_at": r.abandoned_at,
                     "finished_at": r.finished_at,
                     "error": r.error,
@@ -161,7 +161,7 @@ def cmd_orders_show(settings: Settings, args: argparse.Namespace) -> int:
                 if r.delivered is not None:
                     outcome += f", {r.delivered} delivered"
                 if r.cost_micros is not None:
-                    outcome += f", cost {format_money(r.cost_micros)}"
+                    outcome += f", cost {policy.format_money(r.cost_micros)}"
                 if r.abandoned_at is not None:
                     outcome += f", given up {when(r.abandoned_at)}"
                 print(

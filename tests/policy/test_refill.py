@@ -14,8 +14,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from store import orders as orders_store
 from support import ScriptedProvider, event_times, open_shop, order_worker, place, start_order, until
+from workflows import policy
 from workflows import search_attributes as sa
-from workflows import timing
 from workflows.models import Phase, RefillRequest, RefillTicket, Status
 from workflows.order import OrderWorkflow
 
@@ -164,4 +164,4 @@ async def test_refill_status_is_followed_soon_after_the_request(
         done = (await event_times(sessions, order.order_id, "refill_finished"))[0]
         assert done - asked < timedelta(seconds=61)  # one poll floor (60 s) after the request
         await handle.terminate("test over")
-    assert [timing.refill_poll_seconds(60, n) for n in range(6)] == [60, 120, 240, 480, 600, 600]
+    assert [policy.refill_poll_seconds(60, n) for n in range(6)] == [60, 120, 240, 480, 600, 600]

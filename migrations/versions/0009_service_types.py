@@ -1,8 +1,8 @@
 """service types: each order keeps its service's type and the type's parameters (comments, usernames,
 hashtag, ...); services and orders hold only the API v2 type names
 
-Revision ID: 0007_service_types
-Revises: 0006_shared_rate_limits
+Revision ID: 0009_service_types
+Revises: 0008_drip_feed_runs
 """
 
 from collections.abc import Sequence
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0007_service_types"
-down_revision: str | None = "0006_shared_rate_limits"
+revision: str = "0009_service_types"
+down_revision: str | None = "0008_drip_feed_runs"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
