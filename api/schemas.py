@@ -324,6 +324,9 @@ class ServiceOut(BaseModel):
     pace_per_hour: int
     link_fault_refund: Literal["none", "remaining"]
     link_pattern: str
+    deny_link_duplicates: bool = Field(
+        description="one active order per link: another is refused `duplicate_link` until it ends"
+    )
     available: bool = Field(description="false while no provider can deliver it (orders are refused)")
 
     @classmethod
@@ -346,6 +349,7 @@ class ServiceOut(BaseModel):
             pace_per_hour=s.pace_per_hour,
             link_fault_refund=s.link_fault_refund,  # type: ignore[arg-type]  # check constraint
             link_pattern=s.link_pattern,
+            deny_link_duplicates=s.deny_link_duplicates,
             available=available,
         )
 

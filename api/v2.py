@@ -68,6 +68,7 @@ STANDARD_TEXTS = {
     "bad_parameter": apiv2.INCORRECT_REQUEST,
     "type_not_orderable": apiv2.INCORRECT_REQUEST,
     "customer_not_found": apiv2.INVALID_KEY,
+    policy.DUPLICATE_LINK[0]: apiv2.ACTIVE_ORDER,
     policy.REFILL_DISABLED[0]: apiv2.REFILL_DISABLED,
     policy.NOT_COMPLETED[0]: apiv2.NOT_COMPLETED,
     policy.refill_too_soon(24)[0]: apiv2.REFILL_TOO_SOON,

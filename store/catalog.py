@@ -104,6 +104,7 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "max_interruption_hours": int(s.get("max_interruption_hours", 24)),
             "link_fault_refund": s.get("link_fault_refund", "none"),
             "link_pattern": s["link_pattern"],
+            "deny_link_duplicates": bool(s.get("deny_link_duplicates", False)),
             "active": bool(s.get("active", True)),
         }
         stmt = insert(Service).values(**values)

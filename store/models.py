@@ -24,9 +24,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from workflows.models import RefillStatus, ServiceType
+from workflows.models import RefillStatus, ServiceType, Status
 
 SERVICE_TYPES = tuple(str(t) for t in ServiceType)  # the SQL checks spell them as API v2 does
+ACTIVE_STATUSES = (str(Status.PENDING), str(Status.IN_PROGRESS))  # an order still to deliver
 
 
 class Base(DeclarativeBase):
@@ -113,6 +114,10 @@ class Service(Base):
     max_interruption_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
     link_fault_refund: Mapped[str] = mapped_column(String(20), nullable=False, default="none")
     link_pattern: Mapped[str] = mapped_column(Text, nullable=False)
+    # "Deny link duplicates": one active order (Pending, In progress) per link (its policy.link_key).
+    deny_link_duplicates: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
@@ -137,6 +142,15 @@ class Order(Base):
         UniqueConstraint("customer_id", "idempotency_key", name="orders_idempotency"),
         # Orders whose workflow has not reported yet: the worker's sweeper looks here for unstarted ones.
         Index("orders_unstarted", "created_at", postgresql_where=text("state_version = 0")),
+        # The duplicate-link guard, race-safe: of two intakes for one link, the second waits for the first
+        # to commit and then fails here. An order leaves the index when its status is final.
+        Index(
+            "orders_active_link",
+            "service_id",
+            "link_key",
+            unique=True,
+            postgresql_where=text(f"link_key IS NOT NULL AND status IN {ACTIVE_STATUSES!r}"),
+        ),
         CheckConstraint("quantity > 0", name="orders_quantity"),
         CheckConstraint(
             "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"
@@ -149,6 +163,7 @@ class Order(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False, index=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), nullable=False)
     link: Mapped[str] = mapped_column(Text, nullable=False)
+    link_key: Mapped[str | None] = mapped_column(Text)  # set where the service denies link duplicates
     # The service's type as of intake, and the type's parameters as sent upstream (null for none): the
     # comments, usernames, hashtag, ... (workflows.models.OrderParameters, lists one item an element).
     service_type: Mapped[str] = mapped_column(

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import TypeAdapter
 from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger, runs
@@ -120,6 +121,7 @@ async def place_order(
         customer_id=customer_id,
         service_id=service.id,
         link=request.link,
+        link_key=policy.link_key(request.link) if service.deny_link_duplicates else None,
         service_type=kind,
         parameters=PARAMETERS.dump_python(typed.parameters, mode="json", exclude_defaults=True) or None,
         quantity=total,
@@ -133,8 +135,7 @@ async def place_order(
         created_by_key_id=caller.key_id,
         workflow_input={},
     )
-    session.add(order)
-    await session.flush()
+    await _insert_order(session, order)
     escrow = ledger.escrow_account(order.id)
     await ledger.ensure_account(session, escrow, "escrow")
     if charge > 0:
@@ -164,6 +165,21 @@ async def place_order(
 def order_input(order: Order) -> OrderInput:
     """What the order's workflow starts with, as frozen at intake."""
     return ORDER_INPUT.validate_python(order.workflow_input)
+
+
+async def _insert_order(session: AsyncSession, order: Order) -> None:
+    """Write the order row, or refuse it as a duplicate link (the `orders_active_link` index decides, so
+    two intakes at once cannot both pass). In a savepoint, so a refusal leaves the caller's transaction
+    usable (a mass order goes on with its next line)."""
+    try:
+        async with session.begin_nested():
+            session.add(order)
+            await session.flush()
+    except IntegrityError as exc:
+        cause = getattr(exc.orig, "__cause__", None)
+        if getattr(cause, "constraint_name", None) != "orders_active_link":
+            raise
+        raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
 
 
 async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:

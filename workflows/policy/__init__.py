@@ -29,11 +29,13 @@ from workflows.policy.delivery import (
     run_status,
 )
 from workflows.policy.intake import (
+    DUPLICATE_LINK,
     MAX_ORDER_UNITS,
     ServiceTerms,
     dripfeed_units_per_hour,
     intake_refusal,
     link_is_valid,
+    link_key,
 )
 from workflows.policy.messages import (
     CANNOT_CANCEL,
@@ -98,6 +100,7 @@ from workflows.policy.types import (
 __all__ = [
     "CANNOT_CANCEL",
     "DELIVERY_OVER",
+    "DUPLICATE_LINK",
     "FINAL_STATUSES",
     "HOLDABLE",
     "IN_FLIGHT",
@@ -132,6 +135,7 @@ __all__ = [
     "interruption_backoff_seconds",
     "link_fault_refusal",
     "link_is_valid",
+    "link_key",
     "order_charge",
     "order_plan",
     "parse_money",

@@ -15,6 +15,26 @@ def link_is_valid(link: str, pattern: str) -> bool:
     return re.fullmatch(pattern, link) is not None
 
 
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def link_key(link: str) -> str:
+    """A link as the duplicate-link guard compares it: without its scheme, a leading `www.` or trailing
+    slashes, its host in lower case (`http://www.Instagram.com/nasa/` and `https://instagram.com/nasa` are
+    one target). The path keeps its case: on many sites it tells targets apart."""
+    rest = _SCHEME.sub("", link.strip(), count=1)
+    host, slash, path = rest.partition("/")
+    host = host.lower().removeprefix("www.")
+    return f"{host}{slash}{path}".rstrip("/")
+
+
+# API v2's standard text: a service that denies link duplicates takes one active order per link.
+DUPLICATE_LINK = (
+    "duplicate_link",
+    "You have active order with this link. Please wait until order being completed.",
+)
+
+
 MAX_ORDER_UNITS = 2**31 - 1  # orders.quantity is an integer column: a drip-feed's runs x quantity stays in it
 
 
