@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import ledger, orders, slots
+from store import ledger, read_model, slots
 from store.db import transaction
 from workflows.models import RefundMoney, Settlement
 
@@ -53,7 +53,7 @@ class LedgerActivities:
                     order_id=s.order_id,
                 )
             if s.record is not None:
-                await orders.project(session, s.record)
+                await read_model.project(session, s.record)
             return await slots.release(session, s.order_id, None)
 
     @activity.defn(name="refund_order")

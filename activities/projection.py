@@ -7,7 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import orders
+from store import read_model
 from store.db import transaction
 from workflows.models import OpenRefill, Projection
 
@@ -20,11 +20,11 @@ class ProjectionActivities:
     @fails_for_good("project_order")
     async def project_order(self, projection: Projection) -> None:
         async with transaction(self._sessions) as session:
-            await orders.project(session, projection)
+            await read_model.project(session, projection)
 
     @activity.defn(name="open_refill")
     @fails_for_good("open_refill")
     async def open_refill(self, refill: OpenRefill) -> int:
         """Record a customer's refill request; returns the refill id clients follow it by."""
         async with transaction(self._sessions) as session:
-            return await orders.open_refill(session, refill)
+            return await read_model.open_refill(session, refill)

@@ -57,7 +57,7 @@ from workflows.models import (
     SubmittedRefill,
     SubmittedRun,
 )
-from workflows.policy import run_link_fault
+from workflows.policy import TYPE_RULES, run_link_fault
 
 # How long status checks wait for company before their batch leaves.
 BATCH_WINDOW_SECONDS = 0.1
@@ -158,12 +158,23 @@ class ProviderActivities:
             ProviderSubmission.provider_id == route.provider_id,
         )
 
+        p = run.parameters
+        counted = TYPE_RULES[run.service_type].counted_by == "quantity"
+
         def add(idempotency_key: str | None) -> Awaitable[str]:
             return upstream.client.add(
                 service=route.provider_service_id,
                 link=run.link,
-                quantity=run.quantity,
+                quantity=run.quantity if counted else None,  # lines and packages say it themselves
                 idempotency_key=idempotency_key,
+                comments=p.comments,
+                usernames=p.usernames,
+                hashtags=p.hashtags,
+                keywords=p.keywords,
+                hashtag=p.hashtag,
+                username=p.username,
+                media=p.media,
+                answer_number=p.answer_number,
             )
 
         once = _Once(where, "provider_order_id", "run", "submission", link_faults=True)

@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import orders, slots
+from store import read_model, slots
 from store.db import transaction
 from workflows.models import ReleaseSlot, RouteRef, SubmitRun
 
@@ -29,7 +29,7 @@ async def route_for(sessions: async_sessionmaker[AsyncSession], run: SubmitRun) 
     read model lacks in the same transaction (at an order's start: the order placed)."""
     async with transaction(sessions) as session:
         if run.record is not None:
-            await orders.project(session, run.record)
+            await read_model.project(session, run.record)
         if not run.claim:
             return run.routes[0]
         provider_id, position = await slots.claim(

@@ -8,12 +8,11 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from store.ledger import StatementLine
-from store.models import Customer, DripFeedRun, Order, OrderEvent, ProviderSubmission, Refill, Service
+from store.models import DripFeedRun, Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
 from workflows.models import OrderState, RefillStatus
 from workflows.policy import format_money
-from workflows.text import text_problem
+from workflows.text import MAX_ANSWER, MAX_LINE, MAX_LINES, PARAMETERS, text_problem
 
 
 def _one_line(value: str) -> str:
@@ -69,15 +68,52 @@ class ErrorOut(BaseModel):
     order_id: int | None = Field(default=None, description="workflow_unavailable only")
 
 
+def _lines_text(value: str) -> str:
+    if (problem := text_problem(value, multiline=True)) is not None:
+        raise ValueError(f"text with {problem} is not accepted")
+    return value
+
+
+# A list parameter: one text with an item a line (as API v2 sends it), or a list of items.
+LineText = Annotated[str, StringConstraints(max_length=MAX_LINE), AfterValidator(_one_line)]
+Lines = (
+    Annotated[str, StringConstraints(max_length=MAX_LINES * 64), AfterValidator(_lines_text)]
+    | Annotated[list[LineText], Field(max_length=MAX_LINES)]
+)
+Word = Annotated[str, StringConstraints(min_length=1, max_length=300), AfterValidator(_one_line)]
+
+
 class OrderCreate(Strict):
     customer_id: Id | None = Field(default=None, description="required unless the caller is a customer key")
     service_id: Id
     link: Link
-    quantity: Annotated[int, Field(ge=1, le=100_000_000, description="units; per run for a drip-feed")]
+    quantity: Annotated[int, Field(ge=1, le=100_000_000)] | None = Field(
+        default=None,
+        description="units; per run for a drip-feed. Left out (or the count itself) where the service's "
+        "type counts it: the lines of `comments` or `usernames`, or a package",
+    )
     runs: Annotated[int, Field(ge=2, le=1000)] | None = Field(default=None, description="drip-feed runs")
     interval: Annotated[int, Field(ge=1, le=10080)] | None = Field(
         default=None, description="drip-feed minutes between runs"
     )
+    # The parameters of the other service types, by their API v2 names (docs/api.md, "Service types").
+    comments: Lines | None = Field(default=None, description="Custom Comments, Comment Replies: one a line")
+    usernames: Lines | None = Field(default=None, description="Mentions, Mentions Custom List: one a line")
+    hashtags: Lines | None = Field(default=None, description="Mentions with Hashtags: one a line")
+    keywords: Lines | None = Field(default=None, description="SEO: one a line")
+    hashtag: Word | None = Field(default=None, description="Mentions Hashtag")
+    username: Word | None = Field(
+        default=None, description="Mentions User Followers, Comment Likes, Comment Replies"
+    )
+    media: Link | None = Field(default=None, description="Mentions Media Likers: the media's link")
+    answer_number: Annotated[int, Field(ge=1, le=MAX_ANSWER)] | None = Field(
+        default=None, description="Poll: the answer to vote for"
+    )
+
+    def parameter_texts(self) -> dict[str, str]:
+        """The type parameters sent, as texts (a list one item a line), for text.parse_parameters."""
+        sent = {name: getattr(self, name) for name in PARAMETERS if getattr(self, name) is not None}
+        return {name: "\n".join(v) if isinstance(v, list) else str(v) for name, v in sent.items()}
 
 
 class OrderOut(BaseModel):
@@ -85,6 +121,11 @@ class OrderOut(BaseModel):
     customer_id: int
     service_id: int
     link: str
+    type: str = Field(description="the service's type when the order was placed (API v2 names)")
+    parameters: dict[str, Any] | None = Field(
+        description="the type's parameters as sent to the provider (lists one item an element); "
+        "null for a Default order"
+    )
     status: str
     phase: str
     quantity: int
@@ -120,6 +161,8 @@ class OrderOut(BaseModel):
             customer_id=o.customer_id,
             service_id=o.service_id,
             link=o.link,
+            type=o.service_type,
+            parameters=o.parameters,
             status=o.status,
             phase=o.phase,
             quantity=o.quantity,
@@ -268,7 +311,7 @@ class ServiceOut(BaseModel):
     name: str
     category: str
     type: str
-    rate: str = Field(description="price per 1000 units")
+    rate: str = Field(description="price per 1000 units (or lines); for a package type, of one order")
     min: int
     max: int
     dripfeed: bool
@@ -281,6 +324,9 @@ class ServiceOut(BaseModel):
     pace_per_hour: int
     link_fault_refund: Literal["none", "remaining"]
     link_pattern: str
+    deny_link_duplicates: bool = Field(
+        description="one active order per link: another is refused `duplicate_link` until it ends"
+    )
     available: bool = Field(description="false while no provider can deliver it (orders are refused)")
 
     @classmethod
@@ -303,6 +349,7 @@ class ServiceOut(BaseModel):
             pace_per_hour=s.pace_per_hour,
             link_fault_refund=s.link_fault_refund,  # type: ignore[arg-type]  # check constraint
             link_pattern=s.link_pattern,
+            deny_link_duplicates=s.deny_link_duplicates,
             available=available,
         )
 
@@ -412,85 +459,3 @@ def replayable_responses(
 ) -> dict[int | str, dict[str, Any]]:
     """error_responses for a route that answers 200 with `model` when a request repeats."""
     return {200: {"model": model, "description": description}, **error_responses(*statuses)}
-
-
-class CustomerCreate(Strict):
-    name: Name
-    external_ref: Name | None = None
-
-
-class CustomerOut(BaseModel):
-    id: int
-    name: str
-    external_ref: str | None
-    balance: str
-    created_at: datetime
-
-    @classmethod
-    def of(cls, c: Customer, balance_micros: int) -> CustomerOut:
-        return cls(
-            id=c.id,
-            name=c.name,
-            external_ref=c.external_ref,
-            balance=format_money(balance_micros),
-            created_at=c.created_at,
-        )
-
-
-class DepositCreate(Strict):
-    amount: Money = Field(description='decimal string, up to 6 decimals, e.g. "25.00"')
-    reason: OptionalText = ""
-
-
-class DepositOut(BaseModel):
-    customer_id: int
-    amount: str
-    balance: str
-    replayed: bool
-
-
-class AdjustmentCreate(Strict):
-    amount: SignedMoney = Field(description='decimal string, negative to debit the customer, e.g. "-2.50"')
-    reason: Reason
-
-
-class AdjustmentOut(BaseModel):
-    customer_id: int
-    transfer_id: int
-    amount: str
-    reason: str
-    balance: str
-    replayed: bool
-
-
-class StatementEntry(BaseModel):
-    transfer_id: int
-    created_at: datetime
-    kind: str = Field(description="deposit, charge, refund or adjustment (as seen from the customer)")
-    amount: str = Field(description="signed: positive credits the balance, negative debits it")
-    balance_after: str
-    order_id: int | None
-    actor: str = Field(description="who: `<role>:key<id>`, `workflow`; a customer key sees only the role")
-    reason: str
-
-    @classmethod
-    def of(cls, line: StatementLine, *, for_customer: bool) -> StatementEntry:
-        return cls(
-            transfer_id=line.transfer_id,
-            created_at=line.created_at,
-            kind=line.kind,
-            amount=format_money(line.amount_micros),
-            balance_after=format_money(line.balance_after_micros),
-            order_id=line.order_id,
-            actor=line.actor.split(":", 1)[0] if for_customer else line.actor,  # staff keys stay staff's
-            reason=line.reason,
-        )
-
-
-class Statement(BaseModel):
-    customer_id: int
-    balance: str
-    entries: list[StatementEntry] = Field(description="newest first")
-    next_before: int | None = Field(
-        description="pass as `before` for the next (older) page; null on the last page"
-    )

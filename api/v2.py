@@ -39,17 +39,16 @@ from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
 from workflows import policy
-from workflows.models import OrderAction, RefillRequest, Status
+from workflows.models import OrderAction, OrderParameters, RefillRequest, Status
 from workflows.order import OrderWorkflow
-from workflows.text import text_problem
+from workflows.text import LIST_PARAMETERS, parse_parameters, text_problem
+from workflows.text import PARAMETERS as TYPE_PARAMETERS
 
 router = APIRouter(tags=["api v2"])
 log = logging.getLogger(__name__)
 
 FANOUT = 16
 T = TypeVar("T")
-# Parameters of the other service types that hold one item a line (api-v2.md); every other one is one line.
-MULTILINE = frozenset({"comments", "usernames", "keywords", "hashtags"})
 
 UNAVAILABLE = "Service temporarily unavailable, try again later"
 # The order did not answer in time but may still act: a client must look before it sends the request again.
@@ -64,7 +63,12 @@ STANDARD_TEXTS = {
     "insufficient_funds": apiv2.NOT_ENOUGH_FUNDS,
     "bad_dripfeed": apiv2.INCORRECT_REQUEST,
     "idempotency_conflict": apiv2.INCORRECT_REQUEST,
+    # A service type's parameters missing or malformed, or a type not taken as an order (Subscriptions).
+    "missing_parameter": apiv2.INCORRECT_REQUEST,
+    "bad_parameter": apiv2.INCORRECT_REQUEST,
+    "type_not_orderable": apiv2.INCORRECT_REQUEST,
     "customer_not_found": apiv2.INVALID_KEY,
+    policy.DUPLICATE_LINK[0]: apiv2.ACTIVE_ORDER,
     policy.REFILL_DISABLED[0]: apiv2.REFILL_DISABLED,
     policy.NOT_COMPLETED[0]: apiv2.NOT_COMPLETED,
     policy.refill_too_soon(24)[0]: apiv2.REFILL_TOO_SOON,
@@ -75,9 +79,17 @@ PARAMETERS = [
     ("action", "services, add, status, refill, refill_status, cancel, balance"),
     ("service", "add: service id"),
     ("link", "add: the target link"),
-    ("quantity", "add: units (per run for a drip-feed)"),
+    ("quantity", "add: units (per run for a drip-feed); not for types that count it (lines, packages)"),
     ("runs", "add: drip-feed runs"),
     ("interval", "add: drip-feed minutes between runs"),
+    ("comments", "add (Custom Comments, Comment Replies): one a line"),
+    ("usernames", "add (Mentions, Mentions with Hashtags, Mentions Custom List): one a line"),
+    ("hashtags", "add (Mentions with Hashtags): one a line"),
+    ("keywords", "add (SEO): one a line"),
+    ("hashtag", "add (Mentions Hashtag)"),
+    ("username", "add (Mentions User Followers, Comment Likes, Comment Replies)"),
+    ("media", "add (Mentions Media Likers): the media's link"),
+    ("answer_number", "add (Poll)"),
     ("idempotency_key", "add (optional extension): a retried add with the same key returns the same order"),
     ("order", "status, refill, cancel: one order id"),
     ("orders", "status, refill, cancel: up to 100 comma-separated order ids"),
@@ -126,11 +138,25 @@ async def _parameters(request: Request) -> dict[str, Any]:
     for name, value in params.items():
         items = value if isinstance(value, list) else [value]
         if text_problem(name) is not None or any(
-            isinstance(item, str) and text_problem(item, multiline=name in MULTILINE) is not None
+            isinstance(item, str) and text_problem(item, multiline=name in LIST_PARAMETERS) is not None
             for item in items
         ):
             raise ProtocolError(apiv2.INCORRECT_REQUEST)
     return params
+
+
+def _type_texts(params: dict[str, Any]) -> dict[str, str]:
+    """The service types' parameters as texts: a JSON list is one item a line, like the form's text."""
+    texts: dict[str, str] = {}
+    for name in TYPE_PARAMETERS:
+        value = params.get(name)
+        items = value if isinstance(value, list) else [value]
+        if value is None:
+            continue
+        if any(scalar(item) is None for item in items):
+            raise ProtocolError(apiv2.INCORRECT_REQUEST)
+        texts[name] = "\n".join(str(scalar(item)) for item in items)
+    return texts
 
 
 def _ids(params: dict[str, Any], action: str, missing: str) -> tuple[list[str], bool]:
@@ -193,9 +219,11 @@ class Api2:
         link = scalar(p.get("link"))
         if not link or len(link) > 2048:
             raise ProtocolError(apiv2.BAD_LINK)
-        quantity = integer(p.get("quantity"), low=-(10**9), high=10**9)
-        if quantity is None:
-            raise ProtocolError(apiv2.INCORRECT_REQUEST)
+        quantity: int | None = None  # the types that count their own (lines, packages) need none
+        if scalar(p.get("quantity")) not in (None, ""):
+            quantity = integer(p.get("quantity"), low=-(10**9), high=10**9)
+            if quantity is None:
+                raise ProtocolError(apiv2.INCORRECT_REQUEST)
         runs: int | None = None
         interval: int | None = None
         runs_text, interval_text = scalar(p.get("runs")), scalar(p.get("interval"))
@@ -208,6 +236,9 @@ class Api2:
         if given is not None and not (0 < len(given) <= 150 and given.isprintable()):
             raise ProtocolError(apiv2.INCORRECT_REQUEST)
         key = f"apiv2:{given or uuid.uuid4()}"
+        parameters = parse_parameters(_type_texts(p))
+        if not isinstance(parameters, OrderParameters):
+            raise ProtocolError(apiv2.INCORRECT_REQUEST)
         request = store_orders.OrderRequest(
             customer_id=self.customer_id,
             service_id=service,
@@ -215,6 +246,8 @@ class Api2:
             quantity=quantity,
             runs=runs,
             interval=interval,
+            parameters=parameters,
+            liberal=True,
         )
         try:
             order, _created = await place_and_start(self.session, self.starts, self.caller, request, key)

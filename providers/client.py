@@ -113,17 +113,31 @@ class ApiV2Client:
         *,
         service: str,
         link: str,
-        quantity: int,
+        quantity: int | None,
         runs: int | None = None,
         interval: int | None = None,
         idempotency_key: str | None = None,
+        comments: Sequence[str] = (),
+        usernames: Sequence[str] = (),
+        hashtags: Sequence[str] = (),
+        keywords: Sequence[str] = (),
+        hashtag: str | None = None,
+        username: str | None = None,
+        media: str | None = None,
+        answer_number: int | None = None,
     ) -> str:
-        """Place an order, return the provider's order id; ProviderAmbiguous when the outcome is unknown."""
-        params: dict[str, str] = {"service": str(service), "link": link, "quantity": str(quantity)}
-        if runs is not None:
-            params["runs"] = str(runs)
-        if interval is not None:
-            params["interval"] = str(interval)
+        """Place an order, return the provider's order id; ProviderAmbiguous when the outcome is unknown.
+
+        Other service types' parameters go under the protocol's names, lists one item a line; `quantity` is
+        None for the types that have none (a package; comments and custom lists count their lines).
+        """
+        params: dict[str, str] = {"service": str(service), "link": link}
+        numbers = {"quantity": quantity, "runs": runs, "interval": interval, "answer_number": answer_number}
+        params |= {name: str(value) for name, value in numbers.items() if value is not None}
+        lists = {"comments": comments, "usernames": usernames, "hashtags": hashtags, "keywords": keywords}
+        params |= {name: "\n".join(items) for name, items in lists.items() if items}
+        words = {"hashtag": hashtag, "username": username, "media": media}
+        params |= {name: value for name, value in words.items() if value is not None}
         if idempotency_key is not None:
             params["idempotency_key"] = idempotency_key
         answer = await self._call("add", params, mutating=True)

@@ -17,7 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from providers.client import ProviderService
 from store.models import Provider, Route, Service
+from workflows.models import ServiceType
 from workflows.policy import parse_money, parse_percent_bp
+from workflows.text import service_type
 
 DEMO_CATALOG = Path(__file__).with_name("demo_catalog.json")
 
@@ -32,6 +34,20 @@ def read_catalog(path: Path, **substitutions: str) -> dict[str, Any]:
         raw = raw.replace("{" + name + "}", value)
     data: dict[str, Any] = json.loads(raw)
     return data
+
+
+def _known_type(what: str, name: str) -> ServiceType:
+    kind = service_type(name)
+    if kind is None:
+        raise CatalogError(f"{what}: unknown type {name!r}; the types are {', '.join(ServiceType)}")
+    return kind
+
+
+def _mismatch(service: int, kind: str, provider: str, provider_service: str, theirs: str) -> str:
+    return (
+        f"service {service} is {kind}, but {provider} lists its service {provider_service} as {theirs}: "
+        "an order would reach the provider without the parameters its type needs"
+    )
 
 
 def _optional_rate(value: object) -> float | None:
@@ -69,11 +85,12 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             re.compile(s["link_pattern"])
         except re.error as exc:
             raise CatalogError(f"service {s['id']}: bad link_pattern: {exc}") from exc
+        kind = _known_type(f"service {s['id']}", str(s.get("type", ServiceType.DEFAULT)))
         values = {
             "id": int(s["id"]),
             "name": s["name"],
             "category": s["category"],
-            "type": s.get("type", "Default"),
+            "type": kind,
             "rate_micros": parse_money(str(s["rate"])),
             "min_quantity": int(s["min"]),
             "max_quantity": int(s["max"]),
@@ -87,6 +104,7 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "max_interruption_hours": int(s.get("max_interruption_hours", 24)),
             "link_fault_refund": s.get("link_fault_refund", "none"),
             "link_pattern": s["link_pattern"],
+            "deny_link_duplicates": bool(s.get("deny_link_duplicates", False)),
             "active": bool(s.get("active", True)),
         }
         stmt = insert(Service).values(**values)
@@ -100,6 +118,10 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
                 )
             if provider_id is None:
                 raise CatalogError(f"service {values['id']}: unknown provider {route['provider']!r}")
+            # A route may say the type its provider lists the service with: it must be the service's own.
+            theirs = _known_type(f"service {values['id']}'s route", str(route.get("type", kind)))
+            if theirs != kind:
+                raise CatalogError(_mismatch(values["id"], kind, route["provider"], route["service"], theirs))
             session.add(
                 Route(
                     service_id=values["id"],
@@ -140,6 +162,7 @@ IMPORT_LINK_PATTERN = r"https?://\S{1,500}"
 @dataclass
 class ImportReport:
     created: list[int] = field(default_factory=list)  # our new service ids
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (provider service, type) of unknown type
     updated: list[int] = field(default_factory=list)  # services whose first route is this provider
     unavailable: list[int] = field(default_factory=list)  # services left without a route that works
     routes_dropped: list[int] = field(default_factory=list)  # services that lost this provider as a route
@@ -182,6 +205,9 @@ async def import_services(
     - A provider service that disappeared upstream: a service with other routes loses this route (failover
       goes on through the rest); a service routed only there keeps the route but becomes inactive
       (unavailable for new orders), so it comes back by itself if the provider offers it again.
+    - A new service keeps the provider's type; one of a type the back office does not know is skipped. A
+      service routed to a provider service the provider now lists with another type refuses the whole
+      import (CatalogError): its orders would reach the provider without the parameters that type needs.
     Orders already placed keep the routes frozen in their input.
     """
     provider = await session.scalar(select(Provider).where(Provider.name == provider_name))
@@ -198,11 +224,19 @@ async def import_services(
     next_id = int(await session.scalar(select(func.coalesce(func.max(Service.id), 0))) or 0) + 1
     report = ImportReport()
 
+    mismatched: list[str] = []
     for done, item in enumerate(offered, start=1):
         rate_micros = marked_up_micros(item.rate, markup_bp)
         low, high = max(item.min, 1), max(item.max, item.min, 1)
+        kind = service_type(item.type)
+        if progress is not None:
+            progress(done, len(offered))
         if item.service in routed:
             for route, service in routed[item.service]:
+                if service.type != kind:
+                    mismatched.append(
+                        _mismatch(service.id, service.type, provider.name, item.service, item.type)
+                    )
                 if route.position != 0:
                     continue
                 service.rate_micros = rate_micros
@@ -210,13 +244,15 @@ async def import_services(
                 service.cancel, service.dripfeed = item.cancel, item.dripfeed
                 service.active = True
                 report.updated.append(service.id)
+        elif kind is None:
+            report.skipped.append((item.service, item.type))
         else:
             session.add(
                 Service(
                     id=next_id,
                     name=item.name[:200],
                     category=item.category[:100],
-                    type=item.type[:40],
+                    type=kind,
                     rate_micros=rate_micros,
                     min_quantity=low,
                     max_quantity=high,
@@ -241,8 +277,8 @@ async def import_services(
             )
             report.created.append(next_id)
             next_id += 1
-        if progress is not None:
-            progress(done, len(offered))
+    if mismatched:
+        raise CatalogError("; ".join(mismatched))
 
     still_offered = {item.service for item in offered}
     for provider_service_id, uses in routed.items():

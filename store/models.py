@@ -21,18 +21,15 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Mapped, mapped_column
 
-from workflows.models import RefillStatus
+from store.base import Base as Base  # re-exported: the schema is store.models
+from store.base import created as _created
+from workflows.models import RefillStatus, ServiceType, Status
 
-
-class Base(DeclarativeBase):
-    pass
-
-
-def _created() -> Mapped[datetime]:
-    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+SERVICE_TYPES = tuple(str(t) for t in ServiceType)  # the SQL checks spell them as API v2 does
+ACTIVE_STATUSES = (str(Status.PENDING), str(Status.IN_PROGRESS))  # an order still to deliver
 
 
 class Customer(Base):
@@ -89,12 +86,14 @@ class Service(Base):
         CheckConstraint("rate_micros >= 0", name="services_rate"),
         CheckConstraint("link_fault_refund IN ('none', 'remaining')", name="services_link_fault_refund"),
         CheckConstraint("tolerance_bp BETWEEN 0 AND 10000", name="services_tolerance"),
+        CheckConstraint(f"type IN {SERVICE_TYPES!r}", name="services_type"),
     )
 
     # Public service id (the one resellers see in API v2), assigned by the catalog.
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     category: Mapped[str] = mapped_column(String(100), nullable=False)
+    # The API v2 type (workflows.models.ServiceType): what an order carries and how it is counted and priced.
     type: Mapped[str] = mapped_column(String(40), nullable=False, default="Default")
     rate_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)  # price per 1000 units
     min_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
@@ -109,6 +108,10 @@ class Service(Base):
     max_interruption_hours: Mapped[int] = mapped_column(Integer, nullable=False, default=24)
     link_fault_refund: Mapped[str] = mapped_column(String(20), nullable=False, default="none")
     link_pattern: Mapped[str] = mapped_column(Text, nullable=False)
+    # "Deny link duplicates": one active order (Pending, In progress) per link (its policy.link_key).
+    deny_link_duplicates: Mapped[bool] = mapped_column(
+        Boolean, nullable=False, default=False, server_default="false"
+    )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
 
 
@@ -133,17 +136,34 @@ class Order(Base):
         UniqueConstraint("customer_id", "idempotency_key", name="orders_idempotency"),
         # Orders whose workflow has not reported yet: the worker's sweeper looks here for unstarted ones.
         Index("orders_unstarted", "created_at", postgresql_where=text("state_version = 0")),
+        # The duplicate-link guard, race-safe: of two intakes for one link, the second waits for the first
+        # to commit and then fails here. An order leaves the index when its status is final.
+        Index(
+            "orders_active_link",
+            "service_id",
+            "link_key",
+            unique=True,
+            postgresql_where=text(f"link_key IS NOT NULL AND status IN {ACTIVE_STATUSES!r}"),
+        ),
         CheckConstraint("quantity > 0", name="orders_quantity"),
         CheckConstraint(
             "charge_micros >= 0 AND refunded_micros BETWEEN 0 AND charge_micros", name="orders_money"
         ),
         CheckConstraint("refunded_units BETWEEN 0 AND quantity", name="orders_refunded_units"),
+        CheckConstraint(f"service_type IN {SERVICE_TYPES!r}", name="orders_service_type"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False, index=True)
     service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), nullable=False)
     link: Mapped[str] = mapped_column(Text, nullable=False)
+    link_key: Mapped[str | None] = mapped_column(Text)  # set where the service denies link duplicates
+    # The service's type as of intake, and the type's parameters as sent upstream (null for none): the
+    # comments, usernames, hashtag, ... (workflows.models.OrderParameters, lists one item an element).
+    service_type: Mapped[str] = mapped_column(
+        String(40), nullable=False, default="Default", server_default="Default"
+    )
+    parameters: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     quantity: Mapped[int] = mapped_column(Integer, nullable=False)
     runs: Mapped[int | None] = mapped_column(Integer)
     interval_minutes: Mapped[int | None] = mapped_column(Integer)
@@ -392,84 +412,6 @@ class ProviderRefill(Base):
     )
 
 
-WEBHOOK_DELIVERY_STATES = ("pending", "delivered", "failed")
-
-
-class WebhookEndpoint(Base):
-    """A storefront's receiver of order events (store/webhooks.py). The secret signs every delivery, so it is
-    kept as given out (`whsec_...`); the API shows it once, at creation and at each rotation."""
-
-    __tablename__ = "webhook_endpoints"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    url: Mapped[str] = mapped_column(Text, nullable=False)
-    event_types: Mapped[list[str]] = mapped_column(ARRAY(String(40)), nullable=False)
-    description: Mapped[str] = mapped_column(String(200), nullable=False, default="", server_default="")
-    secret: Mapped[str] = mapped_column(String(100), nullable=False)
-    enabled: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    disabled_reason: Mapped[str | None] = mapped_column(Text)
-    created_by: Mapped[str] = mapped_column(String(100), nullable=False)
-    created_at: Mapped[datetime] = _created()
-    secret_rotated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-class WebhookEvent(Base):
-    """The outbox: one event, written in the transaction of the read-model change that caused it, and only
-    when an enabled endpoint wants its type. `order_snapshot` is frozen the first time the event is sent."""
-
-    __tablename__ = "webhook_events"
-
-    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # evt_<uuid>: webhook-id on every try
-    type: Mapped[str] = mapped_column(String(40), nullable=False)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
-    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    data: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
-    order_snapshot: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
-
-
-class WebhookDelivery(Base):
-    """One event for one endpoint. Sent in `id` order per endpoint, so an order's events arrive in order."""
-
-    __tablename__ = "webhook_deliveries"
-    __table_args__ = (
-        UniqueConstraint("endpoint_id", "event_id", name="webhook_deliveries_event"),
-        CheckConstraint(f"state IN {WEBHOOK_DELIVERY_STATES!r}", name="webhook_deliveries_state"),
-        # What the delivery workflows and the worker's feeder look for.
-        Index("webhook_deliveries_pending", "endpoint_id", "id", postgresql_where=text("state = 'pending'")),
-    )
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    endpoint_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_endpoints.id", ondelete="CASCADE"), nullable=False
-    )
-    event_id: Mapped[str] = mapped_column(ForeignKey("webhook_events.id"), nullable=False)
-    state: Mapped[str] = mapped_column(
-        String(20), nullable=False, default="pending", server_default="pending"
-    )
-    attempts: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
-    last_status_code: Mapped[int | None] = mapped_column(Integer)
-    last_answer: Mapped[str | None] = mapped_column(Text)
-    next_try_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    created_at: Mapped[datetime] = _created()
-
-
-class WebhookAttempt(Base):
-    """One HTTP request of a delivery: the delivery log (what was answered, when the next try is)."""
-
-    __tablename__ = "webhook_attempts"
-
-    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
-    delivery_id: Mapped[int] = mapped_column(
-        ForeignKey("webhook_deliveries.id", ondelete="CASCADE"), nullable=False, index=True
-    )
-    at: Mapped[datetime] = _created()
-    status_code: Mapped[int | None] = mapped_column(Integer)  # None: no answer (refused, timed out)
-    answer: Mapped[str] = mapped_column(Text, nullable=False)  # the body's start, or what went wrong
-    duration_ms: Mapped[int] = mapped_column(Integer, nullable=False)
-    next_try_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
 class CustomerPrice(Base):
     """A customer's own price for a service, set by an admin: a rate per 1000 units, or a discount off the
     catalog's rate (workflows/policy/prices.py). Intake charges by it; the charge is frozen there."""
@@ -489,3 +431,11 @@ class CustomerPrice(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+# The webhook tables live in a module of their own; re-exported so that `store.models` is the whole schema.
+from store.webhook_models import WEBHOOK_DELIVERY_STATES as WEBHOOK_DELIVERY_STATES  # noqa: E402
+from store.webhook_models import WebhookAttempt as WebhookAttempt  # noqa: E402
+from store.webhook_models import WebhookDelivery as WebhookDelivery  # noqa: E402
+from store.webhook_models import WebhookEndpoint as WebhookEndpoint  # noqa: E402
+from store.webhook_models import WebhookEvent as WebhookEvent  # noqa: E402

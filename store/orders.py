@@ -1,4 +1,4 @@
-"""Order intake and the read model's queries.
+"""Order intake and the read model's queries (the read model's writes are in store/read_model.py).
 
 Intake writes the order and its charge in one transaction; afterwards only the order's workflow changes it
 (through the projection activity).
@@ -10,13 +10,12 @@ import dataclasses
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, and_, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger, prices, runs, webhooks
@@ -33,17 +32,16 @@ from store.models import (
 )
 from workflows import policy
 from workflows.models import (
-    OpenRefill,
     OrderInput,
+    OrderParameters,
     Phase,
-    Projection,
-    RefillProgress,
-    RefillStatus,
     RouteRef,
+    ServiceType,
     Status,
 )
 
 ORDER_INPUT = TypeAdapter(OrderInput)
+PARAMETERS = TypeAdapter(OrderParameters)
 
 
 class OrderRejected(Exception):
@@ -61,18 +59,23 @@ class OrderRequest:
     customer_id: int
     service_id: int
     link: str
-    quantity: int
+    quantity: int | None  # per run for a drip-feed; None where the type counts it (lines, a package)
     runs: int | None = None
     interval: int | None = None
+    parameters: OrderParameters = field(default_factory=OrderParameters)
+    # API v2 is liberal: a parameter the service's type does not take, and a quantity of a type that counts
+    # its own, are ignored (and never forwarded) instead of refused.
+    liberal: bool = False
 
     def fingerprint(self) -> str:
-        """A stable hash of the request body, to tell a replay from a different request with the same key."""
-        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()
-
-    @property
-    def total_quantity(self) -> int:
-        """Drip-feed quantities are per run, as in API v2."""
-        return self.quantity * (self.runs or 1)
+        """A stable hash of the request body, to tell a replay from a different request with the same key.
+        A Default order's hash is what it was before service types existed."""
+        body = dataclasses.asdict(self)
+        if self.parameters == OrderParameters():
+            del body["parameters"]
+        if not self.liberal:
+            del body["liberal"]
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 async def place_order(
@@ -100,19 +103,24 @@ async def place_order(
     service = await session.get(Service, request.service_id)
     if service is None or not service.active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
-    _validate(service, request)
+    typed = _validate(service, request)
     routes = await _active_routes(session, service.id)
     if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
     customer_id = await _customer_or_reject(session, request.customer_id)
     rate_micros = await prices.rate_for(session, customer_id, service)  # the customer's own, if set
 
-    charge = policy.charge_for(request.total_quantity, rate_micros)
+    kind = ServiceType(service.type)
+    total = typed.quantity * (request.runs or 1)  # drip-feed quantities are per run, as in API v2
+    charge = policy.order_charge(kind, total, rate_micros)
     order = Order(
         customer_id=customer_id,
         service_id=service.id,
         link=request.link,
-        quantity=request.total_quantity,
+        link_key=policy.link_key(request.link) if service.deny_link_duplicates else None,
+        service_type=kind,
+        parameters=PARAMETERS.dump_python(typed.parameters, mode="json", exclude_defaults=True) or None,
+        quantity=total,
         runs=request.runs,
         interval_minutes=request.interval,
         charge_micros=charge,
@@ -123,8 +131,7 @@ async def place_order(
         created_by_key_id=caller.key_id,
         workflow_input={},
     )
-    session.add(order)
-    await session.flush()
+    await _insert_order(session, order)
     escrow = ledger.escrow_account(order.id)
     await ledger.ensure_account(session, escrow, "escrow")
     if charge > 0:
@@ -143,8 +150,9 @@ async def place_order(
         except ledger.InsufficientFunds as exc:
             raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
     if request.runs:
-        await runs.add_drip_feed_runs(session, order.id, request.quantity, request.runs)
-    order.workflow_input = ORDER_INPUT.dump_python(_frozen_input(order, service, routes), mode="json")
+        await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
+    frozen = _frozen_input(order, service, routes, typed.parameters)
+    order.workflow_input = ORDER_INPUT.dump_python(frozen, mode="json")
     await session.flush()
     await webhooks.order_created(session, order.id, order.status, order.phase)
     await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
@@ -156,6 +164,21 @@ def order_input(order: Order) -> OrderInput:
     return ORDER_INPUT.validate_python(order.workflow_input)
 
 
+async def _insert_order(session: AsyncSession, order: Order) -> None:
+    """Write the order row, or refuse it as a duplicate link (the `orders_active_link` index decides, so
+    two intakes at once cannot both pass). In a savepoint, so a refusal leaves the caller's transaction
+    usable (a mass order goes on with its next line)."""
+    try:
+        async with session.begin_nested():
+            session.add(order)
+            await session.flush()
+    except IntegrityError as exc:
+        cause = getattr(exc.orig, "__cause__", None)
+        if getattr(cause, "constraint_name", None) != "orders_active_link":
+            raise
+        raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
+
+
 async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
     try:
         return (await get_customer(session, customer_id)).id
@@ -163,7 +186,8 @@ async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
         raise OrderRejected("customer_not_found", str(exc)) from exc
 
 
-def _validate(service: Service, request: OrderRequest) -> None:
+def _validate(service: Service, request: OrderRequest) -> policy.TypedOrder:
+    """The order as the service's terms and type take it (workflows/policy.py), or OrderRejected."""
     terms = policy.ServiceTerms(
         service.id,
         service.name,
@@ -172,12 +196,19 @@ def _validate(service: Service, request: OrderRequest) -> None:
         service.max_quantity,
         service.dripfeed,
         service.pace_per_hour,
+        ServiceType(service.type),
     )
+    typed = policy.typed_order(
+        terms, quantity=request.quantity, parameters=request.parameters, strict=not request.liberal
+    )
+    if not isinstance(typed, policy.TypedOrder):
+        raise OrderRejected(*typed)
     refusal = policy.intake_refusal(
-        terms, link=request.link, quantity=request.quantity, runs=request.runs, interval=request.interval
+        terms, link=request.link, quantity=typed.quantity, runs=request.runs, interval=request.interval
     )
     if refusal is not None:
         raise OrderRejected(*refusal)
+    return typed
 
 
 async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRef]:
@@ -212,7 +243,9 @@ async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit
     return list(rows)
 
 
-def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> OrderInput:
+def _frozen_input(
+    order: Order, service: Service, routes: list[RouteRef], parameters: OrderParameters
+) -> OrderInput:
     """The order description the workflow starts with: the catalog's values as of intake."""
     return OrderInput(
         order_id=order.id,
@@ -233,6 +266,8 @@ def _frozen_input(order: Order, service: Service, routes: list[RouteRef]) -> Ord
         refill_max=service.refill_max,
         max_interruption_hours=service.max_interruption_hours,
         link_fault_refund=service.link_fault_refund,
+        service_type=ServiceType(order.service_type),
+        parameters=parameters,
     )
 
 
@@ -334,136 +369,6 @@ async def costs_of(session: AsyncSession, order_ids: Sequence[int]) -> dict[int,
         .group_by(ProviderSubmission.order_id)
     )
     return {int(order_id): int(total or 0) for order_id, total in rows}
-
-
-async def project(session: AsyncSession, p: Projection) -> bool:
-    """Write the workflow's state into the read model; an older version never overwrites a newer one.
-
-    Timeline events, refill progress and what each provider order delivered and cost are written whatever
-    the version: all are keyed, so a retry or a late write repeats nothing, and the order's `delivered` and
-    its provider orders' change in the same transaction.
-    """
-    values: dict[str, Any] = {
-        "state_version": p.version,
-        "status": p.status,
-        "phase": p.phase,
-        "delivered": p.delivered,
-        "refunded_micros": p.refunded_micros,
-        "refunded_units": p.refunded_units,
-        "provider_id": p.provider_id,
-        "provider_status_raw": p.provider_status_raw,
-        "start_count": p.start_count,
-        "note": p.note,
-        "refill_deadline": _time(p.refill_deadline),
-        "next_action_at": _time(p.next_action_at),
-    }
-    if p.finished:
-        values["finished_at"] = func.now()
-    # The row as it was, locked, so the write knows which webhook events it causes (store/webhooks.py).
-    before = (
-        select(Order.id, Order.status, Order.phase, Order.refunded_micros, Order.refunded_units)
-        .where(Order.id == p.order_id)
-        .with_for_update()
-        .subquery()
-    )
-    result = await session.execute(
-        update(Order)
-        .where(Order.id == before.c.id, Order.state_version < p.version)
-        .values(**values)
-        .returning(before.c.status, before.c.phase, before.c.refunded_micros, before.c.refunded_units)
-    )
-    old = result.first()
-    if old is not None:
-        was_status, was_phase, was_refunded, was_units = old
-        await webhooks.order_changed(
-            session,
-            webhooks.OrderChange(
-                p.order_id,
-                *(was_status, was_phase, was_refunded, was_units),
-                *(p.status, p.phase, p.refunded_micros, p.refunded_units),
-            ),
-        )
-    if p.events:
-        await session.execute(
-            insert(OrderEvent)
-            .values(
-                [
-                    {
-                        "order_id": p.order_id,
-                        "seq": e.seq,
-                        "at": datetime.fromisoformat(e.at),
-                        "kind": e.kind,
-                        "actor": e.actor,
-                        "message": e.message,
-                        "detail": e.detail,
-                    }
-                    for e in p.events
-                ]
-            )
-            .on_conflict_do_nothing(constraint="order_events_seq")
-        )
-    for refill in p.refills:
-        await _project_refill(session, p.order_id, refill)
-    for po in p.provider_orders:
-        await session.execute(
-            update(ProviderSubmission)
-            .where(
-                ProviderSubmission.order_id == p.order_id,
-                ProviderSubmission.run_no == po.run_no,
-                ProviderSubmission.provider_id == po.provider_id,
-            )
-            .values(
-                provider_order_id=func.coalesce(ProviderSubmission.provider_order_id, po.provider_order_id),
-                delivered=po.delivered,
-                cost_micros=po.cost_micros,
-                provider_status=po.status or None,
-                provider_status_raw=po.raw_status[:100] or None,
-                finished_at=func.coalesce(ProviderSubmission.finished_at, func.now()) if po.final else None,
-                abandoned_at=_time(po.abandoned_at),
-            )
-        )
-    if p.runs and old is not None:  # an older write keeps off them
-        await runs.project_runs(session, p.order_id, p.runs)
-    return old is not None
-
-
-async def _project_refill(session: AsyncSession, order_id: int, refill: RefillProgress) -> None:
-    """A refill's status; the write that first finishes it causes `refill.finished`."""
-    mine = and_(Refill.order_id == order_id, Refill.refill_no == refill.refill_no)
-    if not refill.finished:
-        await session.execute(update(Refill).where(mine).values(status=refill.status, finished_at=None))
-        return
-    finished = await session.scalar(
-        update(Refill)
-        .where(mine, Refill.finished_at.is_(None))
-        .values(status=refill.status, finished_at=func.now())
-        .returning(Refill.id)
-    )
-    if finished is not None:
-        await webhooks.refill_finished(session, order_id, finished, refill.refill_no, refill.status)
-
-
-def _time(iso: str | None) -> datetime | None:
-    return datetime.fromisoformat(iso) if iso else None
-
-
-async def open_refill(session: AsyncSession, refill: OpenRefill) -> int:
-    """The refill's row (created once per order and number); returns its id."""
-    await session.execute(
-        insert(Refill)
-        .values(
-            order_id=refill.order_id,
-            refill_no=refill.refill_no,
-            status=RefillStatus.PENDING,
-            requested_by=refill.actor,
-        )
-        .on_conflict_do_nothing(constraint="refills_order_no")
-    )
-    refill_id = await session.scalar(
-        select(Refill.id).where(Refill.order_id == refill.order_id, Refill.refill_no == refill.refill_no)
-    )
-    assert refill_id is not None
-    return int(refill_id)
 
 
 async def refills(session: AsyncSession, order_id: int) -> list[Refill]:

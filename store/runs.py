@@ -2,7 +2,7 @@
 sequence so that no order ever has the same id and API v2 `status` can answer a run's id like an order's.
 
 Written at intake (every run Pending); then the order's workflow projects what each run delivered and its
-status (store/orders.project, policy.run_status).
+status (store/read_model.project, policy.run_status).
 """
 
 from __future__ import annotations

@@ -37,9 +37,11 @@ from workflows.models import (
     CheckRefill,
     CheckRun,
     OrderInput,
+    OrderParameters,
     OrderState,
     RefillReport,
     RunReport,
+    ServiceType,
     SubmitRefill,
     SubmitRun,
     SubmittedRefill,
@@ -123,7 +125,7 @@ async def open_shop(
 
 
 async def place(
-    sessions: async_sessionmaker[AsyncSession], shop: Shop, quantity: int, **extra: Any
+    sessions: async_sessionmaker[AsyncSession], shop: Shop, quantity: int | None, **extra: Any
 ) -> OrderInput:
     async with transaction(sessions) as session:
         order, _ = await place_order(
@@ -196,6 +198,8 @@ class SentRun:
     quantity: int
     provider_id: int
     provider_service_id: str
+    service_type: ServiceType = ServiceType.DEFAULT
+    parameters: OrderParameters = field(default_factory=OrderParameters)
 
 
 @dataclass
@@ -250,7 +254,10 @@ class ScriptedProvider:
             raise refused("Bad link", LINK_FAULT)
         if provider in self.lost_answers:
             raise refused("no answer to the submission", NEEDS_RECONCILIATION)
-        sent = SentRun(run.order_id, run.run_no, run.link, run.quantity, provider, route.provider_service_id)
+        sent = SentRun(
+            run.order_id, run.run_no, run.link, run.quantity, provider, route.provider_service_id,
+            run.service_type, run.parameters,
+        )  # fmt: skip
         self.submitted.append(sent)
         provider_order_id = f"{provider}-{len(self.submitted)}"
         self._runs[provider_order_id] = sent

@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 from temporalio.testing import WorkflowEnvironment
 
 from backoffice.webhook_feed import WebhookFeeder
-from store import orders
+from store import read_model
 from store.db import transaction
 from support import Api, Shop, place
 from workflows.models import Phase, Projection, Status
@@ -102,7 +102,7 @@ async def order_story(sessions: async_sessionmaker[AsyncSession], shop: Shop) ->
     )
     for p in (start, settled):
         async with transaction(sessions) as session:
-            await orders.project(session, p)
+            await read_model.project(session, p)
     return order.order_id
 
 

@@ -38,17 +38,16 @@ TRAILING_CHECK = timedelta(minutes=5)  # how often a given-up provider order is 
 
 LINK_FAULT_TEXT = "delivery stopped: the link is private, deleted, renamed or invalid"
 
-# How a run ended.
-DONE, STOPPED, NO_ROUTE = "done", "stopped", "no_route"
+# How a run ended. WHOLE_ONLY: a route gave up a run that cannot be split (lines, a package) after part of
+# it arrived; its rest cannot go anywhere else.
+DONE, STOPPED, NO_ROUTE, WHOLE_ONLY = "done", "stopped", "no_route", "whole_only"
 
 
 class Delivery:
     def __init__(self, record: OrderRecord) -> None:
         self.record = record
         order = record.order
-        self.plan = policy.plan_runs(
-            order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
-        )
+        self.plan = policy.order_plan(order)
         self.interruptions = Interruptions(record)
         self.slots = Slots(record)
 
@@ -89,10 +88,13 @@ class Delivery:
             outcome = await self._deliver_run(run_no, units)
             if outcome == STOPPED:
                 break
-            if outcome == NO_ROUTE:
+            if outcome in (NO_ROUTE, WHOLE_ONLY):
                 state.service_failed = True
                 state.note = "no delivery route could deliver the order"
-                record.event("service_failed", f"no delivery route left for run {run_no}")
+                said = f"no delivery route left for run {run_no}"
+                if outcome == WHOLE_ONLY:
+                    said = f"run {run_no} goes whole or not at all: what is left cannot be sent again"
+                record.event("service_failed", said)
                 break
             state.next_run, state.runs_done = run_no + 1, run_no
             if run_no < len(self.plan):
@@ -131,9 +133,10 @@ class Delivery:
             po = self.in_flight
             first_look: RunReport | None = None
             if po is None:
-                left = units - self._delivered_in(run_no)  # late deliveries of given-up routes count
+                delivered = self._delivered_in(run_no)  # late deliveries of given-up routes count
+                left = policy.resend_units(self.record.order.service_type, units, delivered)
                 if left <= 0:
-                    return DONE
+                    return DONE if delivered >= units else WHOLE_ONLY
                 if not state.routes:
                     return NO_ROUTE
                 submitted = await self._submit(run_no, left)
@@ -183,7 +186,7 @@ class Delivery:
             pending = record.draft_if_changed() if claim else None
             run = SubmitRun(
                 order.order_id, workflow.info().workflow_id, run_no, order.link, units,
-                list(state.routes), claim, pending,
+                list(state.routes), claim, pending, order.service_type, order.parameters,
             )  # fmt: skip
             try:
                 submitted = await record.step(steps.SUBMIT_RUN, run, f"send run {run_no} ({units} units)")

@@ -39,6 +39,46 @@ class StopKind(StrEnum):
     REFUNDED = "refunded"
 
 
+class ServiceType(StrEnum):
+    """A service's type, spelled as API v2 names it (`services`): what `add` carries, how the order is
+    counted and priced, and how the policy applies (workflows/policy.py, TYPE_RULES)."""
+
+    DEFAULT = "Default"
+    PACKAGE = "Package"
+    CUSTOM_COMMENTS = "Custom Comments"
+    CUSTOM_COMMENTS_PACKAGE = "Custom Comments Package"
+    MENTIONS = "Mentions"
+    MENTIONS_WITH_HASHTAGS = "Mentions with Hashtags"
+    MENTIONS_CUSTOM_LIST = "Mentions Custom List"
+    MENTIONS_HASHTAG = "Mentions Hashtag"
+    MENTIONS_USER_FOLLOWERS = "Mentions User Followers"
+    MENTIONS_MEDIA_LIKERS = "Mentions Media Likers"
+    COMMENT_LIKES = "Comment Likes"
+    COMMENT_REPLIES = "Comment Replies"
+    POLL = "Poll"
+    SEO = "SEO"
+    # Named for the subscriptions to come (a workflow of their own); not taken as an order.
+    SUBSCRIPTIONS = "Subscriptions"
+
+
+@dataclass(frozen=True)
+class OrderParameters:
+    """What an order of a type other than Default carries besides link and quantity, as API v2 names it.
+
+    Lists hold one item a line as the customer sent them (blank lines dropped); the provider gets them
+    unchanged, one a line. A Default order has none.
+    """
+
+    comments: tuple[str, ...] = ()
+    usernames: tuple[str, ...] = ()
+    hashtags: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+    hashtag: str | None = None
+    username: str | None = None
+    media: str | None = None
+    answer_number: int | None = None
+
+
 class RefillStatus(StrEnum):
     PENDING = "Pending"
     IN_PROGRESS = "In progress"
@@ -79,6 +119,8 @@ class OrderInput:
     refill_max: int = 0  # 0: no limit
     max_interruption_hours: int = 24
     link_fault_refund: str = "none"  # or "remaining"
+    service_type: ServiceType = ServiceType.DEFAULT
+    parameters: OrderParameters = field(default_factory=OrderParameters)
 
 
 @dataclass
@@ -206,6 +248,9 @@ class SubmitRun:
     routes: list[RouteRef]
     claim: bool
     record: Projection | None = None
+    # The order's type and parameters, forwarded to the provider as they are.
+    service_type: ServiceType = ServiceType.DEFAULT
+    parameters: OrderParameters = field(default_factory=OrderParameters)
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,7 @@ class Money:
                     stop_kind=stop_kind,
                     link_fault_refund=order.link_fault_refund,
                     service_failed=state.service_failed,
+                    service_type=order.service_type,
                 )
                 state.refunded_micros += refund
                 state.refunded_units += units

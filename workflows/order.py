@@ -60,11 +60,7 @@ class OrderWorkflow:
     @workflow.init
     def __init__(self, order: OrderInput) -> None:
         # Built from the input before any message is handled: an update may arrive with the first task.
-        plan_size = len(
-            policy.plan_runs(
-                order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
-            )
-        )
+        plan_size = len(policy.order_plan(order))
         state = order.state if order.state is not None else _new_state(order, plan_size)
         self._record = OrderRecord(order, state)
         self._delivery = Delivery(self._record)

@@ -8,22 +8,19 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Query, Response
 
 from api.auth import current_caller, own_customer, role
-from api.deps import Session
-from api.errors import ApiError, mark_replayed
-from api.schemas import (
+from api.customer_schemas import (
     AdjustmentCreate,
     AdjustmentOut,
     CustomerCreate,
     CustomerOut,
     DepositCreate,
     DepositOut,
-    Id,
-    IdempotencyKey,
     Statement,
     StatementEntry,
-    error_responses,
-    replayable_responses,
 )
+from api.deps import Session
+from api.errors import ApiError, mark_replayed
+from api.schemas import Id, IdempotencyKey, error_responses, replayable_responses
 from store import customers, ledger
 from store.keys import Caller
 from workflows.policy import format_money, parse_money

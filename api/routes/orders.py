@@ -35,8 +35,9 @@ from api.schemas import (
 from store import orders as store_orders
 from store.keys import Caller
 from store.models import Refill
-from workflows.models import OrderAction, Phase, RefillRequest, RefillStatus, Status
+from workflows.models import OrderAction, OrderParameters, Phase, RefillRequest, RefillStatus, Status
 from workflows.order import OrderWorkflow
+from workflows.text import parse_parameters
 
 router = APIRouter(prefix="/v1/orders", tags=["orders"])
 
@@ -67,6 +68,9 @@ async def create_order(
         customer_id = caller.customer_id
     if customer_id is None:
         raise ApiError(422, "invalid_request", "customer_id is required")
+    parameters = parse_parameters(body.parameter_texts())
+    if not isinstance(parameters, OrderParameters):
+        raise ApiError(422, *parameters)
     request = store_orders.OrderRequest(
         customer_id=customer_id,
         service_id=body.service_id,
@@ -74,6 +78,7 @@ async def create_order(
         quantity=body.quantity,
         runs=body.runs,
         interval=body.interval,
+        parameters=parameters,
     )
     order, created = await place_and_start(session, starts, caller, request, idempotency_key)
     if not created:

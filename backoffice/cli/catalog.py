@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def cmd_catalog_load(settings: Settings, args: argparse.Namespace) -> int:
-    from store.catalog import DEMO_CATALOG, load_catalog, read_catalog
+    from store.catalog import DEMO_CATALOG, CatalogError, load_catalog, read_catalog
 
     catalog = read_catalog(args.file or DEMO_CATALOG, simulator_url=args.simulator_url)
 
@@ -27,7 +27,11 @@ def cmd_catalog_load(settings: Settings, args: argparse.Namespace) -> int:
         print(f"loaded {providers} provider(s) and {services} service(s)")
         return 0
 
-    return asyncio.run(with_session(settings, work))
+    try:
+        return asyncio.run(with_session(settings, work))
+    except CatalogError as exc:  # the transaction rolled back: nothing of the file was loaded
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def cmd_catalog_import(settings: Settings, args: argparse.Namespace) -> int:
@@ -70,9 +74,17 @@ def cmd_catalog_import(settings: Settings, args: argparse.Namespace) -> int:
         for what, ids in (("created", report.created), ("unavailable", report.unavailable)):
             if ids:
                 print(f"{what}: {', '.join(map(str, ids))}")
+        for provider_service, kind in report.skipped:
+            print(
+                f"skipped: service {provider_service} of type {kind!r}, which the back office does not sell"
+            )
         return 0
 
-    return asyncio.run(with_session(settings, work))
+    try:
+        return asyncio.run(with_session(settings, work))
+    except CatalogError as exc:  # the transaction rolled back: nothing was imported
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def add_commands(sub: Subcommands) -> None:

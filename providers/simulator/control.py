@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from providers.simulator.model import SimOrder, SimService
 from providers.simulator.scenarios import CALL_SCENARIOS, LinkFaultKind, Rule, ScenarioName
 from providers.simulator.state import SimState
+from providers.simulator.types import TYPES
 
 
 class AdvanceIn(BaseModel):
@@ -41,6 +42,7 @@ class ServiceIn(BaseModel):
     dripfeed: bool = False
     speed: float = Field(default=100.0, gt=0)
     start_delay: float = Field(default=1.0, ge=0)
+    type: str = Field(default="Default", description="the API v2 type: what `add` must carry")
 
 
 def _sim(request: Request) -> SimState:
@@ -54,7 +56,9 @@ def _order_view(order: SimOrder, now: float) -> dict[str, Any]:
     return {
         "order": order.id,
         "service": order.service.id,
+        "type": order.service.type,
         "link": order.link,
+        "parameters": order.parameters,
         "quantity": order.quantity,
         "runs": order.runs,
         "interval": order.interval_minutes,
@@ -99,6 +103,8 @@ async def put_service(request: Request, service_id: str, body: ServiceIn) -> dic
     """Offer a service (new, or changed: existing orders keep the terms they were placed with)."""
     if not service_id.isdigit() or body.max < body.min:
         raise HTTPException(422, "service ids are numbers and max >= min")
+    if body.type not in TYPES:
+        raise HTTPException(422, f"type is one of {', '.join(sorted(TYPES))}")
     sim = _sim(request)
     sim.services[service_id] = SimService(service_id, **body.model_dump())
     sim.commit(meta=True)

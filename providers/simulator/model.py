@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
+from typing import Any
 
 from providers.apiv2 import money
 from workflows.models import RefillStatus, Status
 
 FINAL = frozenset({Status.COMPLETED, Status.PARTIAL, Status.CANCELED})
+FLAT = frozenset({"Package", "Custom Comments Package"})  # priced per order, not per 1000
 
 
 class SimClock:
@@ -52,6 +54,7 @@ class SimService:
     dripfeed: bool
     speed: float
     start_delay: float
+    type: str = "Default"  # the API v2 type: what `add` must carry (providers/simulator/types.py)
 
 
 def _instagram(
@@ -64,13 +67,14 @@ def _instagram(
     cancel: bool,
     dripfeed: bool,
     speed: float,
+    kind: str = "Default",
 ) -> SimService:
     return SimService(
-        id, name, "Instagram", rate, low, high, refill, cancel, dripfeed, speed, start_delay=1.0
+        id, name, "Instagram", rate, low, high, refill, cancel, dripfeed, speed, start_delay=1.0, type=kind
     )
 
 
-# The built-in services: id, name, rate, min, max, refill, cancel, drip-feed, units per second.
+# The built-in services: id, name, rate, min, max, refill, cancel, drip-feed, units per second (, type).
 SERVICES: dict[str, SimService] = {
     s.id: s
     for s in (
@@ -81,6 +85,27 @@ SERVICES: dict[str, SimService] = {
         _instagram("103", "Instagram Likes | Drip-feed", "0.05", 10, 100000, False, True, True, 50.0),
         _instagram("104", "Instagram Reel Views", "0.005", 100, 1000000, False, False, False, 500.0),
     )
+}
+# One service of each other type: id, type, rate, min, max, units per second (cancel allowed; the package
+# refills). A package's size is its min = max, and its rate is its price.
+TYPED = (
+    ("301", "Package", "4.00", 1000, 1000, 100.0),
+    ("302", "Custom Comments", "10.00", 5, 1000, 5.0),
+    ("303", "Custom Comments Package", "3.00", 1, 10, 5.0),
+    ("304", "Mentions", "2.00", 100, 10000, 50.0),
+    ("305", "Mentions with Hashtags", "2.50", 100, 10000, 50.0),
+    ("306", "Mentions Custom List", "3.00", 5, 5000, 20.0),
+    ("307", "Mentions Hashtag", "2.00", 100, 10000, 50.0),
+    ("308", "Mentions User Followers", "2.00", 100, 10000, 50.0),
+    ("309", "Mentions Media Likers", "2.00", 100, 10000, 50.0),
+    ("310", "Comment Likes", "1.50", 20, 20000, 50.0),
+    ("311", "Comment Replies", "12.00", 1, 500, 5.0),
+    ("312", "Poll", "1.00", 50, 50000, 100.0),
+    ("313", "SEO", "0.80", 100, 100000, 100.0),
+)
+SERVICES |= {
+    id: _instagram(id, f"Instagram {kind}", rate, low, high, kind == "Package", True, False, speed, kind)
+    for id, kind, rate, low, high, speed in TYPED
 }
 
 
@@ -114,15 +139,32 @@ class SimOrder:
     canceled: bool = False
     last_refill_at: float | None = None
     scenario: str = "normal"
+    # The type's parameters as the order received them (lists one item an element): what tests check was
+    # forwarded.
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def placed(
-        cls, id: int, service: SimService, link: str, quantity: int, runs: int, interval: int, now: float
+        cls,
+        id: int,
+        service: SimService,
+        link: str,
+        quantity: int,
+        runs: int,
+        interval: int,
+        now: float,
+        parameters: dict[str, Any] | None = None,
     ) -> SimOrder:
-        """A new order, charged rate x units / 1000; its target's counter is a number fixed by its id."""
-        charge = money(Decimal(service.rate) * quantity * runs / 1000, places=5)
+        """A new order, charged rate x units / 1000 (a package: its rate); its target's counter is a number
+        fixed by its id."""
+        price = (
+            Decimal(service.rate) if service.type in FLAT else Decimal(service.rate) * quantity * runs / 1000
+        )
         start_count = random.Random(id).randint(100, 50_000)
-        return cls(id, service, link, quantity, runs, interval, now, start_count, charge)
+        charge = money(price, places=5)
+        return cls(
+            id, service, link, quantity, runs, interval, now, start_count, charge, parameters=parameters or {}
+        )
 
     @property
     def total(self) -> int:

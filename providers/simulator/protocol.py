@@ -22,6 +22,7 @@ from providers.apiv2 import ProtocolError, integer, scalar
 from providers.simulator.model import SimOrder, SimRefill, refill_state
 from providers.simulator.scenarios import Subject
 from providers.simulator.state import SimState
+from providers.simulator.types import typed_add
 from workflows.models import Status
 
 CURRENCY = "USD"
@@ -68,7 +69,7 @@ def _services(sim: SimState) -> list[dict[str, Any]]:
         apiv2.service_answer(
             service=int(s.id),
             name=s.name,
-            kind="Default",
+            kind=s.type,
             category=s.category,
             rate=s.rate,
             minimum=s.min,
@@ -92,19 +93,22 @@ def _add(sim: SimState, p: Params) -> dict[str, Any]:
     fault = sim.link_fault(link, service.id)
     if not _LINK.fullmatch(link) or (fault is not None and fault.fault == "invalid"):
         raise ProtocolError(apiv2.BAD_LINK)
-    quantity = _number(p.get("quantity"))
+    counted, parameters = typed_add(service.type, p, service.max)
+    quantity = _number(p.get("quantity")) if counted is None else counted
     if quantity < service.min:
         raise ProtocolError(apiv2.quantity_below(service.min))
     if quantity > service.max:
         raise ProtocolError(apiv2.quantity_above(service.max))
     runs, interval = 1, 0
     if scalar(p.get("runs")) or scalar(p.get("interval")):
-        if not service.dripfeed:
+        if not service.dripfeed or service.type != "Default":
             raise ProtocolError(apiv2.INCORRECT_REQUEST)
         runs, interval = _number(p.get("runs")), _number(p.get("interval"))
         if not 1 <= runs <= MAX_RUNS or interval < 0:
             raise ProtocolError(apiv2.INCORRECT_REQUEST)
-    order = SimOrder.placed(sim.next_order, service, link, quantity, runs, interval, sim.clock.now())
+    order = SimOrder.placed(
+        sim.next_order, service, link, quantity, runs, interval, sim.clock.now(), parameters
+    )
     sim.next_order += 1
     sim.add_order(order, key)
     return {"order": order.id}

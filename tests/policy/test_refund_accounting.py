@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from support import ScriptedProvider, balances, open_shop, order_worker, place, start_order, until
 from workflows import policy
-from workflows.models import Status, SupportRefund
+from workflows.models import ServiceType, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 EXAMPLES = 600
@@ -67,6 +67,7 @@ support_step = st.one_of(
     link_fault_refund=st.sampled_from(["none", "remaining"]),
     tolerance_bp=st.integers(0, 1000),
     service_failed=st.booleans(),
+    service_type=st.sampled_from([t for t in ServiceType if policy.TYPE_RULES[t].orderable]),
 )
 def test_no_unit_is_refunded_twice_and_the_cost_is_what_the_policy_says(
     quantity: int,
@@ -77,8 +78,10 @@ def test_no_unit_is_refunded_twice_and_the_cost_is_what_the_policy_says(
     link_fault_refund: str,
     tolerance_bp: int,
     service_failed: bool,
+    service_type: ServiceType,
 ) -> None:
-    charge = policy.charge_for(quantity, rate)
+    # Per 1000 units, per 1000 lines, or flat for a package: one accounting for every type.
+    charge = policy.order_charge(service_type, quantity, rate)
     book = Ledger(charge, quantity)
     # Provider orders deliver, support refunds interleaved; a given-up provider order may deliver late and
     # over: everything delivered counts, capped at the quantity.
@@ -104,6 +107,7 @@ def test_no_unit_is_refunded_twice_and_the_cost_is_what_the_policy_says(
         stop_kind=stop,
         link_fault_refund=link_fault_refund,
         service_failed=service_failed,
+        service_type=service_type,
     )
     total = book.refunded + refund
     owed = policy.refundable_units(
@@ -113,8 +117,15 @@ def test_no_unit_is_refunded_twice_and_the_cost_is_what_the_policy_says(
         stop_kind=stop,
         link_fault_refund=link_fault_refund,
         service_failed=service_failed,
+        service_type=service_type,
     )
     final_units = book.refunded_units + units
+    # Per type: a line the customer wrote is refunded when it is missing, whatever the tolerance; a count
+    # (or a package's units) within the tolerance is not.
+    if stop is None:
+        tolerated = policy.within_tolerance(quantity - delivered, quantity, tolerance_bp)
+        keeps = tolerated and not service_failed and policy.TYPE_RULES[service_type].tolerance
+        assert owed == (0 if keeps else quantity - delivered)
 
     # Money: never more than the charge, nothing negative, the rest is revenue.
     assert refund >= 0

@@ -23,6 +23,7 @@ from providers.client import (
     ProviderUnavailable,
 )
 from providers.simulator import SimClock, create_simulator_app
+from workflows.models import ServiceType
 
 API_URL = "http://sim/api/v2"
 KEY = "test-key"
@@ -219,7 +220,9 @@ async def test_batch_status_and_services(sim: Sim) -> None:
     raw = (await sim.raw(action="services")).json()
     assert all(isinstance(s["rate"], str) and isinstance(s["min"], str) for s in raw)
     services = await sim.client.services()
-    assert [s.service for s in services] == ["101", "102", "103", "104"]
+    assert [s.service for s in services if s.type == "Default"] == ["101", "102", "103", "104"]
+    # One service of every type an order can be placed for.
+    assert {s.type for s in services} == {str(t) for t in ServiceType} - {"Subscriptions"}
     first = services[0]
     assert (first.rate, first.min, first.max, first.refill, first.cancel, first.dripfeed) == (
         Decimal("0.45"),
@@ -651,7 +654,7 @@ async def test_services_can_be_offered_and_withdrawn(sim: Sim) -> None:
     assert (await sim.http.delete("/sim/services/102")).status_code == 200
     assert (await sim.http.delete("/sim/services/102")).status_code == 404
     services = {s.service: s for s in await sim.client.services()}
-    assert sorted(services) == ["101", "103", "104", "205"]
+    assert sorted(s for s in services if services[s].type == "Default") == ["101", "103", "104", "205"]
     assert services["205"].rate == Decimal("0.01")
     assert services["205"].category == "TikTok"
     with pytest.raises(ProviderRejected, match="Incorrect service ID"):

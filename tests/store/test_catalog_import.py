@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from providers.simulator import create_simulator_app
+from providers.simulator.model import TYPED
 from store.catalog import load_catalog, marked_up_micros, parse_markup_bp
 from store.db import transaction
 from store.models import Route, Service
@@ -94,6 +95,8 @@ async def test_import_creates_updates_and_marks_withdrawn_services(
             sim_id = 1
         body = {"name": "TikTok Views", "category": "TikTok", "rate": "0.01", "min": 100, "max": 100000}
         async with httpx.AsyncClient(base_url=url) as http:
+            for typed in TYPED:  # the services of other types have a test of their own
+                assert (await http.delete(f"/sim/services/{typed[0]}")).status_code == 200
             assert (await http.put("/sim/services/205", json=body)).status_code == 200
             assert (await http.delete("/sim/services/102")).status_code == 200
             assert (await http.delete("/sim/services/103")).status_code == 200

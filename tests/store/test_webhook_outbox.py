@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from store import orders, webhooks
+from store import read_model, webhooks
 from store.db import transaction
 from store.ended import refund_ended_order
 from store.models import WebhookDelivery, WebhookEvent
@@ -71,7 +71,7 @@ def _projection(order_id: int, version: int, **changes: Any) -> Projection:
 
 async def _project(sessions: Sessions, p: Projection) -> bool:
     async with transaction(sessions) as session:
-        return await orders.project(session, p)
+        return await read_model.project(session, p)
 
 
 async def test_no_endpoint_no_outbox(sessions: Sessions) -> None:
@@ -143,7 +143,7 @@ async def test_a_change_that_rolls_back_sends_nothing(sessions: Sessions) -> Non
 
     async def project_then_fail() -> None:
         async with transaction(sessions) as session:
-            await orders.project(session, _projection(order.order_id, 1, status=Status.CANCELED))
+            await read_model.project(session, _projection(order.order_id, 1, status=Status.CANCELED))
             raise RuntimeError("the projection's transaction fails after the write")
 
     with pytest.raises(RuntimeError):
@@ -156,7 +156,7 @@ async def test_a_refill_finishes_once(sessions: Sessions) -> None:
     shop = await open_shop(sessions)
     order = await place(sessions, shop, 100)
     async with transaction(sessions) as session:
-        refill_id = await orders.open_refill(session, OpenRefill(order.order_id, 1, "customer"))
+        refill_id = await read_model.open_refill(session, OpenRefill(order.order_id, 1, "customer"))
     running = RefillProgress(1, RefillStatus.IN_PROGRESS, finished=False)
     done = RefillProgress(1, RefillStatus.COMPLETED, finished=True)
     await _project(sessions, _projection(order.order_id, 1, refills=[running]))

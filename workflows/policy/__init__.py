@@ -11,7 +11,8 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 - `money`: charges, refunds, the settlement (integer micro-units);
 - `prices`: the rate one customer pays for a service (an admin's own rate or discount);
 - `messages`: when each message an order takes is refused;
-- `reseller`: how API v2 reports an order.
+- `reseller`: how API v2 reports an order;
+- `types`: what each service type's orders carry, and how they are counted, priced and judged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from workflows.policy.delivery import (
     delivered_in_run,
     follow_deadline_hours,
     interruption_backoff_seconds,
+    order_plan,
     plan_runs,
     poll_interval_seconds,
     provider_gave_up,
@@ -29,11 +31,13 @@ from workflows.policy.delivery import (
     run_status,
 )
 from workflows.policy.intake import (
+    DUPLICATE_LINK,
     MAX_ORDER_UNITS,
     ServiceTerms,
     dripfeed_units_per_hour,
     intake_refusal,
     link_is_valid,
+    link_key,
 )
 from workflows.policy.mass import (
     MASS_ORDER_LIMIT,
@@ -72,6 +76,7 @@ from workflows.policy.money import (
     final_settlement,
     final_status,
     format_money,
+    order_charge,
     parse_money,
     parse_percent_bp,
     price_of_units,
@@ -99,10 +104,18 @@ from workflows.policy.states import (
     STATUSES,
     Refusal,
 )
+from workflows.policy.types import (
+    TYPE_RULES,
+    TypedOrder,
+    TypeRule,
+    resend_units,
+    typed_order,
+)
 
 __all__ = [
     "CANNOT_CANCEL",
     "DELIVERY_OVER",
+    "DUPLICATE_LINK",
     "FINAL_STATUSES",
     "HOLDABLE",
     "IN_FLIGHT",
@@ -119,10 +132,13 @@ __all__ = [
     "REFILL_LIMIT",
     "REFILL_WINDOW_CLOSED",
     "STATUSES",
+    "TYPE_RULES",
     "MassLine",
     "MassLineRefusal",
     "Refusal",
     "ServiceTerms",
+    "TypeRule",
+    "TypedOrder",
     "cancel_refusal",
     "charge_for",
     "clamp_remains",
@@ -139,8 +155,11 @@ __all__ = [
     "interruption_backoff_seconds",
     "link_fault_refusal",
     "link_is_valid",
+    "link_key",
     "mass_line_key",
     "mass_size_refusal",
+    "order_charge",
+    "order_plan",
     "parse_mass_text",
     "parse_money",
     "parse_percent_bp",
@@ -161,11 +180,13 @@ __all__ = [
     "refundable_units",
     "remains",
     "reseller_view",
+    "resend_units",
     "resume_refusal",
     "retry_refusal",
     "run_link_fault",
     "run_status",
     "support_refund",
+    "typed_order",
     "within_tolerance",
     "words_refusal",
 ]

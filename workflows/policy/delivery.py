@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from workflows.models import Status
+from workflows.models import OrderInput, Status
+from workflows.policy.types import TYPE_RULES
 
 
 def clamp_remains(remains: int, quantity: int) -> int:
@@ -19,7 +20,7 @@ def delivered_in_run(units: int, status: Status | None, remains: int | None) -> 
     """Units a run has delivered, from the provider's status and `remains`.
 
     A provider that leaves `remains` out is taken at its word only for Completed; over-delivery counts as
-    the units asked for.
+    the units asked for. So a run without `remains` is all or nothing (a package's rule, for every type).
     """
     if remains is None:
         remains = 0 if status == Status.COMPLETED else units
@@ -40,17 +41,31 @@ def run_link_fault(status: Status | None, fault_text: str | None) -> str | None:
     return fault_text if status in (Status.CANCELED, Status.PARTIAL, Status.REFUNDED) else None
 
 
+def order_plan(order: OrderInput) -> list[tuple[int, int]]:
+    """The order's runs by its type: a counted quantity is paced (or drip-fed), the rest goes whole."""
+    return plan_runs(
+        order.quantity,
+        order.pace_per_hour,
+        runs=order.runs,
+        interval_minutes=order.interval_minutes,
+        splittable=TYPE_RULES[order.service_type].splittable,
+    )
+
+
 def plan_runs(
-    quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None
-) -> list[tuple[int, int]]:
+    quantity: int, pace_per_hour: int, *, runs: int | None = None, interval_minutes: int | None = None,
+    splittable: bool = True,
+) -> list[tuple[int, int]]:  # fmt: skip
     """Split an order into runs: (units, minutes after the order starts) each.
 
     A customer drip-feed sends `runs` runs every `interval_minutes` (the first runs take the remainder of an
     uneven split). Otherwise the order is split into hourly runs of at most `pace_per_hour` units, so no
-    run delivers faster than the service's pace.
+    run delivers faster than the service's pace; an order that cannot be split is one run.
     """
     if quantity <= 0 or pace_per_hour <= 0:
         raise ValueError("quantity and pace must be positive")
+    if not splittable:
+        return [(quantity, 0)]
     if runs:
         base, extra = divmod(quantity, runs)
         every = interval_minutes or 0

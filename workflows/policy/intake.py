@@ -5,12 +5,34 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from workflows.models import ServiceType
 from workflows.policy.states import Refusal
+from workflows.policy.types import TYPE_RULES
 
 
 def link_is_valid(link: str, pattern: str) -> bool:
     """A link is accepted when the service's pattern matches all of it."""
     return re.fullmatch(pattern, link) is not None
+
+
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
+
+
+def link_key(link: str) -> str:
+    """A link as the duplicate-link guard compares it: without its scheme, a leading `www.` or trailing
+    slashes, its host in lower case (`http://www.Instagram.com/nasa/` and `https://instagram.com/nasa` are
+    one target). The path keeps its case: on many sites it tells targets apart."""
+    rest = _SCHEME.sub("", link.strip(), count=1)
+    host, slash, path = rest.partition("/")
+    host = host.lower().removeprefix("www.")
+    return f"{host}{slash}{path}".rstrip("/")
+
+
+# API v2's standard text: a service that denies link duplicates takes one active order per link.
+DUPLICATE_LINK = (
+    "duplicate_link",
+    "You have active order with this link. Please wait until order being completed.",
+)
 
 
 MAX_ORDER_UNITS = 2**31 - 1  # orders.quantity is an integer column: a drip-feed's runs x quantity stays in it
@@ -27,6 +49,7 @@ class ServiceTerms:
     max_quantity: int
     dripfeed: bool
     pace_per_hour: int
+    kind: ServiceType = ServiceType.DEFAULT
 
 
 def intake_refusal(
@@ -45,7 +68,7 @@ def intake_refusal(
     if (runs is None) != (interval is None):
         return ("bad_dripfeed", "a drip-feed order needs both runs and interval")
     if runs is not None:
-        if not terms.dripfeed:
+        if not terms.dripfeed or not TYPE_RULES[terms.kind].dripfeed:
             return ("dripfeed_not_allowed", f"service {sid} does not allow drip-feed")
         per_hour = dripfeed_units_per_hour(quantity, interval or 1)
         if per_hour > terms.pace_per_hour:

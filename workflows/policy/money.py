@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 
-from workflows.models import Status, StopKind
+from workflows.models import ServiceType, Status, StopKind
 from workflows.policy.delivery import clamp_remains
 from workflows.policy.states import MICROS
+from workflows.policy.types import TYPE_RULES
 
 
 def charge_for(quantity: int, rate_micros_per_1000: int) -> int:
@@ -15,6 +16,11 @@ def charge_for(quantity: int, rate_micros_per_1000: int) -> int:
     if quantity < 0 or rate_micros_per_1000 < 0:
         raise ValueError("quantity and rate must not be negative")
     return (quantity * rate_micros_per_1000 * 2 + 1000) // 2000
+
+
+def order_charge(kind: ServiceType, quantity: int, rate_micros: int) -> int:
+    """What an order costs, frozen at intake: the rate per 1000 units (or lines), or flat for a package."""
+    return rate_micros if TYPE_RULES[kind].flat else charge_for(quantity, rate_micros)
 
 
 def refund_for_shortfall(shortfall: int, charge: int, quantity: int) -> int:
@@ -73,13 +79,16 @@ def refundable_units(
     stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
+    service_type: ServiceType = ServiceType.DEFAULT,
 ) -> int:
     """The undelivered units the policy refunds once delivery has ended, however it ended.
 
     A delivery that ran its course is judged by the tolerance (a shortfall within it is normal variation);
-    when the service failed completely the tolerance does not apply. A cancel refunds all that was not
-    delivered; a link fault only where the service's `link_fault_refund` says `remaining`. An order support
-    refunded in full has nothing left to refund.
+    when the service failed completely the tolerance does not apply, nor to a type counted by lines (each
+    missing line is refunded). A cancel refunds all that was not delivered; a link fault only where the
+    service's `link_fault_refund` says `remaining`. An order support refunded in full has nothing left to
+    refund. A package is all or nothing unless its provider reports `remains` (delivered_in_run): then the
+    units it lacks count like any shortfall.
     """
     shortfall = clamp_remains(quantity - delivered, quantity)
     if stop_kind == StopKind.REFUNDED:
@@ -90,7 +99,8 @@ def refundable_units(
         return shortfall
     if stop_kind == StopKind.LINK_FAULT:
         return 0
-    if not service_failed and within_tolerance(shortfall, quantity, tolerance_bp):
+    tolerated = TYPE_RULES[service_type].tolerance and within_tolerance(shortfall, quantity, tolerance_bp)
+    if not service_failed and tolerated:
         return 0
     return shortfall
 
@@ -124,6 +134,7 @@ def final_settlement(
     stop_kind: StopKind | None,
     link_fault_refund: str,
     service_failed: bool,
+    service_type: ServiceType = ServiceType.DEFAULT,
 ) -> tuple[Status, int, int, int]:
     """(status, refund, units it pays for, revenue) when delivery has ended, however it ended.
 
@@ -138,6 +149,7 @@ def final_settlement(
         stop_kind=stop_kind,
         link_fault_refund=link_fault_refund,
         service_failed=service_failed,
+        service_type=service_type,
     )
     new_units = max(owed_units - refunded_units, 0)
     worth = price_of_units(refunded_units + new_units, charge, quantity)

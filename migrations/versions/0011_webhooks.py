@@ -1,7 +1,7 @@
 """signed outbound webhooks: endpoints, the event outbox, deliveries and their attempts
 
-Revision ID: 0010_webhooks
-Revises: 0008_drip_feed_runs
+Revision ID: 0011_webhooks
+Revises: 0010_duplicate_links
 """
 
 from collections.abc import Sequence
@@ -10,9 +10,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-revision: str = "0010_webhooks"
-# Numbered 0010 to leave 0009 to another branch; it revises 0008 until that one lands.
-down_revision: str | None = "0008_drip_feed_runs"
+revision: str = "0011_webhooks"
+down_revision: str | None = "0010_duplicate_links"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """per-customer prices: an admin's rate or discount for one customer and one service
 
-Revision ID: 0011_customer_prices
-Revises: 0010_webhooks
+Revision ID: 0012_customer_prices
+Revises: 0011_webhooks
 """
 
 from collections.abc import Sequence
@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0011_customer_prices"
-down_revision: str | None = "0010_webhooks"
+revision: str = "0012_customer_prices"
+down_revision: str | None = "0011_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
