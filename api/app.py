@@ -11,6 +11,7 @@ from temporalio.client import Client
 from api import v2
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
+from api.route_metrics import RouteMetrics
 from api.routes import catalog, customers, meta, ops, orders, support
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     install_error_handlers(app)
     install_metrics(app)
+    app.add_middleware(RouteMetrics)  # outermost: every answer is counted, error handlers' included
     app.include_router(orders.router)
     app.include_router(support.router)
     app.include_router(ops.router)
