@@ -26,6 +26,7 @@ from backoffice.telemetry import (
     temporal_sdk_metrics,
 )
 from backoffice.temporal_client import connect, start_order_workflow
+from backoffice.tracing import Tracing, start_tracing
 from store import orders
 from store.db import make_engine, make_sessionmaker
 from workflows.order import OrderWorkflow
@@ -112,17 +113,25 @@ async def _serve_metrics(
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event, *, metrics_socket: socket.socket | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    metrics_socket: socket.socket | None = None,
+    tracing: Tracing | None = None,
 ) -> None:
-    """The worker until `stop` is set; /metrics on `metrics_socket` (bound and listening) when given."""
+    """The worker until `stop` is set; /metrics on `metrics_socket` (bound and listening) when given.
+    Traces: `tracing`, else what the OTEL_* variables ask for (backoffice/tracing.py; off when unset)."""
+    own_tracing = tracing is None
+    tracing = tracing if tracing is not None else start_tracing("backoffice-worker")
     engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
     sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
-    client = await connect(settings, runtime=sdk.runtime if sdk else None)
+    interceptors = [tracing.temporal_interceptor()] if tracing else []
+    client = await connect(settings, runtime=sdk.runtime if sdk else None, interceptors=interceptors)
     sessions = make_sessionmaker(engine)
     metrics = await _serve_metrics(settings, sdk, metrics_socket)
     try:
         async with (
-            metered_http_client() as http,
+            metered_http_client(tracing.http_transport() if tracing else None) as http,
             build_worker(
                 client,
                 settings.temporal_task_queue,
@@ -144,3 +153,5 @@ async def run_worker(
             metrics.close()
             await metrics.wait_closed()
         await engine.dispose()
+        if tracing is not None and own_tracing:
+            tracing.shutdown()

@@ -19,11 +19,17 @@ from backoffice.logs import redact_server_logs
 from backoffice.settings import Settings
 from backoffice.telemetry import temporal_sdk_metrics
 from backoffice.temporal_client import connect
+from backoffice.tracing import Tracing, start_tracing
 from store.db import make_engine, make_sessionmaker
 
 
-def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI:
-    """Build the app. Tests pass their own Temporal client; otherwise one is connected at startup."""
+def create_app(
+    settings: Settings, *, temporal: Client | None = None, tracing: Tracing | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own Temporal client; otherwise one is connected at startup.
+    Traces: `tracing`, else what the OTEL_* variables ask for (backoffice/tracing.py; off when unset)."""
+    own_tracing = tracing is None
+    tracing = tracing if tracing is not None else start_tracing("backoffice-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,7 +39,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
             # The Temporal client's own metrics join /metrics when the app connects its client itself.
             sdk = temporal_sdk_metrics() if temporal is None and settings.temporal_sdk_metrics else None
             app.state.sdk_metrics = sdk
-            app.state.temporal = temporal or await connect(settings, runtime=sdk.runtime if sdk else None)
+            interceptors = [tracing.temporal_interceptor()] if tracing else []
+            app.state.temporal = temporal or await connect(
+                settings, runtime=sdk.runtime if sdk else None, interceptors=interceptors
+            )
             app.state.starts = WorkflowStarts(app.state.temporal, settings.temporal_task_queue)
             try:
                 yield
@@ -41,6 +50,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
                 await app.state.starts.close()
         finally:
             await engine.dispose()
+            if tracing is not None and own_tracing:
+                tracing.shutdown()
 
     app = FastAPI(
         title="SMM order back office",
@@ -60,6 +71,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     )
     install_error_handlers(app)
     install_metrics(app)
+    if tracing is not None:
+        tracing.instrument_app(app)
     app.add_middleware(RouteMetrics)  # outermost: every answer is counted, error handlers' included
     app.include_router(orders.router)
     app.include_router(support.router)

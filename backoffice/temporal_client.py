@@ -4,8 +4,9 @@ starting order workflows. Messages to orders go through backoffice/messaging.py.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import Runtime
@@ -17,8 +18,11 @@ from workflows.models import OrderInput, Phase, Status
 from workflows.order import OrderWorkflow
 
 
-async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Client:
-    """A client for the settings' Temporal; `runtime` carries the process's metrics (telemetry.py)."""
+async def connect(
+    settings: Settings, *, runtime: Runtime | None = None, interceptors: Sequence[Interceptor] = ()
+) -> Client:
+    """A client for the settings' Temporal; `runtime` carries the process's metrics (telemetry.py),
+    `interceptors` its tracing (tracing.py; a worker on this client inherits them)."""
     tls: bool | TLSConfig = False
     if settings.temporal_tls_cert or settings.temporal_tls_ca:
         tls = TLSConfig(
@@ -34,6 +38,7 @@ async def connect(settings: Settings, *, runtime: Runtime | None = None) -> Clie
         tls=tls,
         api_key=settings.temporal_api_key,
         runtime=runtime,
+        interceptors=interceptors,
     )
 
 
