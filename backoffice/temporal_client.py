@@ -13,9 +13,11 @@ from temporalio.runtime import Runtime
 from temporalio.service import TLSConfig
 
 from backoffice.settings import Settings
+from backoffice.web_ui import order_details, order_summary
 from workflows import search_attributes as sa
 from workflows.models import OrderInput, Phase, Status
 from workflows.order import OrderWorkflow
+from workflows.payloads import DATA_CONVERTER
 
 
 async def connect(
@@ -39,6 +41,7 @@ async def connect(
         api_key=settings.temporal_api_key,
         runtime=runtime,
         interceptors=interceptors,
+        data_converter=DATA_CONVERTER,  # None as JSON null: readable in the Web UI
     )
 
 
@@ -55,6 +58,9 @@ async def start_order_workflow(client: Client, task_queue: str, order: OrderInpu
             id=workflow_id(order.order_id),
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # What the Web UI shows at the top of the order's page, in money and words ops read.
+            static_summary=order_summary(order),
+            static_details=order_details(order),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(sa.ORDER_STATUS, Status.PENDING),
