@@ -11,7 +11,7 @@ from datetime import timedelta
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkerDeploymentConfig
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import build_activities
@@ -28,6 +28,8 @@ from backoffice.telemetry import (
     temporal_sdk_metrics,
 )
 from backoffice.temporal_client import connect, start_order_workflow
+from backoffice.tracing import Tracing, start_tracing
+from backoffice.versioning import deployment_config
 from backoffice.webhook_feed import WebhookFeeder
 from store import orders
 from store.db import make_engine, make_sessionmaker
@@ -48,6 +50,7 @@ def build_worker(
     cached_orders: int = 500,
     max_workflow_tasks: int = 100,
     max_activities: int = 100,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     return Worker(
         client,
@@ -64,6 +67,7 @@ def build_worker(
         max_cached_workflows=cached_orders,  # bounds memory with thousands of orders waiting
         max_concurrent_workflow_tasks=max_workflow_tasks,
         max_concurrent_activities=max_activities,
+        deployment_config=deployment,  # None: unversioned (backoffice/versioning.py)
         # The sandbox re-imports a workflow's modules for every new run; ours are ~40 dataclasses and pure
         # code, and re-importing them took a third of the worker's time per order. They are passed through
         # (imported once); what the sandbox guarded (no I/O, no clock, no module state in workflows/) is
@@ -120,17 +124,26 @@ async def _serve_metrics(
 
 
 async def run_worker(
-    settings: Settings, stop: asyncio.Event, *, metrics_socket: socket.socket | None = None
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    metrics_socket: socket.socket | None = None,
+    tracing: Tracing | None = None,
 ) -> None:
-    """The worker until `stop` is set; /metrics on `metrics_socket` (bound and listening) when given."""
+    """The worker until `stop` is set; /metrics on `metrics_socket` (bound and listening) when given.
+    Traces: `tracing`, else what the OTEL_* variables ask for (backoffice/tracing.py; off when unset)."""
+    deployment = deployment_config(settings)  # a half-set version stops the worker before it connects
+    own_tracing = tracing is None
+    tracing = tracing if tracing is not None else start_tracing("backoffice-worker")
     engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
     sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
-    client = await connect(settings, runtime=sdk.runtime if sdk else None)
+    interceptors = [tracing.temporal_interceptor()] if tracing else []
+    client = await connect(settings, runtime=sdk.runtime if sdk else None, interceptors=interceptors)
     sessions = make_sessionmaker(engine)
     metrics = await _serve_metrics(settings, sdk, metrics_socket)
     try:
         async with (
-            metered_http_client() as http,
+            metered_http_client(tracing.http_transport() if tracing else None) as http,
             build_worker(
                 client,
                 settings.temporal_task_queue,
@@ -139,9 +152,16 @@ async def run_worker(
                 cached_orders=settings.worker_cached_orders,
                 max_workflow_tasks=settings.worker_max_workflow_tasks,
                 max_activities=settings.worker_max_activities,
+                deployment=deployment,
             ),
         ):
-            log.info("worker polling task queue %s", settings.temporal_task_queue)
+            log.info(
+                "worker polling task queue %s%s",
+                settings.temporal_task_queue,
+                f" as version {settings.worker_deployment_name}:{settings.worker_build_id}"
+                if deployment
+                else "",
+            )
             sweeper = asyncio.create_task(_sweep(client, sessions, settings.temporal_task_queue))
             feeder = asyncio.create_task(WebhookFeeder(client, sessions, settings.temporal_task_queue).run())
             await stop.wait()
@@ -154,3 +174,5 @@ async def run_worker(
             metrics.close()
             await metrics.wait_closed()
         await engine.dispose()
+        if tracing is not None and own_tracing:
+            tracing.shutdown()

@@ -13,6 +13,7 @@ from api.console import install_console
 from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
+from api.route_metrics import RouteMetrics
 from api.routes import catalog, customers, mass, meta, ops, orders, prices, support, webhooks
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
@@ -20,11 +21,17 @@ from backoffice.logs import redact_server_logs
 from backoffice.settings import Settings
 from backoffice.telemetry import temporal_sdk_metrics
 from backoffice.temporal_client import connect
+from backoffice.tracing import Tracing, start_tracing
 from store.db import make_engine, make_sessionmaker
 
 
-def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI:
-    """Build the app. Tests pass their own Temporal client; otherwise one is connected at startup."""
+def create_app(
+    settings: Settings, *, temporal: Client | None = None, tracing: Tracing | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own Temporal client; otherwise one is connected at startup.
+    Traces: `tracing`, else what the OTEL_* variables ask for (backoffice/tracing.py; off when unset)."""
+    own_tracing = tracing is None
+    tracing = tracing if tracing is not None else start_tracing("backoffice-api")
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,7 +41,10 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
             # The Temporal client's own metrics join /metrics when the app connects its client itself.
             sdk = temporal_sdk_metrics() if temporal is None and settings.temporal_sdk_metrics else None
             app.state.sdk_metrics = sdk
-            app.state.temporal = temporal or await connect(settings, runtime=sdk.runtime if sdk else None)
+            interceptors = [tracing.temporal_interceptor()] if tracing else []
+            app.state.temporal = temporal or await connect(
+                settings, runtime=sdk.runtime if sdk else None, interceptors=interceptors
+            )
             app.state.starts = WorkflowStarts(app.state.temporal, settings.temporal_task_queue)
             try:
                 yield
@@ -42,6 +52,8 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
                 await app.state.starts.close()
         finally:
             await engine.dispose()
+            if tracing is not None and own_tracing:
+                tracing.shutdown()
 
     app = FastAPI(
         title="SMM order back office",
@@ -65,6 +77,9 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     install_error_handlers(app)
     install_metrics(app)
     install_docs(app)
+    if tracing is not None:
+        tracing.instrument_app(app)
+    app.add_middleware(RouteMetrics)  # outermost: every answer is counted, error handlers' included
     app.include_router(orders.router)
     app.include_router(mass.router)
     app.include_router(support.router)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from opentelemetry import context as otel_context
 from temporalio.client import Client
 
 from backoffice.temporal_client import start_order_workflow
@@ -27,12 +28,16 @@ class WorkflowStarts:
     def __init__(self, temporal: Client, task_queue: str, *, concurrency: int = 8) -> None:
         self._temporal = temporal
         self._task_queue = task_queue
-        self._queue: asyncio.Queue[OrderInput] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        # Each start carries the request's trace context (empty when tracing is off): the start, the
+        # workflow and its provider calls join the trace of the POST that placed the order.
+        self._queue: asyncio.Queue[tuple[OrderInput, otel_context.Context]] = asyncio.Queue(
+            maxsize=QUEUE_LIMIT
+        )
         self._tasks = [asyncio.create_task(self._start_queued()) for _ in range(concurrency)]
 
     def hand_over(self, order: OrderInput) -> None:
         try:
-            self._queue.put_nowait(order)
+            self._queue.put_nowait((order, otel_context.get_current()))
         except asyncio.QueueFull:
             log.warning(
                 "order %s: start left to the sweeper (%d starts waiting)", order.order_id, QUEUE_LIMIT
@@ -40,13 +45,15 @@ class WorkflowStarts:
 
     async def _start_queued(self) -> None:
         while True:
-            order = await self._queue.get()
+            order, trace = await self._queue.get()
+            token = otel_context.attach(trace)
             try:
                 await start_order_workflow(self._temporal, self._task_queue, order)
             except Exception as exc:  # one order's trouble must not stop the others' starts
                 log.error("order %s saved but its workflow did not start (the sweeper will): %s",
                           order.order_id, exc)  # fmt: skip
             finally:
+                otel_context.detach(token)
                 self._queue.task_done()
 
     async def close(self, *, within: float = 10.0) -> None:

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
     worker_max_activities: int = Field(default=100, ge=1)
     # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
     temporal_sdk_metrics: bool = True
+    # Worker Deployment Versioning (backoffice/versioning.py, docs/operations.md "Deploying a changed
+    # workflow"): unset, the worker is unversioned (the dev stack). Set, it polls as version
+    # <deployment>:<build id>, and orders started on a version stay on it (pinned) unless told otherwise.
+    worker_deployment_name: str = ""
+    worker_build_id: str = ""
+    worker_versioning_behavior: Literal["pinned", "auto_upgrade"] = "pinned"
 
     # The console (/console): the key its session cookies are signed with (unset: a random one per API
     # process, so a restart signs everyone out; set the same one on every API process behind one address),
