@@ -18,6 +18,7 @@ from activities import build_activities
 from backoffice.logs import ActivityOrderContext
 from backoffice.settings import Settings
 from backoffice.sockets import listen
+from backoffice.subscriptions import start_unstarted_subscriptions
 from backoffice.telemetry import (
     TemporalSdkMetrics,
     metered_http_client,
@@ -29,6 +30,7 @@ from backoffice.temporal_client import connect, start_order_workflow
 from store import orders
 from store.db import make_engine, make_sessionmaker
 from workflows.order import OrderWorkflow
+from workflows.subscription import SubscriptionWorkflow
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=[OrderWorkflow],
+        workflows=[OrderWorkflow, SubscriptionWorkflow],
         activities=build_activities(sessions, http),
         interceptors=[ActivityOrderContext()],  # activity log lines carry order_id and workflow_id
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
@@ -86,6 +88,8 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         try:
             if count := await start_unstarted_orders(client, sessions, task_queue):
                 log.info("sweeper: %d order(s) without a reporting workflow handed to Temporal", count)
+            if count := await start_unstarted_subscriptions(client, sessions, task_queue):
+                log.info("sweeper: %d subscription(s) without a reporting workflow started", count)
         except Exception:  # the sweeper must outlive a bad moment of the database or Temporal
             log.exception("sweeper: will try again in %ss", SWEEP_EVERY_SECONDS)
         await asyncio.sleep(SWEEP_EVERY_SECONDS)

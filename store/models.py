@@ -110,6 +110,8 @@ class Service(Base):
     link_fault_refund: Mapped[str] = mapped_column(String(20), nullable=False, default="none")
     link_pattern: Mapped[str] = mapped_column(Text, nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # A subscription service (type Subscriptions) places each post's child order on this service.
+    child_service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
 
 
 class Route(Base):
@@ -390,3 +392,49 @@ class ProviderRefill(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+# ---------------------------------------------------------------------------------------- subscriptions
+
+
+class Subscription(Base):
+    """The read model of one subscription (store/subscriptions.py). Written at intake, then only by its
+    workflow. Its id comes from the orders' id sequence: API v2 `status` tells it from an order by id."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "idempotency_key", name="subscriptions_idempotency"),
+        CheckConstraint("min_quantity > 0 AND max_quantity >= min_quantity", name="subscriptions_quantity"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), nullable=False, index=True)
+    service_id: Mapped[int] = mapped_column(ForeignKey("services.id"), nullable=False)
+    username: Mapped[str] = mapped_column(String(100), nullable=False)
+    min_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    posts: Mapped[int | None] = mapped_column(Integer)  # None: unlimited
+    old_posts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    delay_minutes: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    expiry: Mapped[str | None] = mapped_column(String(10))  # d/m/Y as the customer sent it
+    status: Mapped[str] = mapped_column(String(20), nullable=False)
+    posts_used: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    reason: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    provider_subscription_id: Mapped[str | None] = mapped_column(String(100))
+    workflow_input: Mapped[dict[str, Any]] = mapped_column(JSONB, nullable=False)
+    state_version: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), nullable=False)
+    created_at: Mapped[datetime] = _created()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class SubscriptionOrder(Base):
+    """A subscription's child order: one per post served, written with the order in one transaction."""
+
+    __tablename__ = "subscription_orders"
+
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id"), primary_key=True)
+    post_no: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, unique=True)

@@ -9,7 +9,8 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 - `delivery`: runs, what a provider's answer means, when to look again;
 - `money`: charges, refunds, the settlement (integer micro-units);
 - `messages`: when each message an order takes is refused;
-- `reseller`: how API v2 reports an order.
+- `reseller`: how API v2 reports an order;
+- `subscriptions`: what a subscription must be, its child orders' size, when it ends.
 """
 
 from __future__ import annotations
@@ -84,6 +85,25 @@ from workflows.policy.states import (
     STATUSES,
     Refusal,
 )
+from workflows.policy.subscriptions import (
+    DELAYS,
+    SUBSCRIPTION_ENDED,
+    SUBSCRIPTIONS,
+    SubscriptionStatus,
+    SubscriptionTerms,
+    child_quantity,
+    expiry_moment,
+    format_expiry,
+    new_posts,
+    parse_expiry,
+    posts_left,
+    subscription_cancel_refusal,
+    subscription_end,
+    subscription_pause_refusal,
+    subscription_refusal,
+    subscription_resume_refusal,
+    username_of,
+)
 
 __all__ = [
     "CANNOT_CANCEL",
@@ -144,4 +164,25 @@ __all__ = [
     "support_refund",
     "within_tolerance",
     "words_refusal",
+]
+
+# Subscriptions (workflows/policy/subscriptions.py), kept apart so that merges of other parts stay simple.
+__all__ += [
+    "DELAYS",
+    "SUBSCRIPTIONS",
+    "SUBSCRIPTION_ENDED",
+    "SubscriptionStatus",
+    "SubscriptionTerms",
+    "child_quantity",
+    "expiry_moment",
+    "format_expiry",
+    "new_posts",
+    "parse_expiry",
+    "posts_left",
+    "subscription_cancel_refusal",
+    "subscription_end",
+    "subscription_pause_refusal",
+    "subscription_refusal",
+    "subscription_resume_refusal",
+    "username_of",
 ]
