@@ -11,7 +11,7 @@ from temporalio.client import Client
 from api import v2
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
-from api.routes import catalog, customers, meta, ops, orders, support
+from api.routes import catalog, customers, meta, ops, orders, subscriptions, support
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
 from backoffice.logs import redact_server_logs
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
     install_error_handlers(app)
     install_metrics(app)
     app.include_router(orders.router)
+    app.include_router(subscriptions.router)  # issue 16: subscriptions
     app.include_router(support.router)
     app.include_router(ops.router)
     app.include_router(customers.router)

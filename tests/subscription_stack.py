@@ -15,7 +15,7 @@ import httpx
 from simserver import serve
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -112,62 +112,85 @@ class Stack:
             return list(rows)
 
 
+def subscription_catalog(sim_url: str) -> dict[str, Any]:
+    """support.catalog's child service (for post links) and a Subscriptions service on the simulator."""
+    shop = catalog(link_pattern=POST_LINKS, min=10, max=1000)
+    # Hourly polls: a day of skipped time is a couple of dozen polls.
+    shop["providers"].append(
+        {"name": "sim", "api_url": f"{sim_url}/api/v2", "api_key": "sim-key", "poll_interval_seconds": 3600}
+    )
+    shop["services"].append(
+        {
+            "id": SUBSCRIPTION_SERVICE,
+            "name": "Auto likes",
+            "category": "Instagram",
+            "type": "Subscriptions",
+            "child_service": CHILD_SERVICE,
+            "rate": "1.00",
+            "min": 10,
+            "max": 1000,
+            "pace_per_hour": 1000,
+            "link_pattern": ".*",
+            "routes": [{"provider": "sim", "service": "201"}],
+        }
+    )
+    return shop
+
+
+def stack_worker(
+    client: Client,
+    task_queue: str,
+    sessions: async_sessionmaker[AsyncSession],
+    provider: ScriptedProvider,
+    http: httpx.AsyncClient,
+) -> Worker:
+    """One worker for both workflows (a subscription's child orders start on its task queue): the real store
+    and subscription activities, the scripted provider for the child orders' deliveries."""
+    provider.sessions = sessions
+    ledger_steps, projection, slots = (
+        LedgerActivities(sessions),
+        ProjectionActivities(sessions),
+        SlotActivities(sessions),
+    )
+    subs = SubscriptionActivities(sessions, http)
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=[SubscriptionWorkflow, OrderWorkflow],
+        activities=[
+            ledger_steps.settle_order,
+            ledger_steps.refund_order,
+            projection.project_order,
+            projection.open_refill,
+            slots.release_slot,
+            *provider.activities(),
+            subs.forward_subscription,
+            subs.check_subscription,
+            subs.end_subscription_at_provider,
+            subs.place_child_order,
+            subs.project_subscription,
+        ],
+    )
+
+
 @asynccontextmanager
 async def subscription_stack(
     env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession], *, funds: int = 100_000_000
 ) -> AsyncIterator[Stack]:
     app = create_simulator_app(api_key="sim-key", subscription_services=True)
     async with serve(app) as url:
-        shop = catalog(link_pattern=POST_LINKS, min=10, max=1000)
-        # Hourly polls: a day of skipped time is a couple of dozen polls.
-        shop["providers"].append(
-            {"name": "sim", "api_url": f"{url}/api/v2", "api_key": "sim-key", "poll_interval_seconds": 3600}
-        )
-        shop["services"].append(
-            {
-                "id": SUBSCRIPTION_SERVICE,
-                "name": "Auto likes",
-                "category": "Instagram",
-                "type": "Subscriptions",
-                "child_service": CHILD_SERVICE,
-                "rate": "1.00",
-                "min": 10,
-                "max": 1000,
-                "pace_per_hour": 1000,
-                "link_pattern": ".*",
-                "routes": [{"provider": "sim", "service": "201"}],
-            }
-        )
         async with transaction(sessions) as session:
-            await load_catalog(session, shop)
+            await load_catalog(session, subscription_catalog(url))
             customer, _ = await create_customer(session, "Alice")
             await deposit(session, customer.id, funds, key="initial", actor="test")
             caller = await keys.authenticate(session, await keys.create_key(session, "storefront"))
             assert caller is not None
             alpha = await session.scalar(select(Provider.id).where(Provider.name == "alpha"))
         assert alpha is not None
-        provider = ScriptedProvider(script={alpha: [("Completed", 0)]}, sessions=sessions)
-        store_steps = LedgerActivities(sessions), ProjectionActivities(sessions), SlotActivities(sessions)
-        async with httpx.AsyncClient() as http:
-            subs = SubscriptionActivities(sessions, http)
-            task_queue = f"subs-{uuid.uuid4().hex[:8]}"
-            # One worker runs both workflows: a subscription's child orders start on its task queue.
-            async with Worker(
-                env.client,
-                task_queue=task_queue,
-                workflows=[SubscriptionWorkflow, OrderWorkflow],
-                activities=[
-                    store_steps[0].settle_order,
-                    store_steps[0].refund_order,
-                    store_steps[1].project_order,
-                    store_steps[1].open_refill,
-                    store_steps[2].release_slot,
-                    *provider.activities(),
-                    subs.forward_subscription,
-                    subs.check_subscription,
-                    subs.end_subscription_at_provider,
-                    subs.place_child_order,
-                    subs.project_subscription,
-                ],
-            ):
-                yield Stack(env, sessions, url, app.state.sim, task_queue, customer.id, caller, provider)
+        provider = ScriptedProvider(script={alpha: [("Completed", 0)]})
+        task_queue = f"subs-{uuid.uuid4().hex[:8]}"
+        async with (
+            httpx.AsyncClient() as http,
+            stack_worker(env.client, task_queue, sessions, provider, http),
+        ):
+            yield Stack(env, sessions, url, app.state.sim, task_queue, customer.id, caller, provider)
