@@ -4,6 +4,7 @@ customer, and a worker running SubscriptionWorkflow and OrderWorkflow with the r
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -55,9 +56,10 @@ class Stack:
     provider: ScriptedProvider
 
     async def subscribe(
-        self, username: str = "acct", **fields: Any
+        self, username: str = "acct", *, polls_per_run: int = 500, **fields: Any
     ) -> WorkflowHandle[Any, SubscriptionState]:
-        """Place a subscription (as the storefront) and start its workflow."""
+        """Place a subscription (as the storefront) and start its workflow (continuing as new after
+        `polls_per_run` polls)."""
         values: dict[str, Any] = {"min_quantity": 100, "max_quantity": 200} | fields
         request = store_subscriptions.SubscriptionRequest(
             self.customer_id, SUBSCRIPTION_SERVICE, username, **values
@@ -68,6 +70,7 @@ class Stack:
                 session, self.caller, request, uuid.uuid4().hex, today
             )
             frozen = store_subscriptions.subscription_input(row)
+        frozen = dataclasses.replace(frozen, polls_per_run=polls_per_run)
         await start_subscription_workflow(self.env.client, self.task_queue, frozen)
         return self.env.client.get_workflow_handle_for(
             SubscriptionWorkflow.run, workflow_id(frozen.subscription_id)

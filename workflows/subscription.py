@@ -38,9 +38,6 @@ from workflows.subscription_models import (
 
 # The provider is asked about new posts this often (at least its polite interval).
 MIN_POLL_SECONDS = 60
-# Polls per run before it continues as new even if the server has not suggested it: a subscription may live
-# for months, and each poll adds a few events.
-POLLS_PER_RUN = 500
 NOT_ENOUGH_FUNDS = "Not enough funds on balance"
 
 
@@ -68,7 +65,7 @@ class SubscriptionWorkflow:
                 await self._serve_new_posts()
             if self._over():
                 break
-            if workflow.info().is_continue_as_new_suggested() or self._polls >= POLLS_PER_RUN:
+            if workflow.info().is_continue_as_new_suggested() or self._polls >= sub.polls_per_run:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(dataclasses.replace(sub, state=s))
             await self._sleep(self._poll_seconds())
@@ -168,7 +165,7 @@ class SubscriptionWorkflow:
         if sub.delay_minutes:
             await self._sleep(sub.delay_minutes * 60)
         for post_no, link in fresh:
-            if self._over():
+            if self._over() or s.status == SubscriptionStatus.PAUSED:  # paused during the delay: skipped
                 return
             await self._place_child(post_no, link)
         await self._publish()

@@ -32,6 +32,9 @@ class SubscriptionInput:
     expires_at: str | None  # ISO time the subscription expires (the end of the expiry day, UTC)
     route: RouteRef  # the provider's subscription service that watches the account
     state: SubscriptionState | None = None
+    # Polls per run before it continues as new even if the server has not suggested it: a subscription may
+    # live for months, and each poll adds a few events.
+    polls_per_run: int = 500
 
 
 @dataclass

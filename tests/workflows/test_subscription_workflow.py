@@ -172,3 +172,23 @@ async def test_a_paused_subscription_skips_the_posts_published_meanwhile(
 
 def handle_id(workflow_id: str) -> int:
     return int(workflow_id.removeprefix("subscription-"))
+
+
+async def test_a_long_subscription_continues_as_new_and_keeps_its_posts_and_orders(
+    temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with subscription_stack(temporal_env, sessions) as stack:
+        handle = await stack.subscribe(polls_per_run=2)
+        await stack.until(handle, lambda s: s.seen is not None)
+        await stack.publish()
+        first = await stack.until(handle, lambda s: len(s.orders) == 1)
+        await temporal_env.sleep(timedelta(hours=3))  # a few hourly polls: a new run or two
+        await stack.publish()
+        state = await stack.until(handle, lambda s: len(s.orders) == 2)
+        described = await handle.describe()
+        assert described.raw_description.workflow_execution_info.first_run_id != described.run_id
+        assert state.orders[:1] == first.orders
+        assert (state.seen, state.posts_used) == (2, 2)
+        assert len(await stack.orders()) == 2  # no post served twice across runs
+        await cancel(stack, state.subscription_id)
+        assert (await stack.ended(handle)).status == SubscriptionStatus.CANCELED
