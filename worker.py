@@ -20,6 +20,7 @@ from api.order_view import webhook_snapshot
 from backoffice.logs import ActivityOrderContext
 from backoffice.settings import Settings
 from backoffice.sockets import listen
+from backoffice.subscriptions import start_unstarted_subscriptions
 from backoffice.telemetry import (
     TemporalSdkMetrics,
     metered_http_client,
@@ -34,6 +35,7 @@ from backoffice.webhook_feed import WebhookFeeder
 from store import orders
 from store.db import make_engine, make_sessionmaker
 from workflows.order import OrderWorkflow
+from workflows.subscription import SubscriptionWorkflow
 from workflows.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ def build_worker(
         client,
         task_queue=task_queue,
         # Webhook deliveries run beside the orders but never in their path (workflows/webhooks.py).
-        workflows=[OrderWorkflow, WebhookDelivery],
+        workflows=[OrderWorkflow, WebhookDelivery, SubscriptionWorkflow],
         activities=[
             *build_activities(sessions, http),
             *WebhookActivities(sessions, http, webhook_snapshot).all(),
@@ -98,6 +100,8 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         try:
             if count := await start_unstarted_orders(client, sessions, task_queue):
                 log.info("sweeper: %d order(s) without a reporting workflow handed to Temporal", count)
+            if count := await start_unstarted_subscriptions(client, sessions, task_queue):
+                log.info("sweeper: %d subscription(s) without a reporting workflow started", count)
         except Exception:  # the sweeper must outlive a bad moment of the database or Temporal
             log.exception("sweeper: will try again in %ss", SWEEP_EVERY_SECONDS)
         await asyncio.sleep(SWEEP_EVERY_SECONDS)

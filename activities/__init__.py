@@ -12,6 +12,7 @@ from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
 from activities.provider import ProviderActivities
 from activities.slots import SlotActivities
+from activities.subscriptions import SubscriptionActivities
 
 
 def build_activities(
@@ -21,6 +22,7 @@ def build_activities(
     projection = ProjectionActivities(sessions)
     provider = ProviderActivities(sessions, http)
     slots = SlotActivities(sessions)
+    subscriptions = SubscriptionActivities(sessions, http)
     return [
         ledger.settle_order,
         ledger.refund_order,
@@ -32,4 +34,10 @@ def build_activities(
         provider.cancel_run,
         provider.submit_refill,
         provider.check_refill,
+        # Subscriptions (workflows/subscription.py).
+        subscriptions.forward_subscription,
+        subscriptions.check_subscription,
+        subscriptions.end_subscription_at_provider,
+        subscriptions.place_child_order,
+        subscriptions.project_subscription,
     ]

@@ -14,7 +14,7 @@ from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.metrics import install_metrics
 from api.route_metrics import RouteMetrics
-from api.routes import catalog, customers, mass, meta, ops, orders, prices, support, webhooks
+from api.routes import catalog, customers, mass, meta, ops, orders, prices, subscriptions, support, webhooks
 from api.starts import WorkflowStarts
 from api.throttle import FailedAuthentications
 from backoffice.logs import redact_server_logs
@@ -82,6 +82,7 @@ def create_app(
     app.add_middleware(RouteMetrics)  # outermost: every answer is counted, error handlers' included
     app.include_router(orders.router)
     app.include_router(mass.router)
+    app.include_router(subscriptions.router)
     app.include_router(support.router)
     app.include_router(ops.router)
     app.include_router(customers.router)

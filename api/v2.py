@@ -25,6 +25,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api import subscriptions as api_subscriptions
 from api.actions import HttpMessages, place_and_start
 from api.auth import throttled
 from api.errors import ApiError
@@ -35,6 +36,7 @@ from providers.apiv2 import ProtocolError, integer, scalar
 from store import ledger, prices
 from store import orders as store_orders
 from store import runs as store_runs
+from store import subscriptions as store_subscriptions
 from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
@@ -91,6 +93,13 @@ PARAMETERS = [
     ("media", "add (Mentions Media Likers): the media's link"),
     ("answer_number", "add (Poll)"),
     ("idempotency_key", "add (optional extension): a retried add with the same key returns the same order"),
+    ("username", "add (Subscriptions): the account whose new posts get an order each"),
+    ("min", "add (Subscriptions): the least units per post"),
+    ("max", "add (Subscriptions): the most units per post"),
+    ("posts", "add (Subscriptions, optional): how many new posts to serve; unset: unlimited"),
+    ("old_posts", "add (Subscriptions, optional): the latest existing posts to serve too"),
+    ("delay", "add (Subscriptions, optional): minutes after a post before its order (0, 5, 10, ... 600)"),
+    ("expiry", "add (Subscriptions, optional): the last day, d/m/Y"),
     ("order", "status, refill, cancel: one order id"),
     ("orders", "status, refill, cancel: up to 100 comma-separated order ids"),
     ("refill", "refill_status: one refill id"),
@@ -216,6 +225,12 @@ class Api2:
         service = integer(p.get("service"))
         if service is None:
             raise ProtocolError(apiv2.INCORRECT_SERVICE)
+        async with self.sessions() as session:  # self.session must not begin a transaction before intake
+            subscription = await store_subscriptions.is_subscription_service(session, service)
+        if subscription:  # its own parameters (api/subscriptions.py)
+            return await api_subscriptions.v2_add(
+                self.sessions, self.temporal, self.settings, self.caller, p, service
+            )
         link = scalar(p.get("link"))
         if not link or len(link) > 2048:
             raise ProtocolError(apiv2.BAD_LINK)
@@ -307,12 +322,17 @@ class Api2:
         # An id that names none of the caller's orders may name a run of one of their drip-feeds.
         others = [n for t in texts if mine[t] is None and (n := integer(t)) is not None]
         runs = await self._run_statuses(others) if others else {}
+        # What names neither may name one of the caller's subscriptions (api/subscriptions.py).
+        rest = [n for n in others if n not in runs]
+        subs = await api_subscriptions.v2_statuses(self.session, self.customer_id, rest) if rest else {}
         results = []
         for t in texts:
             if (o := mine[t]) is not None:
                 results.append((t, self._status_of(o, run_ids.get(o.id, []))))
             elif (n := integer(t)) is not None and n in runs:
                 results.append((t, runs[n]))
+            elif n is not None and n in subs:
+                results.append((t, subs[n]))
             else:
                 results.append((t, apiv2.error(apiv2.INCORRECT_ORDER)))
         return apiv2.answer("status", results, batch=batch)
@@ -378,6 +398,9 @@ class Api2:
             return apiv2.CANNOT_CANCEL
 
         results = await self._each_order(texts, act, text_of)
+        results = await api_subscriptions.v2_cancels(
+            self.session, self.temporal, self.settings, self.caller, results
+        )
         return apiv2.answer("cancel", results, batch=True)  # the batch shape, also for `order`
 
 

@@ -106,6 +106,8 @@ async def load_catalog(session: AsyncSession, catalog: dict[str, Any]) -> tuple[
             "link_pattern": s["link_pattern"],
             "deny_link_duplicates": bool(s.get("deny_link_duplicates", False)),
             "active": bool(s.get("active", True)),
+            # A Subscriptions service's child orders are placed on this service (listed before it).
+            "child_service_id": int(s["child_service"]) if s.get("child_service") else None,
         }
         stmt = insert(Service).values(**values)
         await session.execute(stmt.on_conflict_do_update(index_elements=[Service.id], set_=values))

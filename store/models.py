@@ -113,6 +113,8 @@ class Service(Base):
         Boolean, nullable=False, default=False, server_default="false"
     )
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    # A subscription service (type Subscriptions) places each post's child order on this service.
+    child_service_id: Mapped[int | None] = mapped_column(ForeignKey("services.id"))
 
 
 class Route(Base):
@@ -434,6 +436,9 @@ class CustomerPrice(Base):
 
 
 # The webhook tables live in a module of their own; re-exported so that `store.models` is the whole schema.
+# The subscription tables, likewise (store/subscription_models.py).
+from store.subscription_models import Subscription as Subscription  # noqa: E402
+from store.subscription_models import SubscriptionOrder as SubscriptionOrder  # noqa: E402
 from store.webhook_models import WEBHOOK_DELIVERY_STATES as WEBHOOK_DELIVERY_STATES  # noqa: E402
 from store.webhook_models import WebhookAttempt as WebhookAttempt  # noqa: E402
 from store.webhook_models import WebhookDelivery as WebhookDelivery  # noqa: E402

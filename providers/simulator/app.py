@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from providers.simulator import control
+from providers.simulator import control, subscriptions
 from providers.simulator.model import SimClock
 from providers.simulator.protocol import api_v2
 from providers.simulator.state import SimState
@@ -16,11 +16,17 @@ from providers.simulator.store import SimStore
 
 
 def create_simulator_app(
-    *, api_key: str = "sim-demo-key", clock: SimClock | None = None, state_file: Path | None = None
+    *,
+    api_key: str = "sim-demo-key",
+    clock: SimClock | None = None,
+    state_file: Path | None = None,
+    subscription_services: bool = False,
 ) -> FastAPI:
     """A fresh simulator with its own state; tests create one per test.
 
-    With `state_file` its orders survive a restart (the dev stack keeps it under its data folder).
+    With `state_file` its orders survive a restart (the dev stack keeps it under its data folder). With
+    `subscription_services` it also offers the built-in subscription services (providers/simulator/
+    subscriptions.py); the simulator process always does.
     """
     store = SimStore(state_file) if state_file is not None else None
 
@@ -39,9 +45,12 @@ def create_simulator_app(
     sim = SimState(clock=clock or SimClock(), api_key=api_key, store=store)
     if store is not None:
         sim.restore()
+    if subscription_services:
+        sim.subscriptions.offer_built_in()
     app.state.sim = sim
     app.add_api_route("/api/v2", api_v2, methods=["GET", "POST"], include_in_schema=False)
     control.add_routes(app)
+    subscriptions.add_routes(app)
     return app
 
 
@@ -56,5 +65,5 @@ def main(
     (the dev stack starts it this way)."""
     from backoffice.sockets import serve_asgi
 
-    app = create_simulator_app(api_key=api_key, state_file=state_file)
+    app = create_simulator_app(api_key=api_key, state_file=state_file, subscription_services=True)
     serve_asgi(app, host=host, port=port, fd=fd, log_level="warning")

@@ -131,6 +131,7 @@ async def reset(request: Request) -> dict[str, bool]:
     """Forget orders, refills, scenarios, offered services and the request log; the clock keeps its time."""
     sim = _sim(request)
     request.app.state.sim = fresh = SimState(clock=sim.clock, api_key=sim.api_key, store=sim.store)
+    fresh.subscriptions.services = dict(sim.subscriptions.services)  # the subscription services it offers
     fresh.commit(everything=True)
     return {"reset": True}
 

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from providers import apiv2
 from providers.apiv2 import ProtocolError, integer, scalar
+from providers.simulator import subscriptions
 from providers.simulator.model import SimOrder, SimRefill, refill_state
 from providers.simulator.scenarios import Subject
 from providers.simulator.state import SimState
@@ -79,13 +80,15 @@ def _services(sim: SimState) -> list[dict[str, Any]]:
             dripfeed=s.dripfeed,
         )
         for s in sim.services.values()
-    ]
+    ] + subscriptions.services_answer(sim)
 
 
 def _add(sim: SimState, p: Params) -> dict[str, Any]:
     key = scalar(p.get("idempotency_key")) or None
     if key is not None and key in sim.idempotency:
         return {"order": sim.idempotency[key]}
+    if subscriptions.is_subscription_add(sim, p):
+        return subscriptions.add(sim, p)
     service = sim.services.get(scalar(p.get("service")) or "")
     if service is None:
         raise ProtocolError(apiv2.INCORRECT_SERVICE)
@@ -132,7 +135,9 @@ def _order_status(order: SimOrder, now: float) -> dict[str, Any]:
 def _status(sim: SimState, p: Params) -> Any:
     texts, batch = _ids(p, "status")
     now = sim.clock.now()
-    return apiv2.answer("status", _each_order(sim, texts, lambda o: _order_status(o, now)), batch=batch)
+    results = _each_order(sim, texts, lambda o: _order_status(o, now))
+    results = subscriptions.with_subscriptions(sim, texts, results, subscriptions.status_of)
+    return apiv2.answer("status", results, batch=batch)
 
 
 def _refill_one(sim: SimState, order: SimOrder, key: str | None) -> int:
@@ -195,7 +200,9 @@ def _cancel_one(sim: SimState, order: SimOrder, now: float) -> int:
 def _cancel(sim: SimState, p: Params) -> Any:
     texts, _ = _ids(p, "cancel")
     now = sim.clock.now()
-    return apiv2.answer("cancel", _each_order(sim, texts, lambda o: _cancel_one(sim, o, now)), batch=True)
+    results = _each_order(sim, texts, lambda o: _cancel_one(sim, o, now))
+    results = subscriptions.with_subscriptions(sim, texts, results, subscriptions.cancel)
+    return apiv2.answer("cancel", results, batch=True)
 
 
 def _subjects(sim: SimState, action: str, p: Params) -> list[Subject]:

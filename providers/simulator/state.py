@@ -11,6 +11,7 @@ from providers.simulator import scenarios
 from providers.simulator.model import SERVICES, SimClock, SimOrder, SimRefill, SimService
 from providers.simulator.scenarios import Rule, Subject
 from providers.simulator.store import Meta, SimStore
+from providers.simulator.subscriptions import SimSubscriptions
 
 REQUEST_LOG_SIZE = 10_000
 
@@ -41,6 +42,7 @@ class SimState:
     request_count: int = 0
     requests_by_action: dict[str, int] = field(default_factory=dict)
     store: SimStore | None = None  # where changes are kept (the request log is not)
+    subscriptions: SimSubscriptions = field(default_factory=SimSubscriptions)  # in memory only
     _changed: tuple[set[int], set[int], set[str]] = field(default_factory=lambda: (set(), set(), set()))
 
     def changed(

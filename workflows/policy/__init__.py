@@ -13,6 +13,7 @@ No I/O and no clock: the workflow and the API both call these, and tests prove t
 - `messages`: when each message an order takes is refused;
 - `reseller`: how API v2 reports an order;
 - `types`: what each service type's orders carry, and how they are counted, priced and judged.
+- `subscriptions`: what a subscription must be, its child orders' size, when it ends.
 """
 
 from __future__ import annotations
@@ -104,6 +105,25 @@ from workflows.policy.states import (
     STATUSES,
     Refusal,
 )
+from workflows.policy.subscriptions import (
+    DELAYS,
+    SUBSCRIPTION_ENDED,
+    SUBSCRIPTIONS,
+    SubscriptionStatus,
+    SubscriptionTerms,
+    child_quantity,
+    expiry_moment,
+    format_expiry,
+    new_posts,
+    parse_expiry,
+    posts_left,
+    subscription_cancel_refusal,
+    subscription_end,
+    subscription_pause_refusal,
+    subscription_refusal,
+    subscription_resume_refusal,
+    username_of,
+)
 from workflows.policy.types import (
     TYPE_RULES,
     TypedOrder,
@@ -189,4 +209,25 @@ __all__ = [
     "typed_order",
     "within_tolerance",
     "words_refusal",
+]
+
+# Subscriptions (workflows/policy/subscriptions.py).
+__all__ += [
+    "DELAYS",
+    "SUBSCRIPTIONS",
+    "SUBSCRIPTION_ENDED",
+    "SubscriptionStatus",
+    "SubscriptionTerms",
+    "child_quantity",
+    "expiry_moment",
+    "format_expiry",
+    "new_posts",
+    "parse_expiry",
+    "posts_left",
+    "subscription_cancel_refusal",
+    "subscription_end",
+    "subscription_pause_refusal",
+    "subscription_refusal",
+    "subscription_resume_refusal",
+    "username_of",
 ]
