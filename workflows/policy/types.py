@@ -79,7 +79,7 @@ def typed_order(
     kind, rule = terms.kind, TYPE_RULES[terms.kind]
     named = f"service {terms.service_id} ({kind})"
     if not rule.orderable:
-        return ("type_not_orderable", f"{named} is a subscription: subscriptions are not taken yet")
+        return ("type_not_orderable", f"{named} is a subscription: place it with POST /v1/subscriptions")
     given = [name for name in PARAMETERS if getattr(parameters, name) not in ((), None)]
     missing = [name for name in rule.needs if name not in given]
     if rule.counted_by == "quantity" and quantity is None:
