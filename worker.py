@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from datetime import timedelta
 
 import httpx
@@ -16,6 +17,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities import build_activities
 from backoffice.logs import ActivityOrderContext
 from backoffice.settings import Settings
+from backoffice.sockets import listen
 from backoffice.telemetry import (
     TemporalSdkMetrics,
     metered_http_client,
@@ -40,6 +42,8 @@ def build_worker(
     http: httpx.AsyncClient,
     *,
     cached_orders: int = 500,
+    max_workflow_tasks: int = 100,
+    max_activities: int = 100,
 ) -> Worker:
     return Worker(
         client,
@@ -50,6 +54,8 @@ def build_worker(
         # On SIGTERM, running activities get this long to finish before they are cancelled (and retried).
         graceful_shutdown_timeout=timedelta(seconds=20),
         max_cached_workflows=cached_orders,  # bounds memory with thousands of orders waiting
+        max_concurrent_workflow_tasks=max_workflow_tasks,
+        max_concurrent_activities=max_activities,
         # The sandbox re-imports a workflow's modules for every new run; ours are ~40 dataclasses and pure
         # code, and re-importing them took a third of the worker's time per order. They are passed through
         # (imported once); what the sandbox guarded (no I/O, no clock, no module state in workflows/) is
@@ -85,30 +91,35 @@ async def _sweep(client: Client, sessions: async_sessionmaker[AsyncSession], tas
         await asyncio.sleep(SWEEP_EVERY_SECONDS)
 
 
-async def _serve_metrics(settings: Settings, sdk: TemporalSdkMetrics | None) -> asyncio.Server | None:
-    """The worker's /metrics. A port that cannot be bound is logged, not fatal: orders matter more, and
-    Prometheus reports the missing target (`up == 0`)."""
-    if not settings.worker_metrics_port:
-        return None
-    try:
-        server = await serve_metrics(
-            settings.worker_metrics_host, settings.worker_metrics_port, lambda: process_metrics(sdk)
-        )
-    except OSError as exc:
-        log.error("worker metrics not served on port %s: %s", settings.worker_metrics_port, exc)
-        return None
-    log.info(
-        "worker metrics at http://%s:%s/metrics", settings.worker_metrics_host, settings.worker_metrics_port
-    )
+async def _serve_metrics(
+    settings: Settings, sdk: TemporalSdkMetrics | None, sock: socket.socket | None = None
+) -> asyncio.Server | None:
+    """The worker's /metrics, on `sock` when one was handed over, else on WORKER_METRICS_HOST:PORT (port 0:
+    off). A port that cannot be bound is logged, not fatal: orders matter more, and Prometheus reports the
+    missing target (`up == 0`)."""
+    if sock is None:
+        if not settings.worker_metrics_port:
+            return None
+        try:
+            sock = listen(settings.worker_metrics_host, settings.worker_metrics_port)
+        except OSError as exc:
+            log.error("worker metrics not served on port %s: %s", settings.worker_metrics_port, exc)
+            return None
+    host, port = sock.getsockname()[:2]
+    server = await serve_metrics(sock, lambda: process_metrics(sdk))
+    log.info("worker metrics at http://%s:%s/metrics", host, port)
     return server
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    engine = make_engine(settings.require_database_url())
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, *, metrics_socket: socket.socket | None = None
+) -> None:
+    """The worker until `stop` is set; /metrics on `metrics_socket` (bound and listening) when given."""
+    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
     sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
     client = await connect(settings, runtime=sdk.runtime if sdk else None)
     sessions = make_sessionmaker(engine)
-    metrics = await _serve_metrics(settings, sdk)
+    metrics = await _serve_metrics(settings, sdk, metrics_socket)
     try:
         async with (
             metered_http_client() as http,
@@ -118,6 +129,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
                 sessions,
                 http,
                 cached_orders=settings.worker_cached_orders,
+                max_workflow_tasks=settings.worker_max_workflow_tasks,
+                max_activities=settings.worker_max_activities,
             ),
         ):
             log.info("worker polling task queue %s", settings.temporal_task_queue)

@@ -26,7 +26,6 @@ def build_activities(
         ledger.refund_order,
         projection.project_order,
         projection.open_refill,
-        slots.claim_slot,
         slots.release_slot,
         provider.submit_run,
         provider.check_run,

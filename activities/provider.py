@@ -7,11 +7,13 @@ follow the same rule with their own table.
 
 Status reads are coalesced per provider: the checks of many orders in flight that arrive within a short
 window leave as one `status` call with up to 100 ids (`providers.batching`). Every request to a provider
-waits for its token bucket when the provider has `rate_limit_per_second`.
+waits for its token bucket when the provider has `rate_limit_per_second`: one bucket in PostgreSQL shared by
+every worker (store/ratelimit.py), so N workers do not send N times the rate.
 
-Temporary trouble (ProviderUnavailable, ProviderAmbiguous) is raised as is: Temporal retries it and the
-workflow decides how long to wait. Final refusals are non-retryable ApplicationErrors with a `type` below;
-database work that can never succeed is STEP_FAILED (activities/failures.py).
+Temporary trouble (ProviderUnavailable, ProviderAmbiguous) is retried by Temporal, and the workflow decides
+how long to wait. Final refusals are non-retryable ApplicationErrors with a `type` below; database work that
+can never succeed is STEP_FAILED (activities/failures.py). `submit_run` takes the slot itself, so its
+failures name their provider in the error's details: the order then knows where it holds the slot.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import fails_for_good, permanent_failures
-from providers.batching import Coalescer, TokenBucket
+from activities.slots import route_for
+from providers.batching import Coalescer
 from providers.client import (
     ApiV2Client,
     ProviderError,
@@ -39,6 +42,7 @@ from providers.client import (
 )
 from store.db import transaction
 from store.models import Provider, ProviderRefill, ProviderSubmission
+from store.ratelimit import SharedTokenBucket
 from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
     CancelAnswer,
@@ -46,6 +50,7 @@ from workflows.models import (
     CheckRefill,
     CheckRun,
     RefillReport,
+    RouteRef,
     RunReport,
     SubmitRefill,
     SubmitRun,
@@ -104,7 +109,7 @@ class ProviderActivities:
             provider.api_key,
             http=self._http,
             timeout=self._request_timeout,
-            limiter=TokenBucket(rate) if rate else None,
+            limiter=SharedTokenBucket(self._sessions, provider_id, rate) if rate else None,
         )
 
         upstream = _Upstream(
@@ -121,25 +126,41 @@ class ProviderActivities:
 
     @activity.defn(name="submit_run")
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
-        upstream = await self._upstream(run.provider_id)
+        """Take a slot if the order holds none (or keep its place in line), then send the run there exactly
+        once and read its status right away. A failure names its provider in the error's details."""
+        route = await route_for(self._sessions, run)
+        if isinstance(route, int):
+            return SubmittedRun(None, None, queue_position=route)
+        try:
+            provider_order_id, first_look = await self._send_run(run, route)
+        except ApplicationError as exc:
+            raise ApplicationError(
+                exc.message, route.provider_id, type=exc.type, non_retryable=exc.non_retryable
+            ) from exc
+        except ProviderError as exc:  # retried by Temporal; the order counts the interruption at this route
+            raise ApplicationError(str(exc), route.provider_id, type=type(exc).__name__) from exc
+        return SubmittedRun(route.provider_id, provider_order_id, first_look=first_look)
+
+    async def _send_run(self, run: SubmitRun, route: RouteRef) -> tuple[str, RunReport | None]:
+        upstream = await self._upstream(route.provider_id)
         row = ProviderSubmission(
             order_id=run.order_id,
             run_no=run.run_no,
-            provider_id=run.provider_id,
-            provider_service_id=run.provider_service_id,
+            provider_id=route.provider_id,
+            provider_service_id=route.provider_service_id,
             quantity=run.quantity,
-            client_key=f"order-{run.order_id}-run-{run.run_no}-p{run.provider_id}",
+            client_key=f"order-{run.order_id}-run-{run.run_no}-p{route.provider_id}",
             state="sending",
         )
         where = (
             ProviderSubmission.order_id == run.order_id,
             ProviderSubmission.run_no == run.run_no,
-            ProviderSubmission.provider_id == run.provider_id,
+            ProviderSubmission.provider_id == route.provider_id,
         )
 
         def add(idempotency_key: str | None) -> Awaitable[str]:
             return upstream.client.add(
-                service=run.provider_service_id,
+                service=route.provider_service_id,
                 link=run.link,
                 quantity=run.quantity,
                 idempotency_key=idempotency_key,
@@ -147,7 +168,7 @@ class ProviderActivities:
 
         once = _Once(where, "provider_order_id", "run", "submission", link_faults=True)
         provider_order_id = await self._send_once(once, row, upstream.dedupes, add)
-        return SubmittedRun(provider_order_id, await self._first_look(upstream, provider_order_id))
+        return provider_order_id, await self._first_look(upstream, provider_order_id)
 
     async def _first_look(self, upstream: _Upstream, provider_order_id: str) -> RunReport | None:
         """The run's status right after the provider took it: one read, batched with the others, so a

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import Annotated, TypeVar
 
-from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.deps import AppSettings, Temporal
@@ -73,8 +73,10 @@ class HttpMessages:
     """The messaging service as REST and API v2 use it: an outcome other than accepted raises ApiError (see
     api_error); a bug is raised as it is (a 500)."""
 
-    def __init__(self, temporal: Client, settings: Settings) -> None:
-        self.service = OrderMessages(temporal, settings)
+    def __init__(
+        self, temporal: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    ) -> None:
+        self.service = OrderMessages(temporal, settings, sessions)
 
     async def send(self, order: Order, update: Update[A, R], arg: A, *, via: Via = "rest") -> R:
         try:
@@ -83,8 +85,8 @@ class HttpMessages:
             raise api_error(exc) from exc
 
 
-def http_messages(temporal: Temporal, settings: AppSettings) -> HttpMessages:
-    return HttpMessages(temporal, settings)
+def http_messages(request: Request, temporal: Temporal, settings: AppSettings) -> HttpMessages:
+    return HttpMessages(temporal, settings, request.app.state.sessions)
 
 
 # What a route that sends an order a message takes, and the statuses it can answer.

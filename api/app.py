@@ -26,7 +26,7 @@ def create_app(settings: Settings, *, temporal: Client | None = None) -> FastAPI
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.require_database_url())
+        engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
         try:
             app.state.sessions = make_sessionmaker(engine)
             # The Temporal client's own metrics join /metrics when the app connects its client itself.

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from store.ledger import StatementLine
-from store.models import Customer, Order, OrderEvent, ProviderSubmission, Refill, Service
+from store.models import Customer, DripFeedRun, Order, OrderEvent, ProviderSubmission, Refill, Service
 from workflows import policy
 from workflows.models import OrderState, RefillStatus
 from workflows.policy import format_money
@@ -226,6 +226,24 @@ class RefillList(BaseModel):
     refills: list[RefillOut]
 
 
+class DripFeedRunOut(BaseModel):
+    """One run of a drip-feed order, with the id API v2 lists in the order's `orders` and answers `status`
+    for."""
+
+    id: int
+    run: int
+    quantity: int
+    delivered: int
+    status: str = Field(
+        description="Pending until it is sent, In progress, then Completed, Partial or Canceled (delivered "
+        "nothing)"
+    )
+
+    @classmethod
+    def of(cls, r: DripFeedRun) -> DripFeedRunOut:
+        return cls(id=r.id, run=r.run_no, quantity=r.quantity, delivered=r.delivered, status=r.status)
+
+
 class OrderDetail(OrderOut):
     """The order with its timeline and refills, as support reviews it."""
 
@@ -237,6 +255,9 @@ class OrderDetail(OrderOut):
     refills: list[RefillOut]
     provider_orders: list[ProviderOrderOut] | None = Field(
         default=None, description="the orders placed at providers, one per run and route; staff only"
+    )
+    drip_feed: list[DripFeedRunOut] = Field(
+        default_factory=list, description="a drip-feed order's runs, each with its own id; empty otherwise"
     )
 
 
@@ -374,7 +395,7 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         402: "the balance does not cover it (`insufficient_funds`)",
         403: "the role may not do this (`forbidden`)",
         404: "no such object, or not the customer key's own",
-        409: "the order refused the action (its validator's code) or the order has ended (`order_closed`)",
+        409: "the order refused the action (its validator's code; an ended order by the same rules)",
         422: "the request does not fit the schema (`invalid_request`) or the rules",
         503: "Temporal is unavailable (`workflow_unavailable`)",
         429: "too many failed authentications from this address (`too_many_failures`); see Retry-After",

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
 from api.actions import HttpMessages, place_and_start
@@ -34,6 +34,7 @@ from providers import apiv2
 from providers.apiv2 import ProtocolError, integer, scalar
 from store import ledger
 from store import orders as store_orders
+from store import runs as store_runs
 from store.catalog import public_services
 from store.keys import Caller, authenticate
 from store.models import Order
@@ -151,9 +152,10 @@ class Api2:
         caller: Caller,
         params: dict[str, Any],
         starts: WorkflowStarts,
+        sessions: async_sessionmaker[AsyncSession],
     ) -> None:
         self.session, self.temporal, self.settings = session, temporal, settings
-        self.caller, self.params, self.starts = caller, params, starts
+        self.caller, self.params, self.starts, self.sessions = caller, params, starts, sessions
 
     @property
     def customer_id(self) -> int:
@@ -219,28 +221,40 @@ class Api2:
             raise ProtocolError(text) from exc
         return {"order": order.id}
 
-    def _status_of(self, o: Order) -> dict[str, Any]:
-        # The protocol's formula refund = charge * remains / quantity gives back what the order refunded
-        # (docs/api.md, "API v2 status"); `charge` is the price paid at intake.
-        status, remains = policy.reseller_view(
-            status=Status(o.status),
-            quantity=o.quantity,
-            delivered=o.delivered,
-            charge=o.charge_micros,
-            refunded=o.refunded_micros,
-            refunded_units=o.refunded_units,
-        )
-        answer = apiv2.status_answer(
-            charge=apiv2.money_from_micros(o.charge_micros),
+    def _status_of(self, o: Order, run_ids: list[int]) -> dict[str, Any]:
+        status, remains = _reseller_view(o)
+        answer = self._answer(o, o.charge_micros, status, remains)
+        if o.runs:
+            # A drip-feed lists its runs: each has an id of its own that `status` answers (store/runs.py).
+            answer |= {"runs": str(o.runs), "interval": str(o.interval_minutes), "orders": run_ids}
+        return answer
+
+    def _answer(self, o: Order, charge: int, status: Status, remains: int) -> dict[str, Any]:
+        return apiv2.status_answer(
+            charge=apiv2.money_from_micros(charge),
             start_count=o.start_count or 0,
             status=status,
             remains=remains,
             currency=self.settings.currency,
         )
-        if o.runs:
-            # The back office runs a drip-feed as one order: its runs are not orders of their own.
-            answer |= {"runs": str(o.runs), "interval": str(o.interval_minutes), "orders": []}
-        return answer
+
+    async def _run_statuses(self, numbers: list[int]) -> dict[int, dict[str, Any]]:
+        """`status` of drip-feed runs by their ids: each run's share of its order (policy.drip_feed_view)."""
+        found = await store_runs.runs_of_customer(self.session, self.customer_id, numbers)
+        answers: dict[int, dict[str, Any]] = {}
+        for order in {o.id: o for _, o in found.values()}.values():
+            runs = await store_runs.drip_feed_runs(self.session, order.id)
+            status, remains = _reseller_view(order)
+            view = policy.drip_feed_view(
+                [(r.quantity, r.delivered, Status(r.status)) for r in runs],
+                order_status=status,
+                order_remains=remains,
+            )
+            for run, (run_status, run_remains) in zip(runs, view, strict=True):
+                if run.id in found:
+                    charge = policy.price_of_units(run.quantity, order.charge_micros, order.quantity)
+                    answers[run.id] = self._answer(order, charge, run_status, run_remains)
+        return answers
 
     async def _mine(
         self, texts: list[str], fetch: Callable[[AsyncSession, int, list[int]], Awaitable[dict[int, T]]]
@@ -253,10 +267,19 @@ class Api2:
     async def status(self) -> Any:
         texts, batch = _ids(self.params, "status", apiv2.INCORRECT_ORDER)
         mine = await self._mine(texts, store_orders.orders_of_customer)
-        results = [
-            (t, self._status_of(o) if (o := mine[t]) is not None else apiv2.error(apiv2.INCORRECT_ORDER))
-            for t in texts
-        ]
+        drip_feeds = [o.id for o in mine.values() if o is not None and o.runs]
+        run_ids = await store_runs.run_ids(self.session, drip_feeds) if drip_feeds else {}
+        # An id that names none of the caller's orders may name a run of one of their drip-feeds.
+        others = [n for t in texts if mine[t] is None and (n := integer(t)) is not None]
+        runs = await self._run_statuses(others) if others else {}
+        results = []
+        for t in texts:
+            if (o := mine[t]) is not None:
+                results.append((t, self._status_of(o, run_ids.get(o.id, []))))
+            elif (n := integer(t)) is not None and n in runs:
+                results.append((t, runs[n]))
+            else:
+                results.append((t, apiv2.error(apiv2.INCORRECT_ORDER)))
         return apiv2.answer("status", results, batch=batch)
 
     async def _each_order(
@@ -288,7 +311,7 @@ class Api2:
 
         async def act(order: Order) -> int:
             request = RefillRequest(actor=self.caller.actor, reason="API v2 refill")
-            messages = HttpMessages(self.temporal, self.settings)
+            messages = HttpMessages(self.temporal, self.settings, self.sessions)
             ticket = await messages.send(order, OrderWorkflow.request_refill, request, via="api_v2")
             return ticket.refill_id
 
@@ -312,7 +335,7 @@ class Api2:
 
         async def act(order: Order) -> int:
             cancel = OrderAction(actor=self.caller.actor, reason="API v2 cancel")
-            messages = HttpMessages(self.temporal, self.settings)
+            messages = HttpMessages(self.temporal, self.settings, self.sessions)
             await messages.send(order, OrderWorkflow.cancel, cancel, via="api_v2")
             return 1
 
@@ -363,6 +386,19 @@ for _method in ("GET", "POST"):
     )
 
 
+def _reseller_view(o: Order) -> tuple[Status, int]:
+    # The protocol's formula refund = charge * remains / quantity gives back what the order refunded
+    # (docs/api.md, "API v2 status"); `charge` is the price paid at intake.
+    return policy.reseller_view(
+        status=Status(o.status),
+        quantity=o.quantity,
+        delivered=o.delivered,
+        charge=o.charge_micros,
+        refunded=o.refunded_micros,
+        refunded_units=o.refunded_units,
+    )
+
+
 async def _answer(request: Request) -> Any:
     params = await _parameters(request)
     key = apiv2.api_key(request, params)
@@ -377,5 +413,5 @@ async def _answer(request: Request) -> Any:
         raise ProtocolError(apiv2.INCORRECT_REQUEST)
     async with request.app.state.sessions() as session:  # fresh: `add` begins its own transaction
         state = request.app.state
-        call = Api2(session, state.temporal, state.settings, caller, params, state.starts)
+        call = Api2(session, state.temporal, state.settings, caller, params, state.starts, state.sessions)
         return await action(call)

@@ -2,7 +2,9 @@
 
 Embedded PostgreSQL and the Temporal dev server (with its Web UI) keep their data under the data folder, so
 a restart keeps everything. The simulator, worker and API run as child processes with the same settings a
-real deployment uses. Ctrl-C or SIGTERM stops every child; a second instance on the same data folder is
+real deployment uses. The API's, the simulator's and the worker's metrics sockets are bound here, before
+anything starts, and handed to the children (`--fd`): a port found free is the port served, and port 0
+means any free one. Ctrl-C or SIGTERM stops every child; a second instance on the same data folder is
 refused with a clear message instead of colliding on ports.
 """
 
@@ -29,6 +31,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from backoffice.settings import Settings
+from backoffice.sockets import listen, port_of
 from store import keys as store_keys
 from store.catalog import DEMO_CATALOG, load_catalog, read_catalog
 from store.customers import create_customer, deposit
@@ -48,6 +51,7 @@ class DevPorts:
     simulator: int = 8100
     temporal: int = 7233
     temporal_ui: int = 8233
+    worker_metrics: int | None = 9464  # None: the worker serves no /metrics
 
 
 def venv_binary(name: str) -> str:
@@ -59,6 +63,8 @@ def venv_binary(name: str) -> str:
 
 
 def _port_free(port: int) -> bool:
+    """Only for Temporal's ports: the Temporal CLI (an external binary) binds them itself and cannot take a
+    socket, so they are checked before its start and may still be taken in between."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -96,6 +102,9 @@ class DevStack:
         self.stopping = False
         # Started children, stopped in reverse tiers: the back office's own processes, then Temporal.
         self.children: list[tuple[str, asyncio.subprocess.Process]] = []
+        # Bound and listening until handed to the child that serves them ("api", "simulator", "metrics").
+        self.sockets: dict[str, socket.socket] = {}
+        self.bound: dict[str, int] = {}  # their real ports (the kernel's choice for port 0)
         self._postgres: Any = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,32 +112,26 @@ class DevStack:
         lock = _take_lock(self.data_dir)
         try:
             _stop_leftovers(self.data_dir / "dev.pids")
-            self._check_ports()
+            self._bind_ports()
             database_url = await self._start_postgres()
             temporal_address = await self._start_temporal()
             await asyncio.to_thread(upgrade, database_url)
             child_env = self._child_env(database_url, temporal_address)
-            simulator_url = f"http://127.0.0.1:{self.ports.simulator}"
+            simulator_url = f"http://127.0.0.1:{self.bound['simulator']}"
             keys, customer_id = await self._load_demo(database_url, simulator_url)
-            await self._spawn(
-                "simulator",
-                _cli(
-                    "simulator",
-                    "--port",
-                    str(self.ports.simulator),
-                    "--state-file",
-                    str(self.data_dir / "simulator.sqlite3"),
-                ),
-                child_env,
-            )
-            await self._spawn("worker", _cli("worker"), child_env)
-            await self._spawn("api", _cli("api"), child_env)
-            api_url = f"http://127.0.0.1:{self.ports.api}"
+            state_file = str(self.data_dir / "simulator.sqlite3")
+            await self._start_serving("simulator", ["--state-file", state_file], child_env, "simulator")
+            await self._start_serving("worker", [], child_env, "metrics", flag="--metrics-fd")
+            await self._start_serving("api", [], child_env, "api")
+            api_url = f"http://127.0.0.1:{self.bound['api']}"
             await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator")
             await self._wait_http(f"{api_url}/healthz", "api")
+            metrics = self.bound.get("metrics")
             info = {
                 "api_url": api_url,
                 "docs_url": f"{api_url}/docs",
+                "simulator_url": simulator_url,
+                "worker_metrics_url": f"http://127.0.0.1:{metrics}/metrics" if metrics else None,
                 "temporal_ui_url": self._ui_url(),
                 "temporal_address": temporal_address,
                 "namespace": self.settings.temporal_namespace,
@@ -145,13 +148,32 @@ class DevStack:
             await self._shutdown()
             lock.close()
 
-    def _check_ports(self) -> None:
-        wanted = {"API": self.ports.api, "simulator": self.ports.simulator}
+    def _bind_ports(self) -> None:
+        """Bind the sockets the children will serve: the check that a port is free is the bind that keeps
+        it. A busy metrics port is only logged, as the worker itself does: orders matter more."""
+        busy = []
+        for key, name, host, port in (
+            ("api", "API", self.settings.api_host, self.ports.api),
+            ("simulator", "simulator", "127.0.0.1", self.ports.simulator),
+        ):
+            try:
+                self._listen(key, host, port)
+            except OSError:
+                busy.append(f"{name} port {port}")
         if not self.settings.temporal_address:
-            wanted |= {"Temporal": self.ports.temporal, "Temporal Web UI": self.ports.temporal_ui}
-        busy = [f"{name} port {port}" for name, port in wanted.items() if not _port_free(port)]
+            temporal = {"Temporal": self.ports.temporal, "Temporal Web UI": self.ports.temporal_ui}
+            busy += [f"{name} port {port}" for name, port in temporal.items() if not _port_free(port)]
         if busy:
             raise SystemExit(f"Cannot start: {', '.join(busy)} already in use by another program.")
+        if self.ports.worker_metrics is not None:
+            try:
+                self._listen("metrics", self.settings.worker_metrics_host, self.ports.worker_metrics)
+            except OSError as exc:
+                log.warning("worker metrics not served on port %s: %s", self.ports.worker_metrics, exc)
+
+    def _listen(self, key: str, host: str, port: int) -> None:
+        self.sockets[key] = listen(host, port)
+        self.bound[key] = port_of(self.sockets[key])
 
     async def _start_postgres(self) -> str:
         if self.settings.database_url:
@@ -216,8 +238,10 @@ class DevStack:
             TEMPORAL_ADDRESS=temporal_address,
             TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
             TEMPORAL_TASK_QUEUE=self.settings.temporal_task_queue,
-            API_PORT=str(self.ports.api),
-            SIMULATOR_PORT=str(self.ports.simulator),
+            # The children serve the sockets handed to them; these say where, to whoever reads the settings.
+            API_PORT=str(self.bound["api"]),
+            SIMULATOR_PORT=str(self.bound["simulator"]),
+            WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
         return env
 
@@ -260,15 +284,32 @@ class DevStack:
             return dict(json.loads((self.data_dir / "dev.json").read_text())["keys"])
         return {}
 
+    async def _start_serving(
+        self, name: str, args: list[str], env: dict[str, str], sock: str, flag: str = "--fd"
+    ) -> None:
+        """`backoffice NAME ARGS`, handed the bound socket `sock` (when there is one) as `FLAG N`."""
+        handed = self.sockets.pop(sock, None)
+        if handed is None:
+            await self._spawn(name, _cli(name, *args), env)
+            return
+        with handed:  # the child holds its own copy once started
+            fd = handed.fileno()
+            await self._spawn(name, _cli(name, *args, flag, str(fd)), env, pass_fds=(fd,))
+
     async def _spawn(
-        self, name: str, argv: list[str], env: dict[str, str], log_to: Path | None = None
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        log_to: Path | None = None,
+        pass_fds: tuple[int, ...] = (),
     ) -> None:
         """A child in a session of its own: a terminal's Ctrl-C reaches only us, and we stop them in order."""
         log.info("starting %s%s", name, f" (its log: {log_to})" if log_to else "")
         with contextlib.ExitStack() as files:  # the child keeps its own copy of the log's descriptor
             output = files.enter_context(open(log_to, "ab")) if log_to else None  # noqa: ASYNC230 - once, at start
             proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, start_new_session=True, stdout=output, stderr=output
+                *argv, env=env, start_new_session=True, stdout=output, stderr=output, pass_fds=pass_fds
             )
         self.children.append((name, proc))
         _remember(self.data_dir / "dev.pids", [p.pid for _, p in self.children])
@@ -305,6 +346,8 @@ class DevStack:
     async def _shutdown(self) -> None:
         """Stop everything, each step on its own: one failing step must not leave the others running."""
         self.stopping = True
+        for sock in self.sockets.values():  # bound, never handed over: start-up stopped before
+            sock.close()
         app = [(n, p) for n, p in self.children if n != "temporal"]
         temporal = [(n, p) for n, p in self.children if n == "temporal"]
         for tier in (app, temporal):
@@ -351,6 +394,7 @@ def _forget_dead_handles(path: Path) -> None:
 
 
 def _cli(*args: str) -> list[str]:
+    """`backoffice ARGS` with this interpreter."""
     return [sys.executable, "-m", "backoffice.cli", *args]
 
 
@@ -395,6 +439,8 @@ def _print_banner(info: dict[str, Any], path: Path) -> None:
 The back office is running.
   API              {info["api_url"]}
   OpenAPI docs     {info["docs_url"]}
+  Simulator        {info["simulator_url"]}/api/v2 (the demo provider, API v2)
+  Worker metrics   {info["worker_metrics_url"] or "(off)"}
   Temporal Web UI  {info["temporal_ui_url"]}
   Temporal         {info["temporal_address"]} (namespace {info["namespace"]}, task queue {info["task_queue"]})
   Demo customer    {info["demo_customer_id"]} (balance {DEMO_DEPOSIT} at first start)

@@ -9,13 +9,14 @@ is not silently lost. Each door maps the outcomes to its own answers (HTTP codes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, RPCTimeoutOrCancelledError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -25,8 +26,12 @@ from backoffice.logs import order_context
 from backoffice.settings import Settings
 from backoffice.temporal_client import start_order_workflow, workflow_id
 from store import orders as store_orders
+from store.db import make_engine, make_sessionmaker
+from store.ended import refund_ended_order
 from store.models import Order, Provider
-from workflows.models import OrderAction, OrderState
+from store.orders import OrderRejected
+from workflows import policy
+from workflows.models import OrderAction, OrderState, Status, SupportRefund
 from workflows.order import OrderWorkflow
 
 
@@ -164,10 +169,16 @@ class OrderOutcome:
 
 class OrderMessages:
     """Sends orders their messages through one Temporal client, with the deadline and the task queue the
-    settings give (`action_timeout_seconds`, `temporal_task_queue`)."""
+    settings give (`action_timeout_seconds`, `temporal_task_queue`).
 
-    def __init__(self, temporal: Client, settings: Settings) -> None:
-        self.temporal, self.settings = temporal, settings
+    An order whose workflow has ended is answered by the rules for its service and final status (the
+    standard texts, policy.ended_order_refusal), and still takes a support refund (store/ended.py), through
+    `sessions` (or a connection of its own when none is given, as the CLI does)."""
+
+    def __init__(
+        self, temporal: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession] | None = None
+    ) -> None:
+        self.temporal, self.settings, self.sessions = temporal, settings, sessions
 
     async def send(self, order: Order, update: Update[A, R], arg: A, *, via: Via) -> R:
         """Send the message and return the order's answer; every outcome is exactly one audit line.
@@ -183,7 +194,10 @@ class OrderMessages:
             try:
                 await start_if_new(self.temporal, self.settings.temporal_task_queue, order)
                 async with asyncio.timeout(seconds):
-                    answer = await send_order_update(self.temporal, order.id, update, arg)
+                    try:
+                        answer = await send_order_update(self.temporal, order.id, update, arg)
+                    except OrderClosed:
+                        answer = await self._ended(order, name, arg)
             except NotAccepted as exc:
                 _audit(fields, exc.outcome, exc.code, exc.detail)
                 raise
@@ -202,6 +216,40 @@ class OrderMessages:
                 raise
             _audit(fields, "accepted")
             return answer
+
+    async def _ended(self, order: Order, name: str, arg: Any) -> Any:
+        """The answer of an order whose workflow has ended: a refund paid, or the rule's refusal, read from
+        the order's final record (the row the caller loaded may predate the end)."""
+        async with self._session() as session, session.begin():
+            if isinstance(arg, SupportRefund):
+                try:
+                    return await refund_ended_order(session, order.id, arg)
+                except OrderRejected as exc:
+                    raise Refused(exc.code, exc.message) from exc
+            final = await session.get(Order, order.id, populate_existing=True) or order
+        terms = store_orders.order_input(final)
+        refusal = policy.ended_order_refusal(
+            name,
+            status=Status(final.status),
+            refill_days=terms.refill_days,
+            cancel_allowed=terms.cancel_allowed,
+            run_no=getattr(arg, "run_no", 0),
+        )
+        raise Refused(*(refusal or ("order_closed", f"order {order.id} has ended")))
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[AsyncSession]:
+        """A session from the caller's pool, or (the CLI) from a connection opened for this one message."""
+        if self.sessions is not None:
+            async with self.sessions() as session:
+                yield session
+            return
+        engine = make_engine(self.settings.require_database_url(), pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                yield session
+        finally:
+            await engine.dispose()
 
     async def send_to_provider(
         self,

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     # out of the cache costs nothing until it wakes, then one replay of its history: memory stays flat
     # however many orders wait.
     worker_cached_orders: int = 500
+    # Connections each API or worker process keeps to PostgreSQL (as many again may open under load).
+    database_pool_size: int = Field(default=10, ge=1)
+    # How much a worker takes on at once: workflow tasks and activities in flight. Lower them to leave CPU
+    # to an API process on the same machine; raise them on a worker's own machine.
+    worker_max_workflow_tasks: int = Field(default=100, ge=1)
+    worker_max_activities: int = Field(default=100, ge=1)
     # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
     temporal_sdk_metrics: bool = True
 

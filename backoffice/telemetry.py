@@ -125,6 +125,8 @@ def metered_http_client(inner: httpx.AsyncBaseTransport | None = None) -> httpx.
 
 
 def _free_loopback_port() -> int:
+    """A port for the SDK's metrics server. Its Rust core binds the address itself and takes no socket, so
+    this is a guess (bound, closed, bound again by the core): the one the project cannot avoid."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -173,8 +175,9 @@ async def process_metrics(sdk: TemporalSdkMetrics | None) -> bytes:
     return join_expositions(generate_latest(REGISTRY), await sdk.text() if sdk else b"")
 
 
-async def serve_metrics(host: str, port: int, render: Callable[[], Awaitable[bytes]]) -> asyncio.Server:
-    """A minimal HTTP/1.1 server answering `GET /metrics`, on the worker's event loop (no thread)."""
+async def serve_metrics(sock: socket.socket, render: Callable[[], Awaitable[bytes]]) -> asyncio.Server:
+    """A minimal HTTP/1.1 server answering `GET /metrics` on a bound, listening socket, on the worker's
+    event loop (no thread). The server owns the socket from now on: closing it closes the socket."""
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -197,4 +200,4 @@ async def serve_metrics(host: str, port: int, render: Callable[[], Awaitable[byt
         finally:
             writer.close()
 
-    return await asyncio.start_server(answer, host, port)
+    return await asyncio.start_server(answer, sock=sock)

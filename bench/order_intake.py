@@ -1,6 +1,6 @@
 """Order intake and completion on the embedded stack, as `make run` starts it.
 
-Starts `backoffice dev` on free ports in a scratch folder, places N orders with C in flight through
+Starts `backoffice dev` on free ports (port 0) in a scratch folder, places N orders with C in flight through
 `POST /v1/orders`, then waits for every order to close. Prints intake latency (p50/p95/max), intake
 throughput, the time until all orders completed, and the memory (RSS) of the api and worker processes.
 
@@ -26,6 +26,7 @@ import psutil
 
 
 def free_port() -> int:
+    """For the Temporal CLI only: an external binary that takes no socket, so its port is a guess."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -33,8 +34,9 @@ def free_port() -> int:
 
 def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict]:  # type: ignore[type-arg]
     args = [sys.executable, "-m", "backoffice.cli", "dev", "--data-dir", str(data_dir)]
-    for flag in ("--api-port", "--simulator-port", "--temporal-port", "--ui-port"):
-        args += [flag, str(free_port())]
+    # Port 0: `backoffice dev` binds any free port and hands it over; the Temporal CLI binds its own.
+    args += ["--api-port", "0", "--simulator-port", "0", "--worker-metrics-port", "0"]
+    args += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
     log = open(data_dir / "stack.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         args, stdout=log, stderr=subprocess.STDOUT, env={"LOG_LEVEL": "WARNING", **_env()}

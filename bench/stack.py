@@ -44,6 +44,7 @@ def say(text: str) -> None:
 
 
 def free_port() -> int:
+    """For the Temporal CLI only: an external binary that takes no socket, so its port is a guess."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -56,8 +57,9 @@ def _clean_env() -> dict[str, str]:
 def start_stack(data_dir: Path) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """`backoffice dev` on free ports in `data_dir`; returns the process and its dev.json."""
     args = [sys.executable, "-m", "backoffice.cli", "dev", "--data-dir", str(data_dir)]
-    for flag in ("--api-port", "--simulator-port", "--temporal-port", "--ui-port"):
-        args += [flag, str(free_port())]
+    # Port 0: `backoffice dev` binds any free port and hands it over; the Temporal CLI binds its own.
+    args += ["--api-port", "0", "--simulator-port", "0", "--worker-metrics-port", "0"]
+    args += ["--temporal-port", str(free_port()), "--ui-port", str(free_port())]
     log = open(data_dir / "stack.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         args,
@@ -80,9 +82,10 @@ def stop_stack(proc: subprocess.Popen[bytes]) -> None:
 
 
 def worker_process(stack: subprocess.Popen[bytes]) -> psutil.Process:
-    """The stack's worker (a child of `backoffice dev`)."""
+    """The stack's worker (a child of `backoffice dev`: `python -m backoffice.cli worker --metrics-fd N`)."""
     for child in psutil.Process(stack.pid).children():
-        if child.cmdline()[-1:] == ["worker"]:
+        command = child.cmdline()
+        if "backoffice.cli" in command and command[command.index("backoffice.cli") + 1 :][:1] == ["worker"]:
             return child
     raise SystemExit("no worker process under the dev stack")
 
@@ -243,7 +246,7 @@ class ExtraWorker:
             "TEMPORAL_ADDRESS": info["temporal_address"],
             "TEMPORAL_NAMESPACE": info["namespace"],
             "TEMPORAL_TASK_QUEUE": info["task_queue"],
-            "WORKER_METRICS_PORT": "0",  # the first worker may hold the default port
+            "WORKER_METRICS_PORT": "0",  # no /metrics: the stack's worker serves them
             "LOG_LEVEL": "WARNING",
         }
         before = await workflow_pollers(self.b)

@@ -1,6 +1,6 @@
 """The back office's performance figures in one run (`make bench`), against the embedded stack.
 
-Starts `backoffice dev` on free ports in a scratch folder and prints:
+Starts `backoffice dev` on free ports (port 0) in a scratch folder and prints:
 
 1. baseline: one-activity workflows per second on the same Temporal server, with a default `Worker` in
    this process;

@@ -1,16 +1,14 @@
-"""Coalescing of lookups that arrive together into batch calls, and a token bucket per provider.
+"""Coalescing of lookups that arrive together into batch calls.
 
 A worker following hundreds of orders at one provider would otherwise send one `status` request per order
 and poll; providers answer up to 100 ids per call and rate-limit the rest. `Coalescer` collects the ids asked
 for during a short window (or until a batch is full), sends one request, and hands each caller its own
-answer or its own error. `TokenBucket` paces every request to one provider, whoever sends it.
+answer or its own error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
@@ -86,27 +84,3 @@ class Coalescer(Generic[T]):
                     future.set_exception(result)
                 else:
                     future.set_result(result)  # type: ignore[arg-type]
-
-
-class TokenBucket:
-    """At most `rate` requests per second on average, with bursts of `burst`; waiters are served in order."""
-
-    def __init__(self, rate: float, burst: int | None = None) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
-        self.rate = rate
-        self.burst = burst if burst is not None else max(1, math.ceil(rate))
-        self._tokens = float(self.burst)
-        self._stamp = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def acquire(self) -> None:
-        async with self._lock:
-            while True:
-                now = time.monotonic()
-                self._tokens = min(float(self.burst), self._tokens + (now - self._stamp) * self.rate)
-                self._stamp = now
-                if self._tokens >= 1.0:
-                    self._tokens -= 1.0
-                    return
-                await asyncio.sleep((1.0 - self._tokens) / self.rate)

@@ -319,6 +319,52 @@ class ProviderSubmission(Base):
     )
 
 
+class DripFeedRun(Base):
+    """One run of a drip-feed order, as resellers track it: an id of its own from the orders' id sequence
+    (so API v2 `status` answers it like an order), written at intake, then projected by the order's
+    workflow (what the run delivered and its status)."""
+
+    __tablename__ = "drip_feed_runs"
+    __table_args__ = (UniqueConstraint("order_id", "run_no", name="drip_feed_runs_run"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False, index=True)
+    run_no: Mapped[int] = mapped_column(Integer, nullable=False)
+    quantity: Mapped[int] = mapped_column(Integer, nullable=False)
+    delivered: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    status: Mapped[str] = mapped_column(
+        String(20), nullable=False, default="Pending", server_default="Pending"
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
+    )
+
+
+class EndedOrderRefund(Base):
+    """A support refund of an order whose workflow has ended (store/ended.py), by its idempotency key."""
+
+    __tablename__ = "ended_order_refunds"
+    __table_args__ = (UniqueConstraint("order_id", "idempotency_key", name="ended_order_refunds_key"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(200), nullable=False)
+    request: Mapped[str] = mapped_column(String(100), nullable=False)  # SupportRefund.fingerprint()
+    refunded_micros: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    refunded_units: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class ProviderRateLimit(Base):
+    """A provider's token bucket, shared by every worker process (store/ratelimit.py)."""
+
+    __tablename__ = "provider_rate_limits"
+
+    provider_id: Mapped[int] = mapped_column(ForeignKey("providers.id"), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float, nullable=False)
+    refreshed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+
+
 REFILL_STATES = ("sending", "accepted", "rejected", "needs_reconciliation")
 
 

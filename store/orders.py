@@ -19,10 +19,18 @@ from sqlalchemy import ColumnElement, and_, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger
+from store import ledger, runs
 from store.customers import get_customer
 from store.keys import Caller
-from store.models import Order, OrderEvent, Provider, ProviderSubmission, Refill, Route, Service
+from store.models import (
+    Order,
+    OrderEvent,
+    Provider,
+    ProviderSubmission,
+    Refill,
+    Route,
+    Service,
+)
 from workflows import policy
 from workflows.models import OpenRefill, OrderInput, Phase, Projection, RefillStatus, RouteRef, Status
 
@@ -124,6 +132,8 @@ async def place_order(
             )
         except ledger.InsufficientFunds as exc:
             raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
+    if request.runs:
+        await runs.add_drip_feed_runs(session, order.id, request.quantity, request.runs)
     order.workflow_input = ORDER_INPUT.dump_python(_frozen_input(order, service, routes), mode="json")
     await session.flush()
     await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
@@ -381,6 +391,8 @@ async def project(session: AsyncSession, p: Projection) -> bool:
                 abandoned_at=_time(po.abandoned_at),
             )
         )
+    if p.runs and result.rowcount:  # type: ignore[attr-defined]  # an older write keeps off them
+        await runs.project_runs(session, p.order_id, p.runs)
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

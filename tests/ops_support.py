@@ -20,6 +20,7 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from backoffice.settings import Settings
+from backoffice.sockets import listen, port_of
 from backoffice.telemetry import metered_http_client
 from backoffice.temporal_client import workflow_id
 from store.db import transaction
@@ -33,7 +34,11 @@ SIM_KEY = "sim-demo-key"
 SIM_SERVICE = "104"  # the simulator's fast service: 500 units a second after a second's start delay
 
 
-def free_port() -> int:
+def temporal_port() -> int:
+    """A free port for a Temporal dev server started as its own process. The Temporal CLI is an external
+    binary that binds its ports itself and takes no socket, so this stays a guess (bound, closed, bound
+    again by it) that another program could win; every server of the project's own gets its socket handed
+    over instead (`--fd`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -85,18 +90,20 @@ async def sim_worker(
 
 @contextmanager
 def simulator_process() -> Iterator[str]:
-    """`backoffice simulator` on a free port; yields its API v2 URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "backoffice.cli", "simulator", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """`backoffice simulator` on a socket bound here and handed over (`--fd`); yields its API v2 URL."""
+    with listen("127.0.0.1", 0) as sock:  # the child keeps its own copy
+        port = port_of(sock)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "backoffice.cli", "simulator", "--fd", str(sock.fileno())],
+            pass_fds=(sock.fileno(),),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     try:
         deadline = time.monotonic() + 30
         while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/sim/orders", timeout=1)
+            try:  # the socket listens already: a request waits in its backlog until the child serves
+                httpx.get(f"http://127.0.0.1:{port}/sim/orders", timeout=5)
                 break
             except httpx.TransportError:
                 if proc.poll() is not None or time.monotonic() > deadline:

@@ -1,23 +1,23 @@
-"""The provider simulator as a real HTTP server on a free port, inside the test's event loop."""
+"""An ASGI app (the provider simulator, the API) as a real HTTP server inside the test's event loop, on a
+socket bound once to a free port and handed to uvicorn."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
+
+from backoffice.sockets import listen, port_of
 
 
 @asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
+async def serve(app: Any) -> AsyncIterator[str]:
     """Serve `app` on 127.0.0.1 and yield its base URL; the server stops when the block ends."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
+    sock = listen("127.0.0.1", 0)
+    port = port_of(sock)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:

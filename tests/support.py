@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 
 from activities.ledger import LedgerActivities
 from activities.projection import ProjectionActivities
-from activities.slots import SlotActivities
+from activities.slots import SlotActivities, route_for
 from store import keys, ledger
 from store import orders as orders_store
 from store.catalog import load_catalog
@@ -86,6 +86,7 @@ class Api:
     other_customer_id: int  # Bob, unfunded, who owns the "other_customer" key
     provider: ScriptedProvider | None = None  # what the fixture's worker delivers with
     providers: dict[str, int] = field(default_factory=dict)  # provider name -> id
+    temporal: Client | None = None  # the dev server the fixture's worker polls
 
     def as_(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -185,6 +186,18 @@ async def timeline(sessions: async_sessionmaker[AsyncSession], order_id: int) ->
         return [(e.kind, e.actor, e.message) for e in await orders_store.timeline(session, order_id)]
 
 
+@dataclass(frozen=True)
+class SentRun:
+    """A run as the scripted provider received it."""
+
+    order_id: int
+    run_no: int
+    link: str
+    quantity: int
+    provider_id: int
+    provider_service_id: str
+
+
 @dataclass
 class ScriptedProvider:
     """An in-process provider behind the same activity names as the real one.
@@ -206,30 +219,42 @@ class ScriptedProvider:
     cancel_seconds: float = 0.0  # how long a cancel takes to answer (a slow provider)
     refill_answers: list[str] = field(default_factory=lambda: ["In progress", "Completed"])
     refill_rejects: int = 0  # the next refills the provider refuses (its own cooldown, say)
-    submitted: list[SubmitRun] = field(default_factory=list)
+    submitted: list[SentRun] = field(default_factory=list)
+    sessions: async_sessionmaker[AsyncSession] | None = None  # where the slot queue lives
     checks: dict[int, int] = field(default_factory=lambda: defaultdict(int))
     canceled: list[CancelRun] = field(default_factory=list)
     refills: list[SubmitRefill] = field(default_factory=list)
     refill_checks: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    _runs: dict[str, SubmitRun] = field(default_factory=dict)
+    _runs: dict[str, SentRun] = field(default_factory=dict)
     _last_remains: dict[str, int | None] = field(default_factory=dict)
 
     @activity.defn(name="submit_run")
     async def submit_run(self, run: SubmitRun) -> SubmittedRun:
-        if run.provider_id in self.down:
-            raise RuntimeError("provider unavailable (scripted outage)")
-        if run.provider_id in self.rejects:
-            raise ApplicationError("Incorrect service ID", type=REJECTED, non_retryable=True)
-        if run.provider_id in self.bad_links:
-            raise ApplicationError("Bad link", type=LINK_FAULT, non_retryable=True)
-        if run.provider_id in self.lost_answers:
+        """The real slot claim (the provider queue lives in the test's database), then the script."""
+        assert self.sessions is not None, "order_worker hands the provider its sessions"
+        route = await route_for(self.sessions, run)
+        if isinstance(route, int):
+            return SubmittedRun(None, None, queue_position=route)
+        provider = route.provider_id
+
+        def refused(text: str, kind: str) -> ApplicationError:
+            return ApplicationError(text, provider, type=kind, non_retryable=True)
+
+        if provider in self.down:
             raise ApplicationError(
-                "no answer to the submission", type=NEEDS_RECONCILIATION, non_retryable=True
+                "provider unavailable (scripted outage)", provider, type="ProviderUnavailable"
             )
-        self.submitted.append(run)
-        provider_order_id = f"{run.provider_id}-{len(self.submitted)}"
-        self._runs[provider_order_id] = run
-        return SubmittedRun(provider_order_id)
+        if provider in self.rejects:
+            raise refused("Incorrect service ID", REJECTED)
+        if provider in self.bad_links:
+            raise refused("Bad link", LINK_FAULT)
+        if provider in self.lost_answers:
+            raise refused("no answer to the submission", NEEDS_RECONCILIATION)
+        sent = SentRun(run.order_id, run.run_no, run.link, run.quantity, provider, route.provider_service_id)
+        self.submitted.append(sent)
+        provider_order_id = f"{provider}-{len(self.submitted)}"
+        self._runs[provider_order_id] = sent
+        return SubmittedRun(provider, provider_order_id)
 
     @activity.defn(name="check_run")
     async def check_run(self, check: CheckRun) -> RunReport:
@@ -296,6 +321,7 @@ async def order_worker(
     """A worker with the real store activities and the scripted provider; `replace` swaps activities by
     name (a step made to fail on purpose)."""
     task_queue = f"orders-{uuid.uuid4().hex[:8]}"
+    provider.sessions = sessions
     ledger_activities = LedgerActivities(sessions)
     projection = ProjectionActivities(sessions)
     slots = SlotActivities(sessions)
@@ -304,7 +330,6 @@ async def order_worker(
         "refund_order": ledger_activities.refund_order,
         "project_order": projection.project_order,
         "open_refill": projection.open_refill,
-        "claim_slot": slots.claim_slot,
         "release_slot": slots.release_slot,
         **{a.__name__: a for a in provider.activities()},
         **(replace or {}),

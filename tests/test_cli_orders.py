@@ -233,12 +233,12 @@ async def test_orders_reconcile_answers_a_run_whose_fate_was_unknown(
         ("refused", "ops:ann", order.order_id, "cli"), ("accepted", "ops:ann", order.order_id, "cli"),
     ]  # fmt: skip
 
-    # An order whose workflow has ended refuses every message.
+    # An order whose workflow has ended answers by the same rules as while it ran: it is past pausing.
     closed = await backoffice(
         "orders", "pause", str(order.order_id), "--actor", "ops:ann", "--reason", "too late"
     )
     assert closed.code == 1
-    assert "(order_closed)" in closed.err
+    assert "(cannot_pause)" in closed.err
 
 
 async def _delivering_orders(
@@ -400,8 +400,8 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
         assert rest.out.strip().startswith(f"order {waiting.order_id}: refunded 2.500000; 3.000000 in all")
         await wait_for_order(sessions, waiting.order_id, status="Refunded", phase="closed")
         late = await backoffice(*refund, *why, "--amount", "1", "--idempotency-key", "T-87")
-        assert late.code == 1
-        assert "(order_closed)" in late.err
+        assert late.code == 1  # after it ended, support can still refund it, but nothing is left
+        assert "(nothing_refundable)" in late.err
 
         # A completed order inside its refill window, refunded in full, is Refunded and closes.
         whole = await backoffice(
@@ -417,7 +417,7 @@ async def test_orders_refund_in_part_replayed_capped_and_in_full(
 
     assert _audit(part, replay, zero, blank, unparsable, both, rest, late, whole) == [
         ("accepted", None), ("accepted", None), ("refused", "bad_refund"), ("refused", "missing_reason"),
-        ("accepted", None), ("refused", "order_closed"), ("accepted", None),
+        ("accepted", None), ("refused", "nothing_refundable"), ("accepted", None),
     ]  # fmt: skip
     shown = (await backoffice("orders", "show", str(waiting.order_id), "--json")).json()
     assert (shown["order"]["status"], shown["order"]["refunded"]) == ("Refunded", "3.000000")
@@ -462,7 +462,7 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
         assert (order.delivered, order.refunded_micros) == (1000, 2_000_000)
         again = await backoffice(*fault, "--reason", "still private")
         assert again.code == 1
-        assert "(order_closed)" in again.err
+        assert "(cannot_report_link_fault)" in again.err
 
         # An order that has delivered can no longer stop for its link.
         done = await backoffice(
@@ -476,7 +476,7 @@ async def test_orders_link_fault_stops_delivery_and_refunds_by_the_service_rule(
         await with_temporal.client.get_workflow_handle(workflow_id(completed.order_id)).terminate("test over")
 
     assert _audit(blank, noted, again, done) == [
-        ("refused", "missing_reason"), ("accepted", None), ("refused", "order_closed"),
+        ("refused", "missing_reason"), ("accepted", None), ("refused", "cannot_report_link_fault"),
         ("refused", "cannot_report_link_fault"),
     ]  # fmt: skip
     shown = (await backoffice("orders", "show", str(waiting.order_id), "--json")).json()

@@ -1,11 +1,12 @@
-"""End to end: the embedded stack as `make run` starts it, on free ports, driven through HTTP only."""
+"""End to end: the embedded stack as `make run` starts it, driven through HTTP only. Its API, simulator
+and worker metrics run on port 0 (any free port: `backoffice dev` binds them and hands the sockets to its
+children); the ports they got are read from dev.json."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +17,10 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from ops_support import temporal_port
 
 pytestmark = pytest.mark.e2e
 BACKOFFICE = [sys.executable, "-m", "backoffice.cli"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _stack_env() -> dict[str, str]:
@@ -42,11 +38,10 @@ def _family(proc: psutil.Process) -> list[psutil.Process]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     data_dir = tmp_path_factory.mktemp("stack")
-    ports = {name: _free_port() for name in ("api", "simulator", "temporal", "ui")}
     args = [
         *BACKOFFICE, "dev", "--data-dir", str(data_dir),
-        "--api-port", str(ports["api"]), "--simulator-port", str(ports["simulator"]),
-        "--temporal-port", str(ports["temporal"]), "--ui-port", str(ports["ui"]),
+        "--api-port", "0", "--simulator-port", "0", "--worker-metrics-port", "0",
+        "--temporal-port", str(temporal_port()), "--ui-port", str(temporal_port()),
     ]  # fmt: skip
     log = open(data_dir / "stack.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=_stack_env())
@@ -85,8 +80,8 @@ def _poll(http: httpx.Client, url: str, headers: dict[str, str], until: set[str]
 def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
     info = stack["info"]
     assert set(info) >= {
-        "api_url", "docs_url", "temporal_ui_url", "temporal_address", "namespace", "task_queue",
-        "database_url", "keys", "demo_customer_id",
+        "api_url", "docs_url", "simulator_url", "worker_metrics_url", "temporal_ui_url", "temporal_address",
+        "namespace", "task_queue", "database_url", "keys", "demo_customer_id",
     }  # fmt: skip
     assert set(info["keys"]) == {"storefront", "support", "ops", "admin", "customer"}
     storefront = {"Authorization": f"Bearer {info['keys']['storefront']}"}
@@ -135,6 +130,22 @@ def test_an_order_travels_through_every_layer(stack: dict[str, Any]) -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ledger is sound" in check.stdout
+
+
+def test_the_ports_it_reports_are_the_ones_that_answer(stack: dict[str, Any]) -> None:
+    """Asked for port 0, `backoffice dev` reports the ports the kernel chose, in dev.json and its banner."""
+    info = stack["info"]
+    urls = (info["api_url"], info["simulator_url"], info["worker_metrics_url"])
+    assert all(not url.split("/")[2].endswith(":0") for url in urls), urls
+    banner = (Path(stack["data_dir"]) / "stack.log").read_text()
+    assert all(url in banner for url in urls), banner
+    with httpx.Client(timeout=10) as http:
+        assert http.get(f"{info['api_url']}/healthz").status_code == 200
+        probe = {"action": "balance", "key": "sim-demo-key"}
+        assert "balance" in http.get(f"{info['simulator_url']}/api/v2", params=probe).json()
+        metrics = http.get(info["worker_metrics_url"])
+        assert metrics.status_code == 200
+        assert "# TYPE backoffice_provider_requests" in metrics.text  # the worker's own registry
 
 
 def test_a_second_instance_says_it_is_already_running(stack: dict[str, Any]) -> None:

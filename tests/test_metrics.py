@@ -9,7 +9,6 @@ import time
 
 import httpx
 from ops_support import (
-    free_port,
     open_sim_shop,
     samples,
     settings_for,
@@ -23,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.app import create_app
 from backoffice.settings import Settings
+from backoffice.sockets import listen, port_of
 from backoffice.telemetry import metered_http_client, serve_metrics
 from providers.simulator import create_simulator_app
 from store import keys
@@ -50,15 +50,15 @@ async def _scrape(http: httpx.AsyncClient, url: str) -> str:
 async def test_api_and_worker_metrics_move_when_orders_move(
     db_url: str, sessions: async_sessionmaker[AsyncSession], dev_server: WorkflowEnvironment
 ) -> None:
-    worker_port = free_port()
-    settings = settings_for(db_url, dev_server, worker_metrics_port=worker_port)
+    metrics_socket = listen("127.0.0.1", 0)  # handed to the worker, which serves and closes it
+    settings = settings_for(db_url, dev_server)
     with simulator_process() as sim_url:
         shop = await open_sim_shop(sessions, api_url=sim_url)
         async with transaction(sessions) as session:
             storefront = await keys.create_key(session, "storefront")
         sim_host = sim_url.split("/")[2]
         stop = asyncio.Event()
-        worker = asyncio.create_task(run_worker(settings, stop))
+        worker = asyncio.create_task(run_worker(settings, stop, metrics_socket=metrics_socket))
         app = create_app(settings)  # connects its own Temporal client, with the SDK's metrics
         try:
             async with (
@@ -66,7 +66,7 @@ async def test_api_and_worker_metrics_move_when_orders_move(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as api,
                 httpx.AsyncClient(timeout=10) as http,
             ):
-                worker_url = f"http://127.0.0.1:{worker_port}/metrics"
+                worker_url = f"http://127.0.0.1:{port_of(metrics_socket)}/metrics"
                 api_before = samples(await _scrape(api, "/metrics"))
                 worker_before = samples(await _scrape(http, worker_url))
                 assert value(api_before, "backoffice_orders", status="Pending", phase="queued") == 0
@@ -159,10 +159,10 @@ async def test_worker_metrics_server_answers_only_metrics() -> None:
     async def render() -> bytes:
         return b"# HELP x_total x\n# TYPE x_total counter\nx_total 1.0\n"
 
-    port = free_port()
-    server = await serve_metrics("127.0.0.1", port, render)
+    sock = listen("127.0.0.1", 0)
+    server = await serve_metrics(sock, render)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_of(sock)}") as http:
             ok = await http.get("/metrics")
             assert ok.status_code == 200
             assert samples(ok.text) == {("x_total", frozenset()): 1.0}
@@ -181,3 +181,16 @@ async def test_a_worker_whose_metrics_port_is_taken_still_runs() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         assert await _serve_metrics(Settings(worker_metrics_port=taken.getsockname()[1]), None) is None
+
+
+async def test_a_worker_serves_metrics_on_the_socket_it_was_handed() -> None:
+    """`backoffice worker --metrics-fd N`: the socket is served whatever WORKER_METRICS_PORT says."""
+    sock = listen("127.0.0.1", 0)
+    server = await _serve_metrics(Settings(worker_metrics_port=0), None, sock)
+    assert server is not None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_of(sock)}") as http:
+            assert "python_info" in (await http.get("/metrics")).text  # this process's own registry
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -13,10 +13,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from workflows import policy, steps
 from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED, STEP_FAILED
+from workflows.interruptions import Interruptions
 from workflows.models import (
     CancelAnswer,
     CancelRun,
@@ -24,7 +25,6 @@ from workflows.models import (
     Phase,
     ProviderOrder,
     RouteRef,
-    RunReconciliation,
     RunReport,
     Status,
     StopKind,
@@ -32,7 +32,7 @@ from workflows.models import (
     SubmitRun,
 )
 from workflows.record import OrderRecord, error_type, minutes, parse_time, reason
-from workflows.slots import Slots
+from workflows.slots import QUEUE_RECHECK, Slots
 
 TRAILING_CHECK = timedelta(minutes=5)  # how often a given-up provider order is read while nothing else runs
 
@@ -49,7 +49,7 @@ class Delivery:
         self.plan = policy.plan_runs(
             order.quantity, order.pace_per_hour, runs=order.runs, interval_minutes=order.interval_minutes
         )
-        self.reconciliation: RunReconciliation | None = None  # ops' answer, handed over by the update
+        self.interruptions = Interruptions(record)
         self.slots = Slots(record)
 
     # ----- what the provider orders add up to
@@ -129,21 +129,17 @@ class Delivery:
         state = self.record.state
         while state.stop is None:
             po = self.in_flight
+            first_look: RunReport | None = None
             if po is None:
                 left = units - self._delivered_in(run_no)  # late deliveries of given-up routes count
                 if left <= 0:
                     return DONE
                 if not state.routes:
                     return NO_ROUTE
-                route = await self.slots.take()
-                if route is None:
-                    return STOPPED
-                submitted = await self._submit(route, run_no, left)
+                submitted = await self._submit(run_no, left)
                 if submitted is None:
                     continue  # stopped, or the route was given up
                 po, first_look = submitted
-            else:
-                first_look = None
             outcome = await self._follow(po, first_look)
             if outcome == STOPPED:
                 return STOPPED
@@ -175,68 +171,96 @@ class Delivery:
 
     # ----- one provider order
 
-    async def _submit(
-        self, route: RouteRef, run_no: int, units: int
-    ) -> tuple[ProviderOrder, RunReport | None] | None:
-        """Send the run to the route exactly once; None when delivery stopped or the route was given up."""
+    async def _submit(self, run_no: int, units: int) -> tuple[ProviderOrder, RunReport | None] | None:
+        """Take a slot (waiting FIFO when no route has room) and send the run there exactly once, in one
+        step; None when delivery stopped or the route was given up."""
         record, state, order = self.record, self.record.state, self.record.order
         while True:
             await record.until_resumed()
-            if state.stop is not None:
+            if state.stop is not None or not state.routes:
                 return None
+            claim = self._route(state.slot_provider_id or 0) is None
+            pending = record.draft_if_changed() if claim else None
             run = SubmitRun(
-                order.order_id, run_no, order.link, units, route.provider_id, route.provider_service_id
-            )
+                order.order_id, workflow.info().workflow_id, run_no, order.link, units,
+                list(state.routes), claim, pending,
+            )  # fmt: skip
             try:
-                submitted = await self.record.step(
-                    steps.SUBMIT_RUN,
-                    run,
-                    f"send run {run_no} ({units} units) to provider {route.provider_id}",
-                )
-                provider_order_id: str | None = submitted.provider_order_id
-                first_look = submitted.first_look
-                self._end_interruption()
+                submitted = await record.step(steps.SUBMIT_RUN, run, f"send run {run_no} ({units} units)")
             except ActivityError as err:
-                kind = error_type(err)
-                if kind == LINK_FAULT:
-                    self.stop(
-                        StopRequest(StopKind.LINK_FAULT, f"provider:{route.provider_id}", reason(err)),
-                        provider=True,
-                    )
-                    return None
-                if kind == REJECTED:
-                    await self._drop_route(route, reason(err))
-                    return None
-                if kind == STEP_FAILED:
-                    await record.needs_attention(f"submit_run failed: {reason(err)}")
+                route = self._failed_at(err, claim)
+                if route is None:  # it failed before any route was tried
+                    if error_type(err) == STEP_FAILED:
+                        await record.needs_attention(f"submit_run failed: {reason(err)}")
+                    else:
+                        await record.nap(QUEUE_RECHECK, "try the submission again")
                     continue
-                if kind == NEEDS_RECONCILIATION:
-                    # The provider may hold the run: sending it anywhere else could deliver it twice.
-                    provider_order_id, first_look = await self._reconcile(run_no, reason(err)), None
-                    if provider_order_id is None:
-                        await self._drop_route(route, f"ops found the provider never took run {run_no}")
-                        return None
-                else:
-                    wait = self._interruption(route, reason(err))
-                    if wait is None:
-                        await self._drop_route(route, "the provider stopped answering")
-                        return None
-                    await record.nap(wait, f"try provider {route.provider_id} again in {minutes(wait)}")
+                found = await self._after_failed_send(err, route, run_no)
+                if found is None:
+                    return None  # stopped, or the route was given up
+                if not found:
+                    continue  # try again (after an interruption's wait, or ops' attention)
+                provider_order_id, first_look, provider_id = found, None, route.provider_id
+            else:
+                record.published(pending)
+                if submitted.provider_id is None:
+                    await self.slots.wait_in_line(submitted.queue_position or 1)
                     continue
-            assert provider_order_id is not None
-            po = ProviderOrder(
-                run_no, route.provider_id, provider_order_id, units, route.poll_interval_seconds
-            )
+                self.slots.hold(submitted.provider_id)
+                self.interruptions.end()
+                provider_order_id, first_look = submitted.provider_order_id or "", submitted.first_look
+                provider_id = submitted.provider_id
+            route = self._route(provider_id)
+            assert route is not None
+            po = ProviderOrder(run_no, provider_id, provider_order_id, units, route.poll_interval_seconds)
             state.provider_orders.append(po)
-            state.provider_id = route.provider_id
+            state.provider_id = provider_id
             state.status = Status.IN_PROGRESS
             record.set_phase(Phase.DELIVERING)
             record.event(
                 "run_submitted",
                 f"run {run_no} of {len(self.plan)}: {units} units sent for delivery",
-                detail=f"provider {route.provider_id}, their order {provider_order_id}",
+                detail=f"provider {provider_id}, their order {provider_order_id}",
             )
             return po, first_look
+
+    def _failed_at(self, err: ActivityError, claimed: bool) -> RouteRef | None:
+        """The route a failed submission went to: named in the error (the slot is now held there)."""
+        cause = err.cause
+        details = cause.details if isinstance(cause, ApplicationError) else ()
+        route = self._route(int(details[0])) if details else None
+        if route is not None and claimed:
+            self.slots.hold(route.provider_id)
+        return route
+
+    async def _after_failed_send(self, err: ActivityError, route: RouteRef, run_no: int) -> str | None:
+        """What a failed send at `route` leads to: the provider order ops found for it ("" to try again,
+        None when delivery stopped or the route was given up)."""
+        record = self.record
+        kind = error_type(err)
+        if kind == LINK_FAULT:
+            self.stop(
+                StopRequest(StopKind.LINK_FAULT, f"provider:{route.provider_id}", reason(err)), provider=True
+            )
+            return None
+        if kind == REJECTED:
+            await self._drop_route(route, reason(err))
+            return None
+        if kind == STEP_FAILED:
+            await record.needs_attention(f"submit_run failed: {reason(err)}")
+            return ""
+        if kind == NEEDS_RECONCILIATION:
+            # The provider may hold the run: sending it anywhere else could deliver it twice.
+            found = await self.interruptions.reconcile(run_no, reason(err))
+            if found is None:
+                await self._drop_route(route, f"ops found the provider never took run {run_no}")
+            return found
+        wait = self.interruptions.begin(route, reason(err))
+        if wait is None:
+            await self._drop_route(route, "the provider stopped answering")
+            return None
+        await record.nap(wait, f"try provider {route.provider_id} again in {minutes(wait)}")
+        return ""
 
     async def _follow(self, po: ProviderOrder, first_look: RunReport | None = None) -> str:
         """Poll the provider order until it ends ("done"), delivery stops ("stopped") or its provider has
@@ -265,7 +289,7 @@ class Delivery:
                 kind = error_type(err)
                 if kind == REJECTED:
                     # The provider no longer knows the order it accepted: only ops can tell what happened.
-                    found = await self._reconcile(po.run_no, reason(err))
+                    found = await self.interruptions.reconcile(po.run_no, reason(err))
                     if found is None:
                         po.delivered, po.final, po.status = 0, True, Status.CANCELED
                         self._count_delivered()
@@ -274,12 +298,12 @@ class Delivery:
                     wait = timedelta(seconds=po.poll_floor_seconds)
                     continue
                 route = self._route(po.provider_id)
-                interrupted = self._interruption(route, reason(err)) if route is not None else None
+                interrupted = self.interruptions.begin(route, reason(err)) if route is not None else None
                 if interrupted is None:
                     return "given_up"
                 wait = interrupted
                 continue
-            self._end_interruption()
+            self.interruptions.end()
             if po.final:
                 return self._finished(po)
             if state.stop is not None:
@@ -406,63 +430,6 @@ class Delivery:
                 f"run {po.run_no}: settled without the provider's final word",
                 detail=f"provider {po.provider_id}, their order {po.provider_order_id}: last {po.raw_status}",
             )
-
-    # ----- interruptions and reconciliation
-
-    def _interruption(self, route: RouteRef, why: str) -> timedelta | None:
-        """The provider is not answering: how long to wait before trying again (doubling, capped), or None
-        once the interruption has lasted `max_interruption_hours`. Never refunds by itself."""
-        record, state, order = self.record, self.record.state, self.record.order
-        now = workflow.now()
-        if state.interrupted_since is None:
-            state.interrupted_since = now.isoformat()
-            state.interruption_attempt = 0
-            record.set_phase(Phase.INTERRUPTED)
-            record.event(
-                "interrupted",
-                "delivery is interrupted: the provider is not answering",
-                detail=f"provider {route.provider_id}: {why}",
-            )
-        since = parse_time(state.interrupted_since)
-        if now - since >= timedelta(hours=order.max_interruption_hours):
-            self._end_interruption(f"given up after {order.max_interruption_hours} hours")
-            return None
-        delay = timedelta(seconds=policy.interruption_backoff_seconds(state.interruption_attempt))
-        state.interruption_attempt += 1
-        state.note = f"delivery interrupted since {since:%Y-%m-%d %H:%M} UTC"
-        record.plan_next_action(delay)
-        return delay
-
-    def _end_interruption(self, how: str = "") -> None:
-        state = self.record.state
-        if state.interrupted_since is None:
-            return
-        lasted = workflow.now() - parse_time(state.interrupted_since)
-        state.interrupted_since = None
-        self.record.set_phase(Phase.DELIVERING)
-        self.record.event("interruption_over", how or f"delivery goes on after {minutes(lasted)}")
-
-    async def _reconcile(self, run_no: int, why: str) -> str | None:
-        """Hold delivery until ops reconcile the run; returns the provider order to follow, or None when ops
-        found the provider never took it."""
-        record, state = self.record, self.record.state
-        record.set_phase(Phase.INTERRUPTED)
-        state.note = f"run {run_no} needs reconciliation by ops"
-        state.awaiting_run = run_no  # before the publish: an answer may come while it is written
-        record.event("needs_reconciliation", state.note, detail=why)
-        record.plan_next_action(None)
-        await record.publish()
-        await workflow.wait_condition(lambda: self.reconciliation is not None)
-        answer = self.reconciliation
-        assert answer is not None
-        state.note = f"run {run_no} reconciled by ops"
-        record.event(
-            "reconciled", f"{state.note}: {answer.reason}", answer.actor, detail=answer.provider_order_id
-        )
-        record.set_phase(Phase.DELIVERING)
-        self.reconciliation, state.awaiting_run = None, None  # releases the update with this state
-        await record.publish()
-        return answer.provider_order_id
 
     # ----- stopping
 

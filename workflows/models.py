@@ -194,17 +194,28 @@ class StopRequest:
 
 @dataclass(frozen=True)
 class SubmitRun:
+    """Send a run exactly once. With `claim`, first take a slot at the first of `routes` with room (the
+    order then sends there) or keep its place in line; without, send to `routes[0]`, whose slot it holds.
+    `record` is what the read model lacks, written first."""
+
     order_id: int
+    workflow_id: str
     run_no: int
     link: str
     quantity: int
-    provider_id: int
-    provider_service_id: str
+    routes: list[RouteRef]
+    claim: bool
+    record: Projection | None = None
 
 
 @dataclass(frozen=True)
 class SubmittedRun:
-    provider_order_id: str
+    """Where the run went, or its place in line when no route had room. A failure of the send names its
+    provider in the error's details, so the order knows where it holds the slot."""
+
+    provider_id: int | None
+    provider_order_id: str | None
+    queue_position: int | None = None
     # The status read right after the provider took the run (None when that read failed): a provider that
     # delivers at once is seen finished without waiting for the first poll.
     first_look: RunReport | None = None
@@ -292,6 +303,7 @@ class Projection:
     events: list[OrderEvent] = field(default_factory=list)
     refills: list[RefillProgress] = field(default_factory=list)
     provider_orders: list[ProviderOrder] = field(default_factory=list)  # those changed since the last one
+    runs: list[RunProgress] = field(default_factory=list)  # drip-feed runs changed since the last one
 
 
 @dataclass(frozen=True)
@@ -307,6 +319,15 @@ class OrderEvent:
 
 
 @dataclass(frozen=True)
+class RunProgress:
+    """A drip-feed run as resellers see it: what it delivered and its status (policy.run_status)."""
+
+    run_no: int
+    delivered: int
+    status: Status
+
+
+@dataclass(frozen=True)
 class RefillProgress:
     refill_no: int
     status: RefillStatus
@@ -318,22 +339,6 @@ class OpenRefill:
     order_id: int
     refill_no: int
     actor: str
-
-
-@dataclass(frozen=True)
-class ClaimSlot:
-    """Ask for a slot at the first of `provider_ids` with room, or a FIFO place in their queues."""
-
-    order_id: int
-    workflow_id: str
-    provider_ids: list[int]
-    record: Projection | None = None  # what the read model lacks, written in the claim's transaction
-
-
-@dataclass(frozen=True)
-class SlotAnswer:
-    provider_id: int | None  # granted here; None: still waiting
-    position: int  # 1 = next in line (0 when granted)
 
 
 @dataclass(frozen=True)

@@ -227,8 +227,8 @@ class OrderWorkflow:
 
         Answers once the order has acted on it, so the caller sees the outcome, not the question.
         """
-        self._delivery.reconciliation = answer
-        await workflow.wait_condition(lambda: self._delivery.reconciliation is not answer)
+        self._delivery.interruptions.reconciliation = answer
+        await workflow.wait_condition(lambda: self._delivery.interruptions.reconciliation is not answer)
         return self._state
 
     @reconcile_run.validator
@@ -238,7 +238,7 @@ class OrderWorkflow:
             policy.reconcile_refusal(
                 awaiting_run=self._state.awaiting_run,
                 run_no=answer.run_no,
-                answered=self._delivery.reconciliation is not None,
+                answered=self._delivery.interruptions.reconciliation is not None,
             )
         )
 

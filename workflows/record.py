@@ -20,7 +20,16 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from workflows import policy, steps
 from workflows import search_attributes as sa
 from workflows.errors import STEP_FAILED
-from workflows.models import OrderEvent, OrderInput, OrderState, Phase, Projection, ProviderOrder, Status
+from workflows.models import (
+    OrderEvent,
+    OrderInput,
+    OrderState,
+    Phase,
+    Projection,
+    ProviderOrder,
+    RunProgress,
+    Status,
+)
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -36,6 +45,13 @@ class OrderRecord:
         self.retry_asked = False  # ops sent an order in needs_attention on
         self._projected: tuple[Any, ...] | None = None  # what the read model last got, to skip empty writes
         self._provider_orders_projected: dict[str, ProviderOrder] = {}
+        # A drip-feed's runs as resellers track them: their sizes, and what the read model last got.
+        self._drip_feed = (
+            [units for units, _ in policy.plan_runs(order.quantity, order.pace_per_hour, runs=order.runs)]
+            if order.runs
+            else []
+        )
+        self._runs_projected: dict[int, RunProgress] = {}
         # The search attributes as last set (the start sets status and phase already).
         self._searchable: tuple[Any, ...] = (Status.PENDING, Phase.QUEUED, None, None)
 
@@ -75,6 +91,23 @@ class OrderRecord:
             if _outcome(self._provider_orders_projected.get(po.provider_order_id)) != _outcome(po)
         ]
 
+    def _changed_runs(self, *, finished: bool = False) -> list[RunProgress]:
+        """Drip-feed runs whose delivered units or status changed since the read model last got them (it
+        starts every run Pending at 0: after a continue-as-new only runs that moved are sent again)."""
+        state = self.state
+        over = finished or state.working_phase in policy.DELIVERY_OVER
+        changed = []
+        for run_no, units in enumerate(self._drip_feed, start=1):
+            orders = [po for po in state.provider_orders if po.run_no == run_no]
+            delivered = min(sum(po.delivered for po in orders), units)
+            status = policy.run_status(
+                units=units, delivered=delivered, sent=bool(orders), over=over or state.runs_done >= run_no
+            )
+            run = RunProgress(run_no, delivered, status)
+            if run != self._runs_projected.get(run_no, RunProgress(run_no, 0, Status.PENDING)):
+                changed.append(run)
+        return changed
+
     def changed(self) -> bool:
         state = self.state
         return bool(
@@ -82,6 +115,7 @@ class OrderRecord:
             or state.pending_refills
             or self._projected != _key(state)
             or self._changed_provider_orders()
+            or self._changed_runs()
         )
 
     def draft(self, *, finished: bool = False) -> Projection:
@@ -108,6 +142,7 @@ class OrderRecord:
             events=list(state.pending_events),
             refills=list(state.pending_refills),
             provider_orders=self._changed_provider_orders(),
+            runs=self._changed_runs(finished=finished),
         )
 
     def draft_if_changed(self) -> Projection | None:
@@ -125,6 +160,8 @@ class OrderRecord:
         self._projected = _key(projection)
         for po in projection.provider_orders:
             self._provider_orders_projected[po.provider_order_id] = po
+        for run in projection.runs:
+            self._runs_projected[run.run_no] = run
         self.show_details()
 
     async def publish_if_changed(self) -> None:

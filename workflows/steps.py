@@ -24,7 +24,6 @@ from workflows.models import (
     CancelRun,
     CheckRefill,
     CheckRun,
-    ClaimSlot,
     OpenRefill,
     Projection,
     RefillReport,
@@ -32,7 +31,6 @@ from workflows.models import (
     ReleaseSlot,
     RunReport,
     Settlement,
-    SlotAnswer,
     SubmitRefill,
     SubmitRun,
     SubmittedRefill,
@@ -93,7 +91,6 @@ SUBMIT_REFILL = Step[SubmitRefill, SubmittedRefill](
 CHECK_REFILL = Step[CheckRefill, RefillReport]("check_refill", RefillReport, _PROVIDER, PROVIDER_RETRY)
 PROJECT_ORDER = Step[Projection, None]("project_order", type(None), _STORE, STORE_RETRY)
 OPEN_REFILL = Step[OpenRefill, int]("open_refill", int, _STORE, STORE_RETRY)
-CLAIM_SLOT = Step[ClaimSlot, SlotAnswer]("claim_slot", SlotAnswer, _STORE, STORE_RETRY)
 RELEASE_SLOT = Step[ReleaseSlot, list[str]]("release_slot", list, _STORE, STORE_RETRY)
 SETTLE_ORDER = Step[Settlement, list[str]]("settle_order", list, _STORE, STORE_RETRY)
 REFUND_ORDER = Step[RefundMoney, None]("refund_order", type(None), _STORE, STORE_RETRY)
@@ -106,7 +103,6 @@ ALL = (
     CHECK_REFILL,
     PROJECT_ORDER,
     OPEN_REFILL,
-    CLAIM_SLOT,
     RELEASE_SLOT,
     SETTLE_ORDER,
     REFUND_ORDER,

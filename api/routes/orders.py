@@ -16,6 +16,7 @@ from api.deps import Session, Starts
 from api.errors import ApiError, mark_replayed
 from api.schemas import (
     Cursor,
+    DripFeedRunOut,
     Id,
     IdempotencyKey,
     Moment,
@@ -33,6 +34,7 @@ from api.schemas import (
     replayable_responses,
 )
 from store import orders as store_orders
+from store import runs as store_runs
 from store import slots
 from store.keys import Caller
 from store.models import Refill
@@ -106,6 +108,9 @@ async def get_order(
         refills=[RefillOut.of(r, for_customer=for_customer) for r in refills],
         queue_position=position,
         provider_orders=None if for_customer else [ProviderOrderOut.of(s) for s in submissions],
+        drip_feed=[DripFeedRunOut.of(r) for r in await store_runs.drip_feed_runs(session, order_id)]
+        if order.runs
+        else [],
     )
 
 
@@ -193,7 +198,7 @@ async def request_refill(
 ) -> RefillOut:
     """Request a refill of a completed order inside its refill window; the order forwards it to the provider
     and tracks it to its end. Refusals: `refill_disabled`, `not_completed`, `refill_too_soon`,
-    `refill_window_closed`, `refill_limit`, `refill_in_progress`, `order_closed`."""
+    `refill_window_closed`, `refill_limit`, `refill_in_progress`."""
     reason = body.reason if body else ""
     order = await visible_order(session, caller, order_id)
     ticket = await messages.send(order, OrderWorkflow.request_refill, RefillRequest(caller.actor, reason))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from backoffice.cli.common import (
     Command,
+    database_url,
     message_command,
     money,
     print_json,
@@ -45,7 +46,9 @@ async def connect_messages(settings: Settings, seconds: float) -> OrderMessages:
     from backoffice.temporal_client import connect
 
     client = await connect(temporal_settings(settings))
-    return OrderMessages(client, settings.model_copy(update={"action_timeout_seconds": seconds}))
+    # An ended order's refund is paid in the database: the dev stack's, when DATABASE_URL is not set.
+    resolved = {"action_timeout_seconds": seconds, "database_url": database_url(settings)}
+    return OrderMessages(client, settings.model_copy(update=resolved))
 
 
 def cli_outcome(answer: object) -> str:

@@ -46,10 +46,15 @@ def create_simulator_app(
 
 
 def main(
-    host: str = "127.0.0.1", port: int = 8100, api_key: str = "sim-demo-key", state_file: Path | None = None
+    host: str = "127.0.0.1",
+    port: int = 8100,
+    api_key: str = "sim-demo-key",
+    state_file: Path | None = None,
+    fd: int | None = None,
 ) -> None:
-    """Run the simulator as its own HTTP server (the dev stack starts it this way)."""
-    import uvicorn
+    """Run the simulator as its own HTTP server on host:port, or on the inherited listening socket `fd`
+    (the dev stack starts it this way)."""
+    from backoffice.sockets import serve_asgi
 
     app = create_simulator_app(api_key=api_key, state_file=state_file)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    serve_asgi(app, host=host, port=port, fd=fd, log_level="warning")

@@ -8,8 +8,10 @@ between the activities and the simulator, so the tests can tell exactly which `a
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -98,14 +100,15 @@ class Harness:
         return f"order-{self.order.order_id}-run-1-p{self.provider_id}"
 
     def run(self, run_no: int = 1) -> SubmitRun:
-        route = self.order.routes[0]
+        """The run to the order's first route, whose slot the order holds (the claim is the slot tests')."""
         return SubmitRun(
             order_id=self.order.order_id,
+            workflow_id=f"order-{self.order.order_id}",
             run_no=run_no,
             link=self.order.link,
             quantity=self.order.quantity,
-            provider_id=route.provider_id,
-            provider_service_id=route.provider_service_id,
+            routes=[self.order.routes[0]],
+            claim=False,
         )
 
     async def submit(self, run_no: int = 1) -> str:
@@ -207,6 +210,15 @@ async def h_small(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[H
         yield harness
 
 
+@contextlib.contextmanager
+def raises_temporary(kind: str, provider_id: int) -> Iterator[None]:
+    """A submission's temporary trouble: retried by Temporal, naming the provider where the slot is held."""
+    with pytest.raises(ApplicationError) as caught:
+        yield
+    error = caught.value
+    assert (error.type, error.non_retryable, tuple(error.details)) == (kind, False, (provider_id,))
+
+
 def assert_final(exc: ApplicationError, type_: str) -> None:
     assert exc.type == type_
     assert exc.non_retryable is True
@@ -246,7 +258,7 @@ async def test_unreachable_provider_leaves_no_row_and_the_retry_submits_once(h: 
     await h.accepts_idempotency_key(False)
     h.transport.refuse_connections = True
 
-    with pytest.raises(ProviderUnavailable):
+    with raises_temporary("ProviderUnavailable", h.provider_id):
         await h.submit()
     assert await h.rows() == []
 
@@ -267,7 +279,7 @@ async def test_outage_scenario_is_ambiguous_for_add_and_never_resent_blindly(h: 
     await h.accepts_idempotency_key(False)
     await h.scenario("outage")
 
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     assert (await h.row()).state == "sending"
 
@@ -284,7 +296,7 @@ async def test_outage_scenario_with_idempotency_keys_resends_and_submits_once(h:
     await h.accepts_idempotency_key(True)
     await h.scenario("outage")
 
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     assert (await h.row()).state == "sending"
 
@@ -304,7 +316,7 @@ async def test_lost_answer_with_idempotency_keys_resends_with_the_same_key(h: Ha
     await h.accepts_idempotency_key(True)
     await h.scenario("lost_answer")
 
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     row = await h.row()
     assert (row.state, row.provider_order_id) == ("sending", None)
@@ -312,7 +324,7 @@ async def test_lost_answer_with_idempotency_keys_resends_with_the_same_key(h: Ha
     assert len(taken) == 1, "lost_answer takes the order and only loses the answer"
 
     # A retry while answers are still lost: the same key again, still one order, still `sending`.
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     assert (await h.row()).state == "sending"
     assert len(await h.sim_orders()) == 1
@@ -335,7 +347,7 @@ async def test_lost_answer_without_idempotency_keys_needs_reconciliation(h: Harn
     await h.accepts_idempotency_key(False)
     await h.scenario("lost_answer")
 
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     assert (await h.row()).state == "sending"
     assert len(await h.sim_orders()) == 1
@@ -365,7 +377,7 @@ async def test_needs_reconciliation_sticks_even_if_the_provider_later_accepts_ke
     """The first send carried no key, so a keyed re-send could not be deduplicated against it."""
     await h.accepts_idempotency_key(False)
     await h.scenario("lost_answer")
-    with pytest.raises(ProviderAmbiguous):
+    with raises_temporary("ProviderAmbiguous", h.provider_id):
         await h.submit()
     await h.scenario("normal")
     with pytest.raises(ApplicationError):
@@ -454,7 +466,7 @@ async def test_check_run_unknown_order_is_rejected_and_outage_is_retryable(h: Ha
 
 async def test_unknown_provider_is_rejected(h: Harness) -> None:
     run = h.run()
-    bogus = SubmitRun(run.order_id, run.run_no, run.link, run.quantity, 999_999, run.provider_service_id)
+    bogus = dataclasses.replace(run, routes=[dataclasses.replace(run.routes[0], provider_id=999_999)])
     with pytest.raises(ApplicationError) as caught:
         await h.env.run(h.activities.submit_run, bogus)
     assert_final(caught.value, REJECTED)
@@ -670,9 +682,9 @@ async def test_provider_timing_out_after_accepting_delivers_once_or_needs_reconc
             try:
                 outcome = (await h.env.run(activities.submit_run, h.run())).provider_order_id
                 break
-            except ProviderAmbiguous:
-                continue  # Temporal retries
             except ApplicationError as exc:
+                if exc.type == "ProviderAmbiguous" and not exc.non_retryable:
+                    continue  # Temporal retries
                 assert_final(exc, NEEDS_RECONCILIATION)
                 outcome = "needs_reconciliation"
                 break

@@ -4,13 +4,11 @@ worker running the real OrderWorkflow against a scripted provider, so order acti
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-import uvicorn
+from simserver import serve
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
@@ -45,30 +43,13 @@ async def api(
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-                yield Api(http, made, shop.customer_id, sessions, other.id, provider, providers)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+                yield Api(
+                    http, made, shop.customer_id, sessions, other.id, provider, providers, dev_server.client
+                )
 
 
 @pytest.fixture
 async def served(api: Api) -> AsyncIterator[str]:
-    """The same app, served over TCP by uvicorn, as resellers reach it."""
-    app = api.http._transport.app  # type: ignore[attr-defined]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):  # uvicorn sets a flag, not an event
-        if server.started:
-            break
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    """The same app, served over TCP by uvicorn (on a socket bound once), as resellers reach it."""
+    async with serve(api.http._transport.app) as url:  # type: ignore[attr-defined]
+        yield url

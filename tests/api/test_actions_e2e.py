@@ -9,9 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import update
+from temporalio.client import WorkflowExecutionStatus
 
+from backoffice.temporal_client import workflow_id
 from store.catalog import load_catalog
 from store.db import transaction
+from store.ledger import check_invariants
 from store.models import Provider
 from support import LINK, SERVICE, Api, catalog
 
@@ -272,17 +275,72 @@ async def test_api_v2_cancel_reaches_the_workflow(api: Api) -> None:
     assert status["status"] == "Canceled"
 
 
-async def test_an_ended_order_refuses_with_order_closed(api: Api) -> None:
+async def _ended(api: Api, order_id: int) -> None:
+    """Wait until the order's workflow has ended (the read model says closed a moment before)."""
+    assert api.temporal is not None
+    handle = api.temporal.get_workflow_handle(workflow_id(order_id))
+    for _ in range(100):
+        if (await handle.describe()).status != WorkflowExecutionStatus.RUNNING:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"order {order_id}'s workflow still runs")
+
+
+async def test_an_ended_order_answers_by_its_rules_and_still_takes_a_support_refund(api: Api) -> None:
     await _catalog(api)  # no refill window: a completed order closes and its workflow ends
     _script(api, ("Completed", 0))
     order_id = await _order(api, role="storefront")
     await _eventually(api, order_id, lambda o: o["phase"] == "closed")
-    for _ in range(50):
-        response = await api.http.post(f"/v1/orders/{order_id}/cancel", headers=api.as_("storefront"))
-        if response.json().get("code") == "order_closed":
-            break
-        await asyncio.sleep(0.2)
-    assert (response.status_code, response.json()["code"]) == (409, "order_closed")
+    await _ended(api, order_id)
+
+    # The same refusals as while it ran, for its service and its status: never a generic "closed".
+    cancel = await api.http.post(f"/v1/orders/{order_id}/cancel", headers=api.as_("storefront"))
+    assert (cancel.status_code, cancel.json()["code"]) == (409, "cannot_cancel")
+    refill = await api.http.post(f"/v1/orders/{order_id}/refills", json={}, headers=api.as_("storefront"))
+    assert (refill.status_code, refill.json()["code"]) == (409, "refill_disabled")
+    key = api.keys["customer"]
+    v2 = (await api.http.post("/api/v2", data={"key": key, "action": "refill", "order": order_id})).json()
+    assert v2 == {"error": "Refill is disabled for this service"}
+    v2_cancel = await api.http.post("/api/v2", data={"key": key, "action": "cancel", "order": order_id})
+    assert v2_cancel.json() == [{"order": order_id, "cancel": {"error": "The order cannot be canceled"}}]
+
+    # Support still refunds it: from revenue, once per key, never beyond the charge.
+    support = api.as_("support")
+
+    async def refund(key: str, **body: Any) -> Any:
+        return await api.http.post(
+            f"/v1/orders/{order_id}/refunds",
+            json={"reason": "ticket 5120: drop after the order closed", **body},
+            headers=support | {"Idempotency-Key": key},
+        )
+
+    first = await refund("late-1", amount="0.03")
+    assert (first.status_code, first.json()["refunded"], first.json()["replayed"]) == (201, "0.030000", False)
+    replay = await refund("late-1", amount="0.03")
+    replayed = (replay.status_code, replay.json()["refunded"], replay.json()["replayed"])
+    assert replayed == (200, "0.000000", True)
+    conflict = await refund("late-1", amount="0.04")
+    assert (conflict.status_code, conflict.json()["code"]) == (409, "idempotency_conflict")
+    capped = await refund("late-2", amount="5")
+    assert (capped.status_code, capped.json()["refunded"], capped.json()["total_refunded"]) == (
+        201,
+        "0.070000",
+        "0.100000",
+    )
+    assert capped.json()["status"] == "Refunded"
+    nothing = await refund("late-3", units=1)
+    assert (nothing.status_code, nothing.json()["code"]) == (409, "nothing_refundable")
+    assert await _balance(api) == "1.000000"
+
+    order = (await api.http.get(f"/v1/orders/{order_id}", headers=api.as_("admin"))).json()
+    assert (order["status"], order["refunded"]) == ("Refunded", "0.100000")
+    refunds = [e["message"] for e in order["timeline"] if e["kind"] == "refund"]
+    assert refunds == [
+        "refunded 0.030000 after the order ended: ticket 5120: drop after the order closed",
+        "refunded 0.070000 after the order ended: ticket 5120: drop after the order closed",
+    ]
+    async with api.sessions() as session:
+        assert await check_invariants(session) == []
 
 
 async def _v2_status(api: Api, order_id: int) -> dict[str, Any]:

@@ -15,11 +15,12 @@ import time
 from pathlib import Path
 
 import httpx
-from ops_support import free_port, temporal_address, wait_for_order
+from ops_support import temporal_address, wait_for_order
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from backoffice.logs import redact_secrets
+from backoffice.sockets import listen, port_of
 from store import keys
 from store.db import transaction
 from support import Api, open_shop
@@ -50,29 +51,29 @@ async def test_the_api_process_never_logs_a_full_key(
         support = await keys.create_key(session, "support")
     secret = key.split(".", 1)[1]
     wrong = f"{key.split('.')[0]}.{secrets.token_urlsafe(24)}"
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEMPORAL_ADDRESS")} | {
         "DATABASE_URL": db_url,
         "TEMPORAL_ADDRESS": temporal_address(dev_server),
         "TEMPORAL_NAMESPACE": dev_server.client.namespace,
-        "API_PORT": str(port),
         "LOG_LEVEL": "INFO",
         "LOG_FORMAT": "json",
         "PYTHONPATH": str(ROOT),
     }
     log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log:
-        # As `backoffice dev` starts it (`python -m backoffice.cli api`): uvicorn logs through the JSON log.
+    with log_path.open("wb") as log, listen("127.0.0.1", 0) as sock:
+        # As `backoffice dev` starts it (`python -m backoffice.cli api --fd N`, on a socket bound here):
+        # uvicorn logs through the JSON log.
         proc = await asyncio.to_thread(
             subprocess.Popen,
-            [sys.executable, "-m", "backoffice.cli", "api"],
+            [sys.executable, "-m", "backoffice.cli", "api", "--fd", str(sock.fileno())],
+            pass_fds=(sock.fileno(),),
             env=env,
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
         try:
-            base = f"http://127.0.0.1:{port}"
+            base = f"http://127.0.0.1:{port_of(sock)}"
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 await _until_up(http, proc, log_path)
                 balance = await http.get(f"/api/v2?key={key}&action=balance")

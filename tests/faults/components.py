@@ -2,7 +2,9 @@
 
 `backoffice dev` runs its children itself and stops everything when one dies; fault tests need the opposite:
 a Temporal dev server persisted in a file they can restart, and the simulator, worker and API as separate
-`backoffice` processes they can SIGKILL. A small TCP proxy between the worker and the simulator drops or
+`backoffice` processes they can SIGKILL. The simulator's, the API's and the worker's metrics sockets are
+bound once here and handed to each start of their process (`--fd`), so a restart serves the same port.
+A small TCP proxy between the worker and the simulator drops or
 stalls connections on demand, the way a flaky network does.
 """
 
@@ -21,18 +23,14 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 import httpx
+from ops_support import temporal_port
 
 from backoffice.devstack import venv_binary
+from backoffice.sockets import listen, port_of
 from workflows import search_attributes as sa
 
 BACKOFFICE = [sys.executable, "-m", "backoffice.cli"]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -43,6 +41,7 @@ class Component:
     argv: list[str]
     env: dict[str, str]
     log_path: Path
+    pass_fds: tuple[int, ...] = ()  # the sockets it serves, handed over at every start
     proc: subprocess.Popen[bytes] | None = None
     _log: IO[bytes] | None = None
 
@@ -56,6 +55,7 @@ class Component:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=self.pass_fds,
         )
 
     def kill(self) -> None:
@@ -171,7 +171,9 @@ class Stack:
     def __init__(self, home: Path, database_url: str) -> None:
         self.home = home
         self.database_url = database_url
-        self.ports = {name: free_port() for name in ("temporal", "simulator", "api")}
+        # Held for the stack's life: a process killed and started again serves the same socket.
+        self.sockets = {name: listen("127.0.0.1", 0) for name in ("simulator", "api", "metrics")}
+        self.ports = {"temporal": temporal_port()} | {n: port_of(s) for n, s in self.sockets.items()}
         self.temporal_address = f"127.0.0.1:{self.ports['temporal']}"
         self.api_url = f"http://127.0.0.1:{self.ports['api']}"
         self.simulator_url = f"http://127.0.0.1:{self.ports['simulator']}"
@@ -180,7 +182,6 @@ class Stack:
             "LOG_LEVEL": "WARNING",
             "DATABASE_URL": database_url,
             "TEMPORAL_ADDRESS": self.temporal_address,
-            "API_PORT": str(self.ports["api"]),
             "PYTHONPATH": str(ROOT),
         }
         self.env = env
@@ -192,14 +193,14 @@ class Stack:
         for key in sa.ALL:
             temporal_argv += ["--search-attribute", f"{key.name}={sa.type_name(key)}"]
         self.temporal = Component("temporal", temporal_argv, env, home / "temporal.log")
-        self.simulator = Component(
-            "simulator",
-            [*BACKOFFICE, "simulator", "--port", str(self.ports["simulator"])],
-            env,
-            home / "simulator.log",
-        )
-        self.worker = Component("worker", [*BACKOFFICE, "worker"], env, home / "worker.log")
-        self.api = Component("api", [*BACKOFFICE, "api"], env, home / "api.log")
+        self.simulator = self._serving("simulator", [*BACKOFFICE, "simulator"], "--fd")
+        self.worker = self._serving("worker", [*BACKOFFICE, "worker"], "--metrics-fd", "metrics")
+        self.api = self._serving("api", [*BACKOFFICE, "api"], "--fd")
+
+    def _serving(self, name: str, argv: list[str], flag: str, sock: str | None = None) -> Component:
+        """A component handed its socket as `FLAG N` at every start."""
+        fd = self.sockets[sock or name].fileno()
+        return Component(name, [*argv, flag, str(fd)], self.env, self.home / f"{name}.log", (fd,))
 
     @property
     def components(self) -> list[Component]:
@@ -233,6 +234,8 @@ class Stack:
     def stop(self) -> None:
         for component in reversed(self.components):
             component.stop()
+        for sock in self.sockets.values():
+            sock.close()
 
     def ledger_check(self) -> subprocess.CompletedProcess[str]:
         return self._backoffice("ledger", "check")

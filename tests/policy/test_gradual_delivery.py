@@ -75,3 +75,35 @@ async def test_a_ten_run_drip_feed_starts_each_run_an_interval_after_the_last_on
     assert len(starts) == 10
     offsets = [(at - starts[0]).total_seconds() / 60 for at in starts]
     assert offsets == pytest.approx([60 * i for i in range(10)], abs=1)
+
+
+@given(
+    runs=st.lists(st.tuples(st.integers(1, 1000), st.integers(0, 1000)), min_size=1, max_size=30),
+    refunded=st.integers(0, 30_000),
+)
+def test_a_drip_feeds_runs_share_out_exactly_what_the_order_refunded(
+    runs: list[tuple[int, int]], refunded: int
+) -> None:
+    runs = [(quantity, min(delivered, quantity)) for quantity, delivered in runs]
+    total = sum(quantity for quantity, _ in runs)
+    remains = min(refunded, total)
+    shown = [(q, d, Status.COMPLETED) for q, d in runs]
+    view = policy.drip_feed_view(shown, order_status=Status.PARTIAL, order_remains=remains)
+    assert sum(share for _, share in view) == remains
+    assert all(0 <= share <= quantity for (_, share), (quantity, _) in zip(view, runs, strict=True))
+    # Shortfalls are refunded first: a run that delivered in full shows a refund only once every
+    # shortfall is covered.
+    shortfall = sum(q - d for q, d in runs)
+    if remains <= shortfall:
+        assert all(share <= q - d for (_, share), (q, d) in zip(view, runs, strict=True))
+    for (status, share), (quantity, _) in zip(view, runs, strict=True):
+        whole = Status.CANCELED if share == quantity else Status.PARTIAL
+        assert status == (Status.COMPLETED if share == 0 else whole)
+
+
+def test_a_run_is_pending_until_sent_and_final_once_the_order_is_past_it() -> None:
+    assert policy.run_status(units=100, delivered=0, sent=False, over=False) == Status.PENDING
+    assert policy.run_status(units=100, delivered=30, sent=True, over=False) == Status.IN_PROGRESS
+    assert policy.run_status(units=100, delivered=100, sent=True, over=True) == Status.COMPLETED
+    assert policy.run_status(units=100, delivered=30, sent=True, over=True) == Status.PARTIAL
+    assert policy.run_status(units=100, delivered=0, sent=False, over=True) == Status.CANCELED

@@ -135,7 +135,8 @@ async def test_support_refunds_are_capped_idempotent_and_a_full_one_makes_the_or
             Status.REFUNDED,
         )
         # Refunded in full, the order closes at once: a refund sent now is refused, by the order while it
-        # still runs, or by Temporal once it has ended (the API answers that one `order_closed`).
+        # still runs, or by Temporal once it has ended (the API then pays or refuses it from the
+        # order's record: store/ended.py).
         with pytest.raises((WorkflowUpdateFailedError, RPCError)) as nothing_left:
             await handle.execute_update(OrderWorkflow.refund, refund("t-5", units=1))
         if isinstance(nothing_left.value, WorkflowUpdateFailedError):
@@ -192,3 +193,29 @@ def test_support_refunds_already_paid_count_against_the_settlement() -> None:
     assert settle(None, 500_000, delivered=500, units=500) == (Status.PARTIAL, 0, 0, 500_000)
     # Support refunded 100 units; the shortfall is 400: only the other 300 are refunded now.
     assert settle(None, 100_000, units=100) == (Status.PARTIAL, 300_000, 300, 600_000)
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "code"),
+    [
+        ("cancel", Status.COMPLETED, "cannot_cancel"),
+        ("cancel", Status.CANCELED, "cannot_cancel"),
+        ("request_refill", Status.COMPLETED, "refill_window_closed"),
+        ("request_refill", Status.PARTIAL, "not_completed"),
+        ("report_link_fault", Status.PARTIAL, "cannot_report_link_fault"),
+        ("pause", Status.COMPLETED, "cannot_pause"),
+        ("resume", Status.COMPLETED, "not_paused"),
+        ("retry", Status.COMPLETED, "not_needing_attention"),
+    ],
+)
+def test_an_ended_order_answers_by_the_rules_it_ran_under(message: str, status: Status, code: str) -> None:
+    refusal = policy.ended_order_refusal(message, status=status, refill_days=30, cancel_allowed=True)
+    assert refusal is not None
+    assert refusal[0] == code
+
+
+def test_an_ended_order_of_a_service_without_refill_says_so() -> None:
+    refusal = policy.ended_order_refusal(
+        "request_refill", status=Status.COMPLETED, refill_days=0, cancel_allowed=False
+    )
+    assert refusal == policy.REFILL_DISABLED

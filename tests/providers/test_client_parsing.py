@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from decimal import Decimal
 from typing import Any
 
 import httpx
 import pytest
 
-from providers.batching import Coalescer, TokenBucket
+from providers.batching import Coalescer
 from providers.client import (
     ApiV2Client,
     Balance,
@@ -242,13 +241,3 @@ async def test_coalescer_fans_out_results_and_errors() -> None:
     assert results[4] == "C"
     assert isinstance(results[5], LookupError)
     assert calls == [["a", "b", "bad"], ["c", "lost"]]
-
-
-async def test_token_bucket_paces_requests() -> None:
-    bucket = TokenBucket(20, burst=2)
-    started = time.monotonic()
-    for _ in range(12):
-        await bucket.acquire()
-    assert time.monotonic() - started >= 0.45  # 2 at once, then 10 at 20 per second
-    with pytest.raises(ValueError, match="rate must be positive"):
-        TokenBucket(0)

@@ -484,17 +484,19 @@ async def test_scenarios_stack_and_normal_shields_a_link(sim: Sim) -> None:
 async def test_connection_refused_is_unavailable_even_for_add() -> None:
     import socket
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = ApiV2Client(f"http://127.0.0.1:{port}/api/v2", KEY, timeout=2.0)
-    try:
-        with pytest.raises(ProviderUnavailable):
-            await client.add(service="101", link=LINK, quantity=100)
-        with pytest.raises(ProviderUnavailable):
-            await client.status("1")
-    finally:
-        await client.aclose()
+    # Bound but never listening, and held for the whole test: connections are refused, and no other
+    # program can start listening on the port meanwhile.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        client = ApiV2Client(f"http://127.0.0.1:{port}/api/v2", KEY, timeout=2.0)
+        try:
+            with pytest.raises(ProviderUnavailable):
+                await client.add(service="101", link=LINK, quantity=100)
+            with pytest.raises(ProviderUnavailable):
+                await client.status("1")
+        finally:
+            await client.aclose()
 
 
 async def test_the_simulator_keeps_its_orders_across_a_restart(tmp_path: Path) -> None:

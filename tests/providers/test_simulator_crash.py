@@ -1,11 +1,14 @@
 """The simulator survives SIGKILL: a real `backoffice simulator --state-file` process is killed outright
-after answering, restarted, and still holds every order and refill it answered; no id comes out twice."""
+after answering, restarted, and still holds every order and refill it answered; no id comes out twice.
+The test binds the simulator's socket once and hands it to both processes (`--fd`): the restart serves the
+same port with no chance for another program to take it in between."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -14,7 +17,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
-from ops_support import free_port
+
+from backoffice.sockets import listen, port_of
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sim-demo-key"
@@ -23,8 +27,9 @@ LINK = "https://instagram.com/crash.test"
 
 @asynccontextmanager
 async def simulator(
-    state_file: Path, port: int
+    state_file: Path, sock: socket.socket
 ) -> AsyncIterator[tuple[httpx.AsyncClient, subprocess.Popen[bytes]]]:
+    fd = sock.fileno()
     proc = await asyncio.to_thread(
         subprocess.Popen,
         [
@@ -32,18 +37,19 @@ async def simulator(
             "-m",
             "backoffice.cli",
             "simulator",
-            "--port",
-            str(port),
+            "--fd",
+            str(fd),
             "--state-file",
             str(state_file),
         ],
+        pass_fds=(fd,),
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port_of(sock)}", timeout=10) as http:
             deadline = time.monotonic() + 30
             while True:
                 try:
@@ -74,31 +80,34 @@ async def _add(http: httpx.AsyncClient, **extra: str) -> int:
 
 
 async def test_a_killed_simulator_keeps_its_orders_and_never_reissues_an_id(tmp_path: Path) -> None:
-    state_file, port = tmp_path / "simulator.sqlite3", free_port()
-    async with simulator(state_file, port) as (http, proc):
-        first = [await _add(http) for _ in range(5)]
-        keyed = await _add(http, idempotency_key="crash-1")
-        await http.post("/sim/clock/advance", json={"seconds": 3600})  # every order completes
-        refill = await _v2(http, action="refill", order=str(first[0]))
-        assert isinstance(refill, dict)
-        refill_id = int(refill["refill"])
-        canceled = await _add(http)
-        assert await _v2(http, action="cancel", orders=str(canceled)) == [{"order": canceled, "cancel": 1}]
-        proc.send_signal(signal.SIGKILL)  # no shutdown hook runs
-        await asyncio.to_thread(proc.wait, 10)
+    state_file = tmp_path / "simulator.sqlite3"
+    with listen("127.0.0.1", 0) as sock:
+        async with simulator(state_file, sock) as (http, proc):
+            first = [await _add(http) for _ in range(5)]
+            keyed = await _add(http, idempotency_key="crash-1")
+            await http.post("/sim/clock/advance", json={"seconds": 3600})  # every order completes
+            refill = await _v2(http, action="refill", order=str(first[0]))
+            assert isinstance(refill, dict)
+            refill_id = int(refill["refill"])
+            canceled = await _add(http)
+            assert await _v2(http, action="cancel", orders=str(canceled)) == [
+                {"order": canceled, "cancel": 1}
+            ]
+            proc.send_signal(signal.SIGKILL)  # no shutdown hook runs
+            await asyncio.to_thread(proc.wait, 10)
 
-    async with simulator(state_file, port) as (http, _):
-        kept = {o["order"]: o for o in (await http.get("/sim/orders")).json()}
-        assert set(kept) == {*first, keyed, canceled}
-        assert kept[first[1]]["status"] == "Completed"  # the clock kept its advance
-        assert kept[canceled]["status"] == "Canceled"
-        assert await _add(http, idempotency_key="crash-1") == keyed  # a retried add finds its order
-        assert await _v2(http, action="refill_status", refill=str(refill_id)) in (
-            {"status": "Pending"}, {"status": "In progress"}, {"status": "Completed"},
-        )  # fmt: skip
-        more = [await _add(http) for _ in range(5)]
-        await http.post("/sim/clock/advance", json={"seconds": 25 * 3600})
-        again = await _v2(http, action="refill", order=str(first[0]))
+        async with simulator(state_file, sock) as (http, _):
+            kept = {o["order"]: o for o in (await http.get("/sim/orders")).json()}
+            assert set(kept) == {*first, keyed, canceled}
+            assert kept[first[1]]["status"] == "Completed"  # the clock kept its advance
+            assert kept[canceled]["status"] == "Canceled"
+            assert await _add(http, idempotency_key="crash-1") == keyed  # a retried add finds its order
+            assert await _v2(http, action="refill_status", refill=str(refill_id)) in (
+                {"status": "Pending"}, {"status": "In progress"}, {"status": "Completed"},
+            )  # fmt: skip
+            more = [await _add(http) for _ in range(5)]
+            await http.post("/sim/clock/advance", json={"seconds": 25 * 3600})
+            again = await _v2(http, action="refill", order=str(first[0]))
     issued = [*first, keyed, canceled, *more]
     assert len(set(issued)) == len(issued)
     assert min(more) > max([*first, keyed, canceled])
