@@ -4,11 +4,12 @@ server, with the worker's activities against the same database and simulator, so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
@@ -31,25 +32,33 @@ class Footprint:
     events: int
     activities: int
     provider_calls: int
+    kinds: Counter[str] = field(default_factory=Counter)  # history events by type
+    steps: list[str] = field(default_factory=list)  # the activities, in the order they were scheduled
+
+    def breakdown(self) -> str:
+        """Where the events come from: `N x type`, most first; then the activities in order."""
+        kinds = ", ".join(f"{n} {kind}" for kind, n in self.kinds.most_common())
+        return f"{kinds}; activities: {', '.join(self.steps)}"
 
 
-async def footprint(
-    client: Client, handle: WorkflowHandle[Any, Any], first_run_id: str
-) -> tuple[int, int, int]:
-    """(workflow runs, history events, activity executions) over every run of the order's chain."""
-    runs = events = activities = 0
+async def footprint(client: Client, handle: WorkflowHandle[Any, Any], first_run_id: str) -> Footprint:
+    """Runs, history events (by type) and activity executions over every run of the order's chain; its
+    provider calls are counted apart (provider_calls)."""
+    found = Footprint(0, 0, 0, 0)
     run_id: str | None = first_run_id
     while run_id:
         history = await client.get_workflow_handle(handle.id, run_id=run_id).fetch_history()
-        runs += 1
+        found.runs += 1
         run_id = None
         for event in history.events:
-            events += 1
+            found.events += 1
+            found.kinds[EventType.Name(event.event_type).removeprefix("EVENT_TYPE_").lower()] += 1
             if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                activities += 1
+                found.activities += 1
+                found.steps.append(event.activity_task_scheduled_event_attributes.activity_type.name)
             if event.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW:
                 run_id = event.workflow_execution_continued_as_new_event_attributes.new_execution_run_id
-    return runs, events, activities
+    return found
 
 
 async def provider_calls(b: Bench, link: str, order_id: int) -> int:
@@ -84,8 +93,9 @@ async def one_run_order(b: Bench) -> Footprint:
     await until(closed, 120, "the one-run order to close")
     handle = b.client.get_workflow_handle(f"order-{order['id']}")
     first = (await handle.describe()).raw_description.workflow_execution_info.first_run_id
-    runs, events, acts = await footprint(b.client, handle, first or (await handle.describe()).run_id or "")
-    return Footprint(runs, events, acts, await provider_calls(b, order["link"], order["id"]))
+    found = await footprint(b.client, handle, first or (await handle.describe()).run_id or "")
+    found.provider_calls = await provider_calls(b, order["link"], order["id"])
+    return found
 
 
 async def drip_feed_order(b: Bench) -> Footprint:
@@ -116,7 +126,9 @@ async def drip_feed_order(b: Bench) -> Footprint:
         await env.client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=env.client.namespace,
-                search_attributes={key.name: key.indexed_value_type for key in sa.ALL},
+                search_attributes={
+                    key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in sa.ALL
+                },
             )
         )
         async with httpx.AsyncClient() as http:
@@ -131,11 +143,11 @@ async def drip_feed_order(b: Bench) -> Footprint:
                     OrderWorkflow.run, started, id=f"order-{started.order_id}", task_queue=queue
                 )
                 await handle.result()
-                runs, events, acts = await footprint(env.client, handle, handle.first_execution_run_id or "")
-        calls = await provider_calls(b, link, started.order_id)
+                found = await footprint(env.client, handle, handle.first_execution_run_id or "")
+        found.provider_calls = await provider_calls(b, link, started.order_id)
     finally:
         await env.shutdown()
-    return Footprint(runs, events, acts, calls)
+    return found
 
 
 async def part_4(b: Bench, args: Any) -> None:
@@ -148,6 +160,7 @@ async def part_4(b: Bench, args: Any) -> None:
         f"{single.provider_calls} provider calls, {single.runs} workflow run(s) "
         "(targets <= 36 events, <= 3 activity tasks, <= 2 provider calls)"
     )
+    say(f"      {single.breakdown()}")
     drip = await drip_feed_order(b)
     say(
         "    10-run drip-feed + 30-day refill window (time-skipping server): "
