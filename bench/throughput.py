@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=300, help="orders for (2) and for each run of (6)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight for (2), (5), (6)")
     parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second for (3)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="duration of each run of (3)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run of (3)")
     parser.add_argument(
         "--waiting", type=int, default=10_000, help="orders waiting in refill windows for (5)"
     )
