@@ -41,7 +41,11 @@ check: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not stack" --deselect tests/test_code_quality.py
 
-# Performance figures on the embedded stack (docs/performance.md); e.g. BENCH_ARGS="--waiting 2000".
+# Performance figures on the embedded stack, every one in one run (docs/performance.md). BENCH_ARGS picks
+# some: --parts 1,2,3,4,5,6,7 = (1) baseline workflows/s, (2) orders/s and the ratio to (1), (3) intake at
+# 50/s alone and while the worker drains, (4) one order's events/activities/provider calls, (5) worker RSS
+# with orders waiting in refill windows, (6) orders/s with one and two workers, (7) polling cost;
+# e.g. BENCH_ARGS="--parts 5 --waiting 2000". `bench/throughput.py --help` lists every option.
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 

@@ -1,0 +1,1 @@
+"""The benchmark's parts, one module per figure (or pair of figures) of bench/throughput.py."""
