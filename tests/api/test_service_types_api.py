@@ -295,7 +295,6 @@ async def test_api_v2_ignores_what_a_type_does_not_take(typed: Api) -> None:
             {"quantity": 100, "usernames": "a", "runs": 2, "interval": 60},
             "Service 24 does not allow drip-feed",
         ),
-        (T.SUBSCRIPTIONS, {"username": "natgeo", "min": 100, "max": 200}, "Incorrect request"),
     ],
 )
 async def test_api_v2_refuses_bad_type_parameters_with_the_standard_text_and_writes_nothing(
