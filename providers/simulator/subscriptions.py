@@ -34,6 +34,7 @@ class SimSubscriptionService:
     rate: str
     min: int
     max: int
+    type: str = "Subscriptions"  # the API v2 type, as SimService.type
 
 
 SUBSCRIPTION_SERVICES = {
@@ -109,7 +110,7 @@ def services_answer(sim: SimState) -> list[dict[str, Any]]:
         apiv2.service_answer(
             service=int(s.id),
             name=s.name,
-            kind="Subscriptions",
+            kind=s.type,
             category=s.category,
             rate=s.rate,
             minimum=s.min,

@@ -88,8 +88,8 @@ def published(service: dict[str, Any]) -> list[str]:
 def test_the_production_file_publishes_nothing_beyond_the_hosts_loopback() -> None:
     services = load(PRODUCTION)["services"]
     ports = {name: published(s) for name, s in services.items() if published(s)}
-    # The API (with /metrics), the Web UI (terminate, reset) and Temporal's frontend: loopback only.
-    assert set(ports) == {"api", "temporal-ui", "temporal"}
+    # The API (with /metrics), the Web UI (terminate, reset), Temporal and Jaeger's UI: loopback only.
+    assert set(ports) == {"api", "temporal-ui", "temporal", "jaeger"}
     for name, listed in ports.items():
         for port in listed:
             assert re.fullmatch(r"127\.0\.0\.1:\d+:\d+", port), f"{name} publishes {port}"
