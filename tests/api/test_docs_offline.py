@@ -21,6 +21,7 @@ from backoffice.settings import Settings
 
 # Debian's Chromium (.ci/run installs it); Playwright's own browser download cannot work here.
 CHROMIUM = os.environ.get("CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+SHOTS = Path(__file__).parents[1] / "artifacts" / "screenshots"  # git-ignored, kept as the run's artifacts
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ async def test_docs_pages_load_only_the_back_offices_own_assets(
     ],
 )
 async def test_the_docs_render_the_operations_with_the_network_cut_off(
-    tmp_path: Path, path: str, operation: str, script: str
+    path: str, operation: str, script: str
 ) -> None:
     from playwright.async_api import Route, async_playwright
 
@@ -120,6 +121,7 @@ async def test_the_docs_render_the_operations_with_the_network_cut_off(
             assert aborted == []  # nothing on the page even tried to leave the back office
             assert f"{base}{ASSETS_URL}/{script}" in served
             assert f"{base}/openapi.json" in served
-            await page.screenshot(path=str(tmp_path / "docs-offline.png"))
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=SHOTS / f"{path.strip('/')}-offline.png")
         finally:
             await browser.close()
