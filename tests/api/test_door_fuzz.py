@@ -277,7 +277,9 @@ async def test_bad_text_anywhere_is_refused_and_writes_nothing(api: Api) -> None
         if f.v2:
             assert "error" in response.json(), (f.name, response.text[:300])
         else:
-            assert response.status_code in (401, 422, 429), (
+            # In the path a "/" (sent as %2F) makes another path, which no route has: 404 not_found.
+            refused = (401, 404, 422, 429) if f.name == "order id in the path" else (401, 422, 429)
+            assert response.status_code in refused, (
                 f.name,
                 response.status_code,
                 response.text[:300],
