@@ -6,7 +6,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 
 from activities.failures import fails_for_good
-from store import ledger, read_model, slots
+from store import ledger, settlement, slots
 from store.db import transaction
 from workflows.models import RefundMoney, Settlement
 
@@ -25,35 +25,8 @@ class LedgerActivities:
         model, in the same transaction: returns the workflow ids of the orders that may now take the freed
         slot.
         """
-        escrow = ledger.escrow_account(s.order_id)
         async with transaction(self._sessions) as session:
-            await ledger.ensure_account(session, ledger.REVENUE, "revenue")
-            if s.refund_micros > 0:
-                await ledger.transfer(
-                    session,
-                    key=f"order:{s.order_id}:refund:0",
-                    kind="refund",
-                    debit=escrow,
-                    credit=ledger.customer_account(s.customer_id),
-                    amount=s.refund_micros,
-                    actor=s.actor,
-                    reason=s.reason,
-                    order_id=s.order_id,
-                )
-            if s.revenue_micros > 0:
-                await ledger.transfer(
-                    session,
-                    key=f"order:{s.order_id}:revenue",
-                    kind="revenue",
-                    debit=escrow,
-                    credit=ledger.REVENUE,
-                    amount=s.revenue_micros,
-                    actor=s.actor,
-                    reason="delivery recognised",
-                    order_id=s.order_id,
-                )
-            if s.record is not None:
-                await read_model.project(session, s.record)
+            await settlement.settle(session, s)
             return await slots.release(session, s.order_id, None)
 
     @activity.defn(name="refund_order")

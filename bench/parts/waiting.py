@@ -6,8 +6,9 @@ Two ways to put the orders there (`--waiting-path`):
   a storefront's orders are. Slow: a few orders per second on a small machine.
 - `fast` (the default): one order goes the real way to its refill window and its workflow state, read with
   the `state` query, is the template. Every other order is placed in this process with the API's own
-  intake (`store.orders.place_order`), given its provider submission, settled with the worker's own
-  settlement activity (ledger, read model and timeline in one transaction, as the real order's was), and
+  intake (`store.orders.place_order`), given its provider submission, settled by the worker's own
+  settlement (`store.settlement.settle`: ledger, read model and timeline in one transaction, as the real
+  order's was), and
   its workflow is started with that state in its input: what `continue_as_new` hands the next run of an
   order waiting in its window (workflows/record.py), and what `OrderWorkflow.run` takes up there
   (`settled_at` set: straight to `Refills.window`). docs/performance.md explains why that is the same.
@@ -23,12 +24,11 @@ from functools import partial
 from typing import Any
 
 import psutil
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from backoffice.settings import Settings
 from backoffice.temporal_client import start_order_workflow, workflow_id
 from bench.stack import REFILL, Bench, rss_mib, say, storefront, until, worker_process
-from store import ledger, orders
+from store import settlement
 from store.db import transaction
 from store.keys import Caller
 from store.models import ProviderSubmission
@@ -142,39 +142,6 @@ def settlement_record(state: OrderState, events: list[OrderEvent]) -> Projection
     )
 
 
-async def settle_in(session: AsyncSession, s: Settlement) -> None:
-    """The settlement's money and read-model write, as activities/ledger.py:settle_order makes them, in
-    the caller's transaction (the fast path settles a hundred orders in one). No slot to free: none held."""
-    escrow = ledger.escrow_account(s.order_id)
-    await ledger.ensure_account(session, ledger.REVENUE, "revenue")
-    if s.refund_micros > 0:
-        await ledger.transfer(
-            session,
-            key=f"order:{s.order_id}:refund:0",
-            kind="refund",
-            debit=escrow,
-            credit=ledger.customer_account(s.customer_id),
-            amount=s.refund_micros,
-            actor=s.actor,
-            reason=s.reason,
-            order_id=s.order_id,
-        )
-    if s.revenue_micros > 0:
-        await ledger.transfer(
-            session,
-            key=f"order:{s.order_id}:revenue",
-            kind="revenue",
-            debit=escrow,
-            credit=ledger.REVENUE,
-            amount=s.revenue_micros,
-            actor=s.actor,
-            reason="delivery recognised",
-            order_id=s.order_id,
-        )
-    if s.record is not None:
-        await orders.project(session, s.record)
-
-
 class FastPath:
     def __init__(self, b: Bench, template: Template, caller: Caller) -> None:
         self.b = b
@@ -214,7 +181,7 @@ class FastPath:
                 state = settled_state(t.state, order.id, renamed)
                 events = [dataclasses.replace(e, detail=_renamed(e.detail, renamed)) for e in t.events]
                 refund = state.refunded_micros
-                await settle_in(
+                await settlement.settle(
                     session,
                     Settlement(
                         order_id=order.id,
