@@ -124,21 +124,8 @@ class OrderRecord:
         own transaction; `published` then records that it arrived."""
         state = self.state
         state.version += 1
-        return Projection(
-            order_id=state.order_id,
-            version=state.version,
-            status=state.status,
-            phase=state.phase,
-            delivered=state.delivered,
-            refunded_micros=state.refunded_micros,
-            refunded_units=state.refunded_units,
-            provider_id=state.provider_id,
-            provider_status_raw=state.provider_status_raw,
-            start_count=state.start_count,
-            note=state.note,
-            refill_deadline=state.refill_deadline,
-            next_action_at=None if finished else state.next_action_at,
-            finished=finished,
+        return dataclasses.replace(
+            projection_of(state, finished=finished),
             events=list(state.pending_events),
             refills=list(state.pending_refills),
             provider_orders=self._changed_provider_orders(),
@@ -358,3 +345,24 @@ def minutes(span: timedelta) -> str:
 
 def parse_time(iso: str) -> datetime:
     return datetime.fromisoformat(iso)
+
+
+def projection_of(state: OrderState, *, finished: bool = False) -> Projection:
+    """The order's row in the read model as the state says it, without timeline events, refills, provider
+    orders or runs (the caller adds those it has): `OrderRecord.draft` and the bench's fast path."""
+    return Projection(
+        order_id=state.order_id,
+        version=state.version,
+        status=state.status,
+        phase=state.phase,
+        delivered=state.delivered,
+        refunded_micros=state.refunded_micros,
+        refunded_units=state.refunded_units,
+        provider_id=state.provider_id,
+        provider_status_raw=state.provider_status_raw,
+        start_count=state.start_count,
+        note=state.note,
+        refill_deadline=state.refill_deadline,
+        next_action_at=None if finished else state.next_action_at,
+        finished=finished,
+    )

@@ -35,6 +35,7 @@ from store.models import ProviderSubmission
 from store.orders import OrderRequest, order_input, place_order
 from workflows.models import OrderEvent, OrderInput, OrderState, Phase, Projection, Settlement, Status
 from workflows.order import OrderWorkflow
+from workflows.record import projection_of
 
 TARGET_MIB = 500
 STARTS_IN_FLIGHT = 32
@@ -123,20 +124,8 @@ def settled_state(template: OrderState, order_id: int, renamed: dict[str, str]) 
 
 def settlement_record(state: OrderState, events: list[OrderEvent]) -> Projection:
     """The read model's write at settlement, as `OrderRecord.draft` builds it from the state."""
-    return Projection(
-        order_id=state.order_id,
-        version=state.version,
-        status=state.status,
-        phase=state.phase,
-        delivered=state.delivered,
-        refunded_micros=state.refunded_micros,
-        refunded_units=state.refunded_units,
-        provider_id=state.provider_id,
-        provider_status_raw=state.provider_status_raw,
-        start_count=state.start_count,
-        note=state.note,
-        refill_deadline=state.refill_deadline,
-        next_action_at=state.next_action_at,
+    return dataclasses.replace(
+        projection_of(state),
         events=events,
         provider_orders=[dataclasses.replace(po) for po in state.provider_orders],
     )
