@@ -75,7 +75,13 @@ async def test_a_subscription_expires_at_the_end_of_its_expiry_day(
     temporal_env: WorkflowEnvironment, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     async with subscription_stack(temporal_env, sessions) as stack:
+        # The shared server's clock is wherever earlier tests skipped it to. Start just after midnight, so
+        # the hourly poll that serves the post comes before the end of the expiry day (after 23:00 it
+        # would not, and the subscription rightly expires having served nothing).
+        now = await temporal_env.get_current_time()
+        await temporal_env.sleep(policy.expiry_moment(now.date()) - now + timedelta(minutes=1))
         today = (await temporal_env.get_current_time()).date()
+        assert today > now.date()
         handle = await stack.subscribe(expiry=f"{today.day}/{today.month}/{today.year}")
         await stack.until(handle, lambda s: s.seen is not None)
         await stack.publish()
