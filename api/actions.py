@@ -85,7 +85,7 @@ class HttpMessages:
             raise api_error(exc) from exc
 
 
-def http_messages(request: Request, temporal: Temporal, settings: AppSettings) -> HttpMessages:
+async def http_messages(request: Request, temporal: Temporal, settings: AppSettings) -> HttpMessages:
     return HttpMessages(temporal, settings, request.app.state.sessions)
 
 

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -43,6 +44,7 @@ from workflows.policy import parse_money
 log = logging.getLogger("backoffice.dev")
 DEMO_ROLES = ("storefront", "support", "ops", "admin")
 DEMO_DEPOSIT = "100.00"
+DEV_WORKER_NICENESS = 10  # WORKER_NICENESS of the stack's worker, unless set
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ class DevStack:
             state_file = str(self.data_dir / "simulator.sqlite3")
             await self._start_serving("simulator", ["--state-file", state_file], child_env, "simulator")
             await self._start_serving("worker", [], child_env, "metrics", flag="--metrics-fd")
-            await self._start_serving("api", [], child_env, "api")
+            await self._start_serving("api", [], child_env, "api", copies=self.settings.api_processes)
             api_url = f"http://127.0.0.1:{self.bound['api']}"
             await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator")
             await self._wait_http(f"{api_url}/healthz", "api")
@@ -251,6 +253,10 @@ class DevStack:
             SIMULATOR_PORT=str(self.bound["simulator"]),
             WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
+        # One machine runs it all: the worker's bursts yield the CPU to the API's requests.
+        env.setdefault("WORKER_NICENESS", str(DEV_WORKER_NICENESS))
+        if not self.settings.console_secret:  # every API process must accept the others' console cookies
+            env["CONSOLE_SECRET"] = secrets.token_urlsafe(32)
         if not self.settings.temporal_address:  # the console links each order to its workflow there
             env["TEMPORAL_UI_URL"] = f"http://127.0.0.1:{self.ports.temporal_ui}"
         return env
@@ -295,16 +301,18 @@ class DevStack:
         return {}
 
     async def _start_serving(
-        self, name: str, args: list[str], env: dict[str, str], sock: str, flag: str = "--fd"
+        self, name: str, args: list[str], env: dict[str, str], sock: str, flag: str = "--fd", copies: int = 1
     ) -> None:
-        """`backoffice NAME ARGS`, handed the bound socket `sock` (when there is one) as `FLAG N`."""
+        """`backoffice NAME ARGS`, handed the bound socket `sock` (when there is one) as `FLAG N`; `copies`
+        processes share it (the kernel hands each connection to one of them)."""
         handed = self.sockets.pop(sock, None)
         if handed is None:
             await self._spawn(name, _cli(name, *args), env)
             return
-        with handed:  # the child holds its own copy once started
+        with handed:  # each child holds its own copy once started
             fd = handed.fileno()
-            await self._spawn(name, _cli(name, *args, flag, str(fd)), env, pass_fds=(fd,))
+            for _ in range(copies):
+                await self._spawn(name, _cli(name, *args, flag, str(fd)), env, pass_fds=(fd,))
 
     async def _spawn(
         self,

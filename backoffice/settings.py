@@ -50,12 +50,19 @@ class Settings(BaseSettings):
     # out of the cache costs nothing until it wakes, then one replay of its history: memory stays flat
     # however many orders wait.
     worker_cached_orders: int = 500
+    # API processes `backoffice dev` starts on its one API socket (the kernel spreads the connections):
+    # a request no longer waits behind another one's CPU work in a single event loop.
+    api_processes: int = Field(default=1, ge=1, le=16)
     # Connections each API or worker process keeps to PostgreSQL (as many again may open under load).
     database_pool_size: int = Field(default=10, ge=1)
     # How much a worker takes on at once: workflow tasks and activities in flight. Lower them to leave CPU
     # to an API process on the same machine; raise them on a worker's own machine.
     worker_max_workflow_tasks: int = Field(default=100, ge=1)
     worker_max_activities: int = Field(default=100, ge=1)
+    # The CPU priority a worker gives up at start, as nice(1) counts it (0-19). Delivery is not in a hurry
+    # and checkout is: where a worker shares the machine with an API process (the dev stack), a positive
+    # value lets a storefront's request run before a burst's next workflow task.
+    worker_niceness: int = Field(default=0, ge=0, le=19)
     # Temporal SDK metrics (client and worker) are merged into each process's /metrics; off with false.
     temporal_sdk_metrics: bool = True
     # Worker Deployment Versioning (backoffice/versioning.py, docs/operations.md "Deploying a changed

@@ -81,13 +81,31 @@ def stop_stack(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=120)
 
 
-def worker_process(stack: subprocess.Popen[bytes]) -> psutil.Process:
-    """The stack's worker (a child of `backoffice dev`: `python -m backoffice.cli worker --metrics-fd N`)."""
+def stack_processes(stack: subprocess.Popen[bytes], role: str) -> list[psutil.Process]:
+    """The stack's processes of one role: children of `backoffice dev`, `python -m backoffice.cli <role>`."""
+    found = []
     for child in psutil.Process(stack.pid).children():
         command = child.cmdline()
-        if "backoffice.cli" in command and command[command.index("backoffice.cli") + 1 :][:1] == ["worker"]:
-            return child
-    raise SystemExit("no worker process under the dev stack")
+        if "backoffice.cli" in command and command[command.index("backoffice.cli") + 1 :][:1] == [role]:
+            found.append(child)
+    return found
+
+
+def worker_process(stack: subprocess.Popen[bytes]) -> psutil.Process:
+    """The stack's worker (`python -m backoffice.cli worker --metrics-fd N`)."""
+    workers = stack_processes(stack, "worker")
+    if not workers:
+        raise SystemExit("no worker process under the dev stack")
+    return workers[0]
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    """User and system CPU the processes have used so far."""
+    total = 0.0
+    for process in processes:
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
 
 
 def rss_mib(process: psutil.Process) -> float:

@@ -12,16 +12,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy import ColumnElement, and_, func, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store import ledger, prices, runs, webhooks
-from store.customers import get_customer
 from store.keys import Caller
 from store.models import (
+    Customer,
+    CustomerPrice,
     Order,
     OrderEvent,
     Provider,
@@ -81,82 +84,96 @@ class OrderRequest:
 async def place_order(
     session: AsyncSession, caller: Caller, request: OrderRequest, idempotency_key: str
 ) -> tuple[Order, bool]:
-    """Validate, write the order and charge it. Returns (order, created); a replay returns the first order."""
-    fingerprint = request.fingerprint()
-    # Serialise requests that share an idempotency key, so two concurrent replays cannot both create.
-    await session.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-        {"k": f"{request.customer_id}:{idempotency_key}"},
-    )
-    existing = await session.scalar(
-        select(Order).where(
-            Order.customer_id == request.customer_id, Order.idempotency_key == idempotency_key
-        )
-    )
-    if existing is not None:
-        if existing.request_hash != fingerprint:
-            raise OrderRejected(
-                "idempotency_conflict", "this Idempotency-Key was already used with a different request"
-            )
-        return existing, False
+    """Validate, write the order and charge it. Returns (order, created); a replay returns the first order.
 
-    service = await session.get(Service, request.service_id)
-    if service is None or not service.active:
+    A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back (or the
+    savepoint it opened). Six statements for a Default order, as few as the checkout can afford: a replay is
+    found first; the insert itself settles a race between two requests with one key (the second waits for
+    the first's commit and then finds its order); the charge debits the balance only if it covers it."""
+    fingerprint = request.fingerprint()
+    existing = await _order_by_key(session, request.customer_id, idempotency_key)
+    if existing is not None:
+        return _replayed(existing, fingerprint), False
+
+    found = (
+        await session.execute(
+            select(
+                Service,
+                CustomerPrice,
+                select(Customer.id).where(Customer.id == request.customer_id).exists(),
+                func.nextval(func.pg_get_serial_sequence("orders", "id")),
+            )
+            .outerjoin(
+                CustomerPrice,
+                and_(
+                    CustomerPrice.service_id == Service.id, CustomerPrice.customer_id == request.customer_id
+                ),
+            )
+            .where(Service.id == request.service_id)
+        )
+    ).one_or_none()
+    if found is None or not found[0].active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
+    service, own_price, customer_exists, order_id = found
     typed = _validate(service, request)
     routes = await _active_routes(session, service.id)
     if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
-    customer_id = await _customer_or_reject(session, request.customer_id)
-    rate_micros = await prices.rate_for(session, customer_id, service)  # the customer's own, if set
+    if not customer_exists:
+        raise OrderRejected("customer_not_found", f"customer {request.customer_id} does not exist")
 
     kind = ServiceType(service.type)
     total = typed.quantity * (request.runs or 1)  # drip-feed quantities are per run, as in API v2
-    charge = policy.order_charge(kind, total, rate_micros)
-    order = Order(
-        customer_id=customer_id,
-        service_id=service.id,
-        link=request.link,
-        link_key=policy.link_key(request.link) if service.deny_link_duplicates else None,
-        service_type=kind,
-        parameters=PARAMETERS.dump_python(typed.parameters, mode="json", exclude_defaults=True) or None,
-        quantity=total,
-        runs=request.runs,
-        interval_minutes=request.interval,
-        charge_micros=charge,
-        status=Status.PENDING,
-        phase=Phase.QUEUED,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        created_by_key_id=caller.key_id,
-        workflow_input={},
-    )
-    await _insert_order(session, order)
-    escrow = ledger.escrow_account(order.id)
-    await ledger.ensure_account(session, escrow, "escrow")
-    if charge > 0:
-        try:
-            await ledger.transfer(
-                session,
-                key=f"order:{order.id}:charge",
-                kind="charge",
-                debit=ledger.customer_account(customer_id),
-                credit=escrow,
-                amount=charge,
-                actor=caller.actor,
-                reason="order placed",
-                order_id=order.id,
-            )
-        except ledger.InsufficientFunds as exc:
-            raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
+    charge = policy.order_charge(kind, total, prices.rate_of(service, own_price))  # the customer's own rate
+    values = {
+        "id": order_id,
+        "customer_id": request.customer_id,
+        "service_id": service.id,
+        "link": request.link,
+        "link_key": policy.link_key(request.link) if service.deny_link_duplicates else None,
+        "service_type": kind,
+        "parameters": PARAMETERS.dump_python(typed.parameters, mode="json", exclude_defaults=True) or None,
+        "quantity": total,
+        "runs": request.runs,
+        "interval_minutes": request.interval,
+        "charge_micros": charge,
+        "status": Status.PENDING,
+        "phase": Phase.QUEUED,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "created_by_key_id": caller.key_id,
+    }
+    frozen = _frozen_input(values, service, routes, typed.parameters)
+    values["workflow_input"] = ORDER_INPUT.dump_python(frozen, mode="json")
+    order = await _insert_order(session, values)
+    if order is None:  # a concurrent request with this key committed its order first
+        raced = await _order_by_key(session, request.customer_id, idempotency_key)
+        assert raced is not None, "the insert met a conflict on the key, so an order holds it"
+        return _replayed(raced, fingerprint), False
+    try:
+        await ledger.open_escrow(
+            session, order_id=order.id, customer_id=order.customer_id, charge=charge, actor=caller.actor
+        )
+    except ledger.InsufficientFunds as exc:
+        raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
     if request.runs:
         await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
-    frozen = _frozen_input(order, service, routes, typed.parameters)
-    order.workflow_input = ORDER_INPUT.dump_python(frozen, mode="json")
-    await session.flush()
     await webhooks.order_created(session, order.id, order.status, order.phase)
-    await session.refresh(order)  # the flush expired server-set columns (updated_at); load them now
     return order, True
+
+
+async def _order_by_key(session: AsyncSession, customer_id: int, idempotency_key: str) -> Order | None:
+    return await session.scalar(
+        select(Order).where(Order.customer_id == customer_id, Order.idempotency_key == idempotency_key)
+    )
+
+
+def _replayed(existing: Order, fingerprint: str) -> Order:
+    if existing.request_hash != fingerprint:
+        raise OrderRejected(
+            "idempotency_conflict", "this Idempotency-Key was already used with a different request"
+        )
+    return existing
 
 
 def order_input(order: Order) -> OrderInput:
@@ -164,26 +181,22 @@ def order_input(order: Order) -> OrderInput:
     return ORDER_INPUT.validate_python(order.workflow_input)
 
 
-async def _insert_order(session: AsyncSession, order: Order) -> None:
-    """Write the order row, or refuse it as a duplicate link (the `orders_active_link` index decides, so
-    two intakes at once cannot both pass). In a savepoint, so a refusal leaves the caller's transaction
-    usable (a mass order goes on with its next line)."""
+async def _insert_order(session: AsyncSession, values: dict[str, Any]) -> Order | None:
+    """Write the order row; None when an order with its idempotency key exists (committed by a concurrent
+    request meanwhile). A duplicate link is refused: the `orders_active_link` index decides, so two intakes
+    at once cannot both pass."""
     try:
-        async with session.begin_nested():
-            session.add(order)
-            await session.flush()
+        return await session.scalar(
+            pg_insert(Order)
+            .values(**values)
+            .on_conflict_do_nothing(constraint="orders_idempotency")
+            .returning(Order)
+        )
     except IntegrityError as exc:
         cause = getattr(exc.orig, "__cause__", None)
         if getattr(cause, "constraint_name", None) != "orders_active_link":
             raise
         raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
-
-
-async def _customer_or_reject(session: AsyncSession, customer_id: int) -> int:
-    try:
-        return (await get_customer(session, customer_id)).id
-    except LookupError as exc:
-        raise OrderRejected("customer_not_found", str(exc)) from exc
 
 
 def _validate(service: Service, request: OrderRequest) -> policy.TypedOrder:
@@ -244,21 +257,21 @@ async def unstarted_orders(session: AsyncSession, older_than_seconds: int, limit
 
 
 def _frozen_input(
-    order: Order, service: Service, routes: list[RouteRef], parameters: OrderParameters
+    order: dict[str, Any], service: Service, routes: list[RouteRef], parameters: OrderParameters
 ) -> OrderInput:
     """The order description the workflow starts with: the catalog's values as of intake."""
     return OrderInput(
-        order_id=order.id,
-        customer_id=order.customer_id,
-        service_id=order.service_id,
-        link=order.link,
-        quantity=order.quantity,
-        charge_micros=order.charge_micros,
+        order_id=order["id"],
+        customer_id=order["customer_id"],
+        service_id=order["service_id"],
+        link=order["link"],
+        quantity=order["quantity"],
+        charge_micros=order["charge_micros"],
         tolerance_bp=service.tolerance_bp,
         pace_per_hour=service.pace_per_hour,
         routes=routes,
-        runs=order.runs,
-        interval_minutes=order.interval_minutes,
+        runs=order["runs"],
+        interval_minutes=order["interval_minutes"],
         service_name=service.name,
         cancel_allowed=service.cancel,
         refill_days=service.refill_days,
@@ -266,7 +279,7 @@ def _frozen_input(
         refill_max=service.refill_max,
         max_interruption_hours=service.max_interruption_hours,
         link_fault_refund=service.link_fault_refund,
-        service_type=ServiceType(order.service_type),
+        service_type=ServiceType(order["service_type"]),
         parameters=parameters,
     )
 

@@ -27,11 +27,6 @@ def rate_of(service: Service, price: CustomerPrice | None) -> int:
     )
 
 
-async def rate_for(session: AsyncSession, customer_id: int, service: Service) -> int:
-    """The customer's rate for the service, as intake charges it."""
-    return rate_of(service, await session.get(CustomerPrice, (customer_id, service.id)))
-
-
 async def rates_for(session: AsyncSession, customer_id: int, services: Sequence[Service]) -> dict[int, int]:
     """The customer's rate for each of the services, by service id."""
     own = await session.scalars(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -63,6 +64,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     from worker import run_worker
 
     metrics = inherited(args.metrics_fd) if args.metrics_fd is not None else None
+    if settings.worker_niceness:  # before any thread starts: the SDK's threads inherit it
+        os.nice(settings.worker_niceness)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from bench.stack import NO_REFILL, Bench, pct, say, worker_process
+from bench.stack import NO_REFILL, Bench, cpu_seconds, pct, say, stack_processes, worker_process
 
 TARGET_P99 = 0.100  # seconds
 
@@ -74,12 +74,19 @@ async def part_3(b: Bench, args: Any) -> None:
     )
     worker = worker_process(b.stack)
     # SIGSTOP: the worker holds its connections but runs nothing; the orders' workflows wait in Temporal.
+    apis = stack_processes(b.stack, "api")
     worker.suspend()
     try:
+        cpu_before = cpu_seconds(apis)
         alone = await open_loop(b, args.rate, args.seconds, "ia")
+        cpu_per_order = (cpu_seconds(apis) - cpu_before) / max(1, alone.accepted)
     finally:
         worker.resume()
     say(f"    alone (worker stopped):      {alone.line()}")
+    say(
+        f"    API CPU per accepted order:  {cpu_per_order * 1000:.1f} ms "
+        f"({len(apis)} API process{'es' if len(apis) > 1 else ''}; its workflow start included)"
+    )
     await b.until_closed(alone.ids, "the orders taken while the worker was stopped to close")
     draining = await open_loop(b, args.rate, args.seconds, "id")
     say(f"    while the worker drains it:  {draining.line()}")
