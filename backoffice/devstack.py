@@ -44,7 +44,11 @@ from workflows.policy import parse_money
 log = logging.getLogger("backoffice.dev")
 DEMO_ROLES = ("storefront", "support", "ops", "admin")
 DEMO_DEPOSIT = "100.00"
-DEV_WORKER_NICENESS = 10  # WORKER_NICENESS of the stack's worker, unless set
+# One machine runs it all, so by default (unless WORKER_NICENESS / API_PROCESSES say otherwise) the worker's
+# bursts yield the CPU to the API's requests, and two API processes share the API's socket: a checkout never
+# waits behind a workflow task, nor behind another request's CPU work (docs/performance.md, intake).
+DEV_WORKER_NICENESS = 10
+DEV_API_PROCESSES = 2
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class DevStack:
             state_file = str(self.data_dir / "simulator.sqlite3")
             await self._start_serving("simulator", ["--state-file", state_file], child_env, "simulator")
             await self._start_serving("worker", [], child_env, "metrics", flag="--metrics-fd")
-            await self._start_serving("api", [], child_env, "api", copies=self.settings.api_processes)
+            await self._start_serving("api", [], child_env, "api", copies=self._api_processes())
             api_url = f"http://127.0.0.1:{self.bound['api']}"
             await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator")
             await self._wait_http(f"{api_url}/healthz", "api")
@@ -241,6 +245,10 @@ class DevStack:
             return "(remote Temporal: see its own Web UI)"
         return f"http://127.0.0.1:{self.ports.temporal_ui}/namespaces/{self.settings.temporal_namespace}/workflows"
 
+    def _api_processes(self) -> int:
+        given = "api_processes" in self.settings.model_fields_set
+        return self.settings.api_processes if given else DEV_API_PROCESSES
+
     def _child_env(self, database_url: str, temporal_address: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -253,7 +261,6 @@ class DevStack:
             SIMULATOR_PORT=str(self.bound["simulator"]),
             WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
-        # One machine runs it all: the worker's bursts yield the CPU to the API's requests.
         env.setdefault("WORKER_NICENESS", str(DEV_WORKER_NICENESS))
         if not self.settings.console_secret:  # every API process must accept the others' console cookies
             env["CONSOLE_SECRET"] = secrets.token_urlsafe(32)

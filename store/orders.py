@@ -87,40 +87,18 @@ async def place_order(
     """Validate, write the order and charge it. Returns (order, created); a replay returns the first order.
 
     A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back (or the
-    savepoint it opened). Six statements for a Default order, as few as the checkout can afford: a replay is
-    found first; the insert itself settles a race between two requests with one key (the second waits for
-    the first's commit and then finds its order); the charge debits the balance only if it covers it."""
+    savepoint it opened). Five statements for a Default order, as few as a checkout can afford: the catalog
+    read, the routes, the order's insert, the charge and its webhook event. The insert settles replays and
+    races on the idempotency key (of two requests with one key, the second waits for the first's commit and
+    then finds its order); a replay the catalog would now refuse is found on the way out."""
     fingerprint = request.fingerprint()
-    existing = await _order_by_key(session, request.customer_id, idempotency_key)
-    if existing is not None:
+    try:
+        service, routes, typed, own_price, order_id = await _checked(session, request)
+    except OrderRejected:
+        existing = await _order_by_key(session, request.customer_id, idempotency_key)
+        if existing is None:
+            raise
         return _replayed(existing, fingerprint), False
-
-    found = (
-        await session.execute(
-            select(
-                Service,
-                CustomerPrice,
-                select(Customer.id).where(Customer.id == request.customer_id).exists(),
-                func.nextval(func.pg_get_serial_sequence("orders", "id")),
-            )
-            .outerjoin(
-                CustomerPrice,
-                and_(
-                    CustomerPrice.service_id == Service.id, CustomerPrice.customer_id == request.customer_id
-                ),
-            )
-            .where(Service.id == request.service_id)
-        )
-    ).one_or_none()
-    if found is None or not found[0].active:
-        raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
-    service, own_price, customer_exists, order_id = found
-    typed = _validate(service, request)
-    routes = await _active_routes(session, service.id)
-    if not routes:
-        raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
-    if not customer_exists:
-        raise OrderRejected("customer_not_found", f"customer {request.customer_id} does not exist")
 
     kind = ServiceType(service.type)
     total = typed.quantity * (request.runs or 1)  # drip-feed quantities are per run, as in API v2
@@ -160,6 +138,40 @@ async def place_order(
         await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
     await webhooks.order_created(session, order.id, order.status, order.phase)
     return order, True
+
+
+async def _checked(
+    session: AsyncSession, request: OrderRequest
+) -> tuple[Service, list[RouteRef], policy.TypedOrder, CustomerPrice | None, int]:
+    """The request against the catalog, before anything is written: the service, its active routes, the
+    order as its type takes it, the customer's own price and the new order's id; or OrderRejected."""
+    found = (
+        await session.execute(
+            select(
+                Service,
+                CustomerPrice,
+                select(Customer.id).where(Customer.id == request.customer_id).exists(),
+                func.nextval(func.pg_get_serial_sequence("orders", "id")),
+            )
+            .outerjoin(
+                CustomerPrice,
+                and_(
+                    CustomerPrice.service_id == Service.id, CustomerPrice.customer_id == request.customer_id
+                ),
+            )
+            .where(Service.id == request.service_id)
+        )
+    ).one_or_none()
+    if found is None or not found[0].active:
+        raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
+    service, own_price, customer_exists, order_id = found
+    typed = _validate(service, request)
+    routes = await _active_routes(session, service.id)
+    if not routes:
+        raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
+    if not customer_exists:
+        raise OrderRejected("customer_not_found", f"customer {request.customer_id} does not exist")
+    return service, routes, typed, own_price, int(order_id)
 
 
 async def _order_by_key(session: AsyncSession, customer_id: int, idempotency_key: str) -> Order | None:

@@ -150,6 +150,32 @@ def test_the_ports_it_reports_are_the_ones_that_answer(stack: dict[str, Any]) ->
         assert "# TYPE backoffice_provider_requests" in metrics.text  # the worker's own registry
 
 
+def _role(proc: psutil.Process) -> str:
+    """`api`, `worker`, ... for `python -m backoffice.cli <role>`; "" for anything else."""
+    command = proc.cmdline()
+    return command[command.index("backoffice.cli") + 1] if "backoffice.cli" in command[:-1] else ""
+
+
+def test_two_api_processes_share_the_socket_and_the_worker_yields_the_cpu(stack: dict[str, Any]) -> None:
+    """The dev stack's intake shape (docs/performance.md): two API processes on the one socket, which accept
+    each other's console cookies, and a worker that runs at a lower CPU priority than the API."""
+    family = [p for p in stack["family"] if p.is_running()]
+    apis = [p for p in family if _role(p) == "api"]
+    workers = [p for p in family if _role(p) == "worker"]
+    assert len(apis) == 2
+    assert [w.nice() for w in workers] == [10]
+    assert {a.nice() for a in apis} == {0}
+    info = stack["info"]
+    fresh = httpx.Limits(max_keepalive_connections=0)  # each request on a new connection: either process
+    with httpx.Client(base_url=info["api_url"], timeout=10, limits=fresh) as http:
+        form = http.get("/console/sign-in")
+        csrf = form.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        signed = http.post("/console/sign-in", data={"key": info["keys"]["support"], "csrf": csrf})
+        assert signed.status_code == 303, signed.text
+        pages = [http.get("/console/orders") for _ in range(20)]
+    assert [p.status_code for p in pages] == [200] * 20
+
+
 def test_a_second_instance_says_it_is_already_running(stack: dict[str, Any]) -> None:
     second = subprocess.run(stack["args"], env=_stack_env(), capture_output=True, text=True, timeout=60)
     assert second.returncode != 0
@@ -158,7 +184,7 @@ def test_a_second_instance_says_it_is_already_running(stack: dict[str, Any]) -> 
 
 def test_stopping_leaves_no_process_behind(stack: dict[str, Any]) -> None:
     proc, family = stack["proc"], stack["family"]
-    assert len(family) >= 4  # temporal dev server, simulator, worker, api (postgres runs as its own daemon)
+    assert len(family) >= 5  # temporal dev server, simulator, worker, two APIs (postgres is its own daemon)
     postgres_pid = int((Path(stack["data_dir"]) / "postgres" / "postmaster.pid").read_text().split()[0])
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 0
