@@ -88,7 +88,7 @@ async def place_order(
 
     A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back (or the
     savepoint it opened). Five statements for a Default order, as few as a checkout can afford: the catalog
-    read, the routes, the order's insert, the charge and its webhook event. The insert settles replays and
+    read, the routes, the order's insert, its webhook event and the charge. The insert settles replays and
     races on the idempotency key (of two requests with one key, the second waits for the first's commit and
     then finds its order); a replay the catalog would now refuse is found on the way out."""
     fingerprint = request.fingerprint()
@@ -128,15 +128,17 @@ async def place_order(
         raced = await _order_by_key(session, request.customer_id, idempotency_key)
         assert raced is not None, "the insert met a conflict on the key, so an order holds it"
         return _replayed(raced, fingerprint), False
+    if request.runs:
+        await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
+    await webhooks.order_created(session, order.id, order.status, order.phase)
+    # The charge last: it locks the customer's balance row, which every intake of the customer needs, so
+    # the lock is held for this statement and the commit only.
     try:
         await ledger.open_escrow(
             session, order_id=order.id, customer_id=order.customer_id, charge=charge, actor=caller.actor
         )
     except ledger.InsufficientFunds as exc:
         raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
-    if request.runs:
-        await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
-    await webhooks.order_created(session, order.id, order.status, order.phase)
     return order, True
 
 

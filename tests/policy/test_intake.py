@@ -56,7 +56,7 @@ async def test_a_default_order_takes_five_statements(sessions: async_sessionmake
     await intake(sessions, shop, "warm")  # the first use of a connection asks PostgreSQL for type codecs
     with statements(sessions) as sent:
         await intake(sessions, shop, "one")
-    # catalog read (service, price, customer, new id), routes, the order, the charge, its webhook event
+    # catalog read (service, price, customer, new id), routes, the order, its webhook event, the charge
     assert sent == ["SELECT", "SELECT", "INSERT", "WITH", "WITH"]
 
 
