@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -112,6 +113,8 @@ def main() -> None:
     args.parts = {int(p) for p in args.parts.split(",")}
     args.cores = os.cpu_count()
     say(f"machine: {args.cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
+    # SIGTERM (a `timeout`, a kill) unwinds like Ctrl-C, so the finally below stops the stack it started.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="backoffice-bench-") as scratch:
         say("starting the embedded stack (backoffice dev) ...")
         stack, info = start_stack(Path(scratch))
