@@ -24,7 +24,7 @@ from workflows import policy
 
 INTAKE_SECONDS = Histogram(
     "backoffice_order_intake_seconds",
-    "Time to answer POST /v1/orders (validate, write and charge, start the workflow), by HTTP status.",
+    "Time to answer POST /v1/orders (validate, write and charge; the workflow starts after), by HTTP status.",
     ["code"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )

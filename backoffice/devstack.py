@@ -249,6 +249,10 @@ class DevStack:
         given = "api_processes" in self.settings.model_fields_set
         return self.settings.api_processes if given else DEV_API_PROCESSES
 
+    def _worker_niceness(self) -> int:
+        given = "worker_niceness" in self.settings.model_fields_set  # from the environment or .env
+        return self.settings.worker_niceness if given else DEV_WORKER_NICENESS
+
     def _child_env(self, database_url: str, temporal_address: str) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
@@ -261,7 +265,7 @@ class DevStack:
             SIMULATOR_PORT=str(self.bound["simulator"]),
             WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
-        env.setdefault("WORKER_NICENESS", str(DEV_WORKER_NICENESS))
+        env["WORKER_NICENESS"] = str(self._worker_niceness())
         if not self.settings.console_secret:  # every API process must accept the others' console cookies
             env["CONSOLE_SECRET"] = secrets.token_urlsafe(32)
         if not self.settings.temporal_address:  # the console links each order to its workflow there

@@ -104,6 +104,7 @@ async def open_escrow(
     The `transfer` movement in the shape intake can afford: the escrow account is the order's own and new,
     so no other transaction can hold it and the customer's row is the only lock (taken by the guarded
     UPDATE); the order's fresh id makes the transfer's key unique, so there is nothing to replay."""
+    assert ("customer", "escrow") in TRANSFER_ROUTES["charge"]  # the movement the statement below writes
     escrow = escrow_account(order_id)
     if charge == 0:
         await ensure_account(session, escrow, "escrow")
