@@ -44,9 +44,8 @@ from workflows.policy import parse_money
 log = logging.getLogger("backoffice.dev")
 DEMO_ROLES = ("storefront", "support", "ops", "admin")
 DEMO_DEPOSIT = "100.00"
-# One machine runs it all, so by default (unless WORKER_NICENESS / API_PROCESSES say otherwise) the worker's
-# bursts yield the CPU to the API's requests, and two API processes share the API's socket: a checkout never
-# waits behind a workflow task, nor behind another request's CPU work (docs/performance.md, intake).
+# One machine runs it all: unless set, the worker yields the CPU to the API, and two API processes share the
+# API's socket, so a checkout waits behind neither a workflow task nor another request (docs/performance.md).
 DEV_WORKER_NICENESS = 10
 DEV_API_PROCESSES = 2
 
@@ -132,7 +131,8 @@ class DevStack:
             state_file = str(self.data_dir / "simulator.sqlite3")
             await self._start_serving("simulator", ["--state-file", state_file], child_env, "simulator")
             await self._start_serving("worker", [], child_env, "metrics", flag="--metrics-fd")
-            await self._start_serving("api", [], child_env, "api", copies=self._api_processes())
+            copies = self._unless_set("api_processes", DEV_API_PROCESSES)
+            await self._start_serving("api", [], child_env, "api", copies=copies)
             api_url = f"http://127.0.0.1:{self.bound['api']}"
             await self._wait_http(f"{simulator_url}/api/v2?action=balance&key=probe", "simulator")
             await self._wait_http(f"{api_url}/healthz", "api")
@@ -245,13 +245,9 @@ class DevStack:
             return "(remote Temporal: see its own Web UI)"
         return f"http://127.0.0.1:{self.ports.temporal_ui}/namespaces/{self.settings.temporal_namespace}/workflows"
 
-    def _api_processes(self) -> int:
-        given = "api_processes" in self.settings.model_fields_set
-        return self.settings.api_processes if given else DEV_API_PROCESSES
-
-    def _worker_niceness(self) -> int:
-        given = "worker_niceness" in self.settings.model_fields_set  # from the environment or .env
-        return self.settings.worker_niceness if given else DEV_WORKER_NICENESS
+    def _unless_set(self, setting: str, default: int) -> int:
+        """The setting where it was given (the environment or .env), else the dev stack's own default."""
+        return int(getattr(self.settings, setting)) if setting in self.settings.model_fields_set else default
 
     def _child_env(self, database_url: str, temporal_address: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -265,7 +261,7 @@ class DevStack:
             SIMULATOR_PORT=str(self.bound["simulator"]),
             WORKER_METRICS_PORT=str(self.bound.get("metrics", 0)),  # 0: the worker binds nothing itself
         )
-        env["WORKER_NICENESS"] = str(self._worker_niceness())
+        env["WORKER_NICENESS"] = str(self._unless_set("worker_niceness", DEV_WORKER_NICENESS))
         if not self.settings.console_secret:  # every API process must accept the others' console cookies
             env["CONSOLE_SECRET"] = secrets.token_urlsafe(32)
         if not self.settings.temporal_address:  # the console links each order to its workflow there
