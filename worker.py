@@ -139,7 +139,9 @@ async def run_worker(
     deployment = deployment_config(settings)  # a half-set version stops the worker before it connects
     own_tracing = tracing is None
     tracing = tracing if tracing is not None else start_tracing("backoffice-worker")
-    engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+    engine = make_engine(
+        settings.require_database_url(), pool_size=settings.database_pool_size, name="backoffice-worker"
+    )
     sdk = temporal_sdk_metrics() if settings.temporal_sdk_metrics else None
     interceptors = [tracing.temporal_interceptor()] if tracing else []
     client = await connect(settings, runtime=sdk.runtime if sdk else None, interceptors=interceptors)

@@ -35,7 +35,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = make_engine(settings.require_database_url(), pool_size=settings.database_pool_size)
+        engine = make_engine(
+            settings.require_database_url(), pool_size=settings.database_pool_size, name="backoffice-api"
+        )
         try:
             app.state.sessions = make_sessionmaker(engine)
             # The Temporal client's own metrics join /metrics when the app connects its client itself.

@@ -10,6 +10,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from api.errors import ApiError
 from api.throttle import FailedAuthentications
+from store.db import autocommit
 from store.keys import Caller, authenticate
 
 # Declared as OpenAPI security schemes; either one authenticates (Bearer wins when both are sent).
@@ -26,6 +27,7 @@ async def current_caller(
     if not key or len(key) > 300:
         raise refused(request, "an API key is required (Authorization: Bearer <key>)")
     async with request.app.state.sessions() as session:  # its own session: the handler's stays fresh
+        await autocommit(session)  # one look-up: no transaction around it
         caller = await authenticate(session, key)
     if caller is None:
         raise refused(request, "invalid API key")

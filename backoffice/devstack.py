@@ -271,7 +271,7 @@ class DevStack:
     async def _load_demo(self, database_url: str, simulator_url: str) -> tuple[dict[str, str], int]:
         """Catalog, demo customer with a balance, and one key per role (kept across restarts)."""
         previous = self._previous_keys()
-        engine = make_engine(database_url, pool_size=2)
+        engine = make_engine(database_url, pool_size=2, name="backoffice-dev")
         try:
             sessions = make_sessionmaker(engine)
             async with transaction(sessions) as session:

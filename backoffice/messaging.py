@@ -244,7 +244,7 @@ class OrderMessages:
             async with self.sessions() as session:
                 yield session
             return
-        engine = make_engine(self.settings.require_database_url(), pool_size=1)
+        engine = make_engine(self.settings.require_database_url(), pool_size=1, name="backoffice-cli")
         try:
             async with make_sessionmaker(engine)() as session:
                 yield session

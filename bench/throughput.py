@@ -60,7 +60,7 @@ async def run(info: dict[str, Any], stack: Any, data_dir: Path, args: argparse.N
     headers = {"Authorization": f"Bearer {info['keys']['storefront']}"}
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     db = await asyncpg.create_pool(asyncpg_dsn(info["database_url"]), min_size=1, max_size=4)
-    engine = make_engine(info["database_url"], pool_size=8)
+    engine = make_engine(info["database_url"], pool_size=8, name="backoffice-bench")
     # The demo provider admits 50 orders at a time (its `capacity`); a benchmark of the back office's own
     # throughput must not measure that queue.
     await db.execute("UPDATE providers SET capacity = 100000")

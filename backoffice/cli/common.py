@@ -45,7 +45,7 @@ async def with_session(settings: Settings, work: Callable[[AsyncSession], Awaita
     """`work` in one transaction on its own engine, closed after."""
     from store.db import make_engine, make_sessionmaker, transaction
 
-    engine = make_engine(database_url(settings), pool_size=1)
+    engine = make_engine(database_url(settings), pool_size=1, name="backoffice-cli")
     try:
         async with transaction(make_sessionmaker(engine)) as session:
             return await work(session)
