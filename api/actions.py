@@ -26,7 +26,6 @@ from backoffice.messaging import (
 )
 from backoffice.settings import Settings
 from store import orders as store_orders
-from store.db import flushed_after
 from store.keys import Caller
 from store.models import Order
 
@@ -51,11 +50,10 @@ async def place_and_start(
     request: store_orders.OrderRequest,
     idempotency_key: str,
 ) -> tuple[Order, bool]:
-    """Place the order (store.orders.place_order, in its own transaction) and hand its workflow's start
+    """Place the order (store.orders.take_order: durable when it returns) and hand its workflow's start
     over (api/starts.py): the caller is answered without waiting for Temporal. Returns (order, created);
     refusals raise OrderRejected."""
-    async with flushed_after(session):  # the customer's balance row is not held through the disk flush
-        order, created = await store_orders.place_order(session, caller, request, idempotency_key)
+    order, created = await store_orders.take_order(session, caller, request, idempotency_key)
     if order.state_version == 0:  # a replay of an order whose workflow never reported starts it again
         starts.hand_over(store_orders.order_input(order))
     return order, created

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event, func, select, text
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -64,28 +64,6 @@ async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterat
     """A session inside one transaction: committed on success, rolled back on any error."""
     async with sessions() as session, session.begin():
         yield session
-
-
-@asynccontextmanager
-async def flushed_after(session: AsyncSession) -> AsyncIterator[None]:
-    """One transaction on `session` whose COMMIT does not wait for its WAL to reach the disk, followed by a
-    wait until it has: on return the transaction is as durable as a plain commit, but its row locks were
-    released before the flush rather than after it.
-
-    That matters where every transaction takes the same row: intake's charge locks the customer's balance,
-    so with a plain commit a reseller's burst is one order per disk flush, and a slow flush (the worker
-    writing beside it) stalls the whole queue behind it. Here the burst's flushes overlap: the waits are
-    separate transactions, which PostgreSQL group-commits. The wait is a transaction that takes a
-    transaction id and commits synchronously; its commit record comes after this one's in the WAL, so its
-    flush covers it. What another session reads from this transaction in that moment (before the flush) is
-    visible but not yet durable: callers answer nobody and start nothing before the wait returns.
-    """
-    async with session.begin():
-        await session.execute(text("SET LOCAL synchronous_commit = off"))
-        yield
-    await autocommit(session)  # one round trip: the statement is its own transaction
-    await session.execute(select(func.pg_current_xact_id()))
-    await session.commit()  # ends the session's transaction; nothing is sent in autocommit
 
 
 async def autocommit(session: AsyncSession) -> None:

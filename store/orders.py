@@ -15,12 +15,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import TypeAdapter
-from sqlalchemy import ColumnElement, and_, func, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import ColumnElement, and_, func, select, text
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store import ledger, prices, runs, webhooks
+from store import intake, prices
+from store.db import autocommit
 from store.keys import Caller
 from store.models import (
     Customer,
@@ -81,16 +82,63 @@ class OrderRequest:
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+async def take_order(
+    session: AsyncSession, caller: Caller, request: OrderRequest, idempotency_key: str
+) -> tuple[Order, bool]:
+    """Intake as a checkout runs it: place_order with each statement a transaction of its own, the write's
+    commit not waiting for the disk, then a wait until it is there. Returns (order, created) once the order
+    is as durable as a plain commit makes it; refusals raise OrderRejected, with nothing written.
+
+    Three round trips: the catalog read, the write and the wait. The write's one statement is also its
+    commit, so the customer's balance row (which every order of the customer must lock) is held inside the
+    server only: not across a round trip to this process, nor through a disk flush. With a plain commit a
+    reseller's burst went one order per flush, and a slow flush (the worker writing beside it) stalled the
+    whole queue behind it. The wait is a transaction that writes (see _FLUSHED) and commits synchronously:
+    its commit record follows the order's in the WAL, so its flush covers the order too, and the waits of
+    concurrent checkouts share their flushes (each locks only its own order). In the moment between the
+    write and the wait another session can see the order before it is on disk; the answer to the
+    storefront and the start of its workflow come after the wait, and the sweeper takes only orders a
+    minute old. Its webhook's delivery workflow is woken by the worker's feeder, which polls once a second:
+    that the feeder sends an event in that moment and the server then loses it is the one gap left."""
+    await autocommit(session)
+    try:
+        placed = await _place(session, caller, request, idempotency_key, alone=True)
+        await session.execute(_FLUSHED, {"id": placed[0].id})
+    except BaseException:
+        await session.rollback()
+        raise
+    await session.commit()  # ends the session's transaction (nothing is sent in autocommit)
+    return placed
+
+
+# The wait for the order's flush: a no-op update of the order's own row. A transaction commits synchronously
+# only if it wrote WAL (one that merely took a transaction id does not wait), and nothing else locks a row
+# whose workflow has not started yet.
+_FLUSHED = text("UPDATE orders SET state_version = state_version WHERE id = :id")
+
+
 async def place_order(
     session: AsyncSession, caller: Caller, request: OrderRequest, idempotency_key: str
 ) -> tuple[Order, bool]:
-    """Validate, write the order and charge it. Returns (order, created); a replay returns the first order.
+    """Validate, write the order and charge it, inside the caller's transaction (a subscription's post, a
+    test). Returns (order, created); a replay returns the first order.
 
-    A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back (or the
-    savepoint it opened). Five statements for a Default order, as few as a checkout can afford: the catalog
-    read, the routes, the order's insert, its webhook event and the charge. The insert settles replays and
-    races on the idempotency key (of two requests with one key, the second waits for the first's commit and
-    then finds its order); a replay the catalog would now refuse is found on the way out."""
+    A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back. Two
+    statements for any order, as for take_order, with a savepoint around the write, so a same-key race
+    can still look the winner up."""
+    return await _place(session, caller, request, idempotency_key, alone=False)
+
+
+async def _place(
+    session: AsyncSession, caller: Caller, request: OrderRequest, idempotency_key: str, *, alone: bool
+) -> tuple[Order, bool]:
+    """The catalog read, then the write: one statement that debits the customer's balance if it covers the
+    charge and only then writes the order, its escrow account and charge, its drip-feed runs and its
+    webhook event. `alone`: the session is in autocommit (take_order), so the write is its own transaction.
+
+    A replay, or a request that raced one with the same key, is found by the key: where the catalog now
+    refuses it, or when the write meets the key's unique index (the second of two requests with one key
+    waits for the first's commit there, then finds its order)."""
     fingerprint = request.fingerprint()
     try:
         service, routes, typed, own_price, order_id = await _checked(session, request)
@@ -123,23 +171,50 @@ async def place_order(
     }
     frozen = _frozen_input(values, service, routes, typed.parameters)
     values["workflow_input"] = ORDER_INPUT.dump_python(frozen, mode="json")
-    order = await _insert_order(session, values)
-    if order is None:  # a concurrent request with this key committed its order first
-        raced = await _order_by_key(session, request.customer_id, idempotency_key)
-        assert raced is not None, "the insert met a conflict on the key, so an order holds it"
-        return _replayed(raced, fingerprint), False
-    if request.runs:
-        await runs.add_drip_feed_runs(session, order.id, typed.quantity, request.runs)
-    await webhooks.order_created(session, order.id, order.status, order.phase)
-    # The charge last: it locks the customer's balance row, which every intake of the customer needs, so
-    # the lock is held for this statement and the commit only.
+    write = intake.write_order(session, values, per_run=typed.quantity, actor=caller.actor, alone=alone)
     try:
-        await ledger.open_escrow(
-            session, order_id=order.id, customer_id=order.customer_id, charge=charge, actor=caller.actor
-        )
-    except ledger.InsufficientFunds as exc:
-        raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402) from exc
+        if alone:
+            order = await write
+        else:
+            async with session.begin_nested():
+                order = await write
+    except IntegrityError as exc:
+        cause = getattr(exc.orig, "__cause__", None)
+        constraint = getattr(cause, "constraint_name", None)
+        if constraint == "orders_active_link":
+            raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
+        if constraint != "orders_idempotency":
+            raise
+        raced = await _order_by_key(session, request.customer_id, idempotency_key)
+        assert raced is not None, "the write met the key's unique index, so an order holds the key"
+        return _replayed(raced, fingerprint), False
+    if order is None:
+        raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402)
     return order, True
+
+
+# The service's routes whose provider is active, best first, as [provider, provider service, poll floor]
+# rows: a column of the catalog read rather than a statement of its own.
+_ROUTES = (
+    select(
+        func.coalesce(
+            func.json_agg(
+                aggregate_order_by(
+                    func.json_build_array(
+                        Route.provider_id, Route.provider_service_id, Provider.poll_interval_seconds
+                    ),
+                    Route.position,
+                )
+            ),
+            func.json_build_array(),
+        )
+    )
+    .select_from(Route)
+    .join(Provider, Provider.id == Route.provider_id)
+    .where(Route.service_id == Service.id, Provider.active.is_(True))
+    .correlate(Service)
+    .scalar_subquery()
+)
 
 
 async def _checked(
@@ -154,6 +229,7 @@ async def _checked(
                 CustomerPrice,
                 select(Customer.id).where(Customer.id == request.customer_id).exists(),
                 func.nextval(func.pg_get_serial_sequence("orders", "id")),
+                _ROUTES,
             )
             .outerjoin(
                 CustomerPrice,
@@ -166,9 +242,9 @@ async def _checked(
     ).one_or_none()
     if found is None or not found[0].active:
         raise OrderRejected("unknown_service", f"service {request.service_id} does not exist")
-    service, own_price, customer_exists, order_id = found
+    service, own_price, customer_exists, order_id, route_rows = found
     typed = _validate(service, request)
-    routes = await _active_routes(session, service.id)
+    routes = [RouteRef(*row) for row in route_rows]
     if not routes:
         raise OrderRejected("service_unavailable", f"service {service.id} has no provider to deliver it", 409)
     if not customer_exists:
@@ -195,24 +271,6 @@ def order_input(order: Order) -> OrderInput:
     return ORDER_INPUT.validate_python(order.workflow_input)
 
 
-async def _insert_order(session: AsyncSession, values: dict[str, Any]) -> Order | None:
-    """Write the order row; None when an order with its idempotency key exists (committed by a concurrent
-    request meanwhile). A duplicate link is refused: the `orders_active_link` index decides, so two intakes
-    at once cannot both pass."""
-    try:
-        return await session.scalar(
-            pg_insert(Order)
-            .values(**values)
-            .on_conflict_do_nothing(constraint="orders_idempotency")
-            .returning(Order)
-        )
-    except IntegrityError as exc:
-        cause = getattr(exc.orig, "__cause__", None)
-        if getattr(cause, "constraint_name", None) != "orders_active_link":
-            raise
-        raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
-
-
 def _validate(service: Service, request: OrderRequest) -> policy.TypedOrder:
     """The order as the service's terms and type take it (workflows/policy.py), or OrderRejected."""
     terms = policy.ServiceTerms(
@@ -236,17 +294,6 @@ def _validate(service: Service, request: OrderRequest) -> policy.TypedOrder:
     if refusal is not None:
         raise OrderRejected(*refusal)
     return typed
-
-
-async def _active_routes(session: AsyncSession, service_id: int) -> list[RouteRef]:
-    """The service's routes whose provider is active, best first."""
-    rows = await session.execute(
-        select(Route.provider_id, Route.provider_service_id, Provider.poll_interval_seconds)
-        .join(Provider, Provider.id == Route.provider_id)
-        .where(Route.service_id == service_id, Provider.active.is_(True))
-        .order_by(Route.position)
-    )
-    return [RouteRef(r.provider_id, r.provider_service_id, r.poll_interval_seconds) for r in rows]
 
 
 # An order whose workflow has not reported this long after intake lost its start (the API died between the

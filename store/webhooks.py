@@ -39,30 +39,36 @@ def new_secret() -> str:
 
 # --- the outbox -------------------------------------------------------------------------------------------
 
-_RECORD = text(
-    """
-    WITH targets AS (
-        SELECT id FROM webhook_endpoints WHERE enabled AND CAST(:type AS varchar) = ANY(event_types)
+
+def outbox_ctes(order_id: str, source: str) -> str:
+    """The CTEs that put one event in the outbox, for a statement to write along with its change: the event
+    (`:event_id`, `:event_type`, `:event_data`) of order `order_id` (an SQL expression over `source`, a
+    table or CTE of one row: nothing is written when it has none) and one delivery per enabled endpoint
+    that wants the type (none: no event either)."""
+    return f"""
+    targets AS (
+        SELECT id FROM webhook_endpoints WHERE enabled AND CAST(:event_type AS varchar) = ANY(event_types)
     ), event AS (
         INSERT INTO webhook_events (id, type, order_id, occurred_at, data)
-        SELECT :id, :type, :order_id, now(), CAST(:data AS jsonb) WHERE EXISTS (SELECT 1 FROM targets)
+        SELECT :event_id, :event_type, {order_id}, now(), CAST(:event_data AS jsonb)
+        FROM {source} WHERE EXISTS (SELECT 1 FROM targets)
         RETURNING id
-    )
-    INSERT INTO webhook_deliveries (endpoint_id, event_id) SELECT targets.id, event.id FROM targets, event
-    """
-)
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries (endpoint_id, event_id) SELECT targets.id, event.id FROM targets, event
+    )"""
+
+
+def event_parameters(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of outbox_ctes."""
+    return {"event_id": f"evt_{uuid.uuid4().hex}", "event_type": event_type, "event_data": json.dumps(data)}
+
+
+_RECORD = text("WITH one AS (SELECT 1)," + outbox_ctes("CAST(:order_id AS bigint)", "one") + "SELECT 1")
 
 
 async def record(session: AsyncSession, event_type: str, order_id: int, data: dict[str, Any]) -> None:
     """Put an event in the outbox, for every enabled endpoint that wants its type (none: nothing written)."""
-    await session.execute(
-        _RECORD,
-        {"id": f"evt_{uuid.uuid4().hex}", "type": event_type, "order_id": order_id, "data": json.dumps(data)},
-    )
-
-
-async def order_created(session: AsyncSession, order_id: int, status: str, phase: str) -> None:
-    await record(session, ORDER_CREATED, order_id, {"status": status, "phase": phase})
+    await session.execute(_RECORD, {"order_id": order_id, **event_parameters(event_type, data)})
 
 
 @dataclass(frozen=True)
