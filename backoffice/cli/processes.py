@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import signal
 from pathlib import Path
@@ -48,9 +49,15 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_api(settings: Settings, args: argparse.Namespace) -> int:
     from api.app import create_app
 
+    app = create_app(settings)
+    # What is loaded by now (modules, the app, its routes and schemas) lives as long as the process: moved
+    # out of the collector's sight, a full collection no longer walks it, and such a pause (about 100 ms
+    # on a busy 2-core machine) no longer lands on the requests in flight.
+    gc.collect()
+    gc.freeze()
     # log_config=None: uvicorn's lines go through the process's own (JSON) logging.
     serve_asgi(
-        create_app(settings),
+        app,
         host=settings.api_host,
         port=_given(args.port, settings.api_port),
         fd=args.fd,
