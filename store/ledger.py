@@ -95,52 +95,6 @@ async def _lock(session: AsyncSession, names: Iterable[str]) -> dict[str, Any]:
     return accounts
 
 
-async def open_escrow(
-    session: AsyncSession, *, order_id: int, customer_id: int, charge: int, actor: str
-) -> None:
-    """A new order's charge: its escrow account opened holding `charge`, debited from the customer's balance,
-    in one statement. InsufficientFunds when the balance does not cover it (nothing is written then).
-
-    The `transfer` movement in the shape intake can afford: the escrow account is the order's own and new,
-    so no other transaction can hold it and the customer's row is the only lock (taken by the guarded
-    UPDATE); the order's fresh id makes the transfer's key unique, so there is nothing to replay."""
-    assert ("customer", "escrow") in TRANSFER_ROUTES["charge"]  # the movement the statement below writes
-    escrow = escrow_account(order_id)
-    if charge == 0:
-        await ensure_account(session, escrow, "escrow")
-        return
-    moved = await session.scalar(
-        text(
-            """
-            WITH debit AS (
-                UPDATE ledger_accounts SET balance_micros = balance_micros - :charge
-                WHERE name = :customer AND kind = 'customer' AND balance_micros >= :charge
-                RETURNING name
-            ), escrow AS (
-                INSERT INTO ledger_accounts (name, kind, balance_micros)
-                SELECT :escrow, 'escrow', :charge FROM debit
-                RETURNING name
-            )
-            INSERT INTO ledger_transfers
-                (idempotency_key, kind, debit_account, credit_account, amount_micros, order_id, actor, reason)
-            SELECT :key, 'charge', debit.name, escrow.name, :charge, :order_id, :actor, 'order placed'
-            FROM debit, escrow
-            RETURNING id
-            """
-        ),
-        {
-            "charge": charge,
-            "customer": customer_account(customer_id),
-            "escrow": escrow,
-            "key": f"order:{order_id}:charge",
-            "order_id": order_id,
-            "actor": actor,
-        },
-    )
-    if moved is None:
-        raise InsufficientFunds(f"{customer_account(customer_id)} does not cover {charge}")
-
-
 async def transfer(
     session: AsyncSession,
     *,
