@@ -3,7 +3,7 @@
 Liberal in what it takes: POST form (urlencoded or multipart), POST JSON, or GET query, the key in the
 parameters, in `X-Api-Key` or as a Bearer token. Always HTTP 200 with JSON, errors as `{"error": <standard
 text>}`; numbers as strings, money with up to 5 decimals. It is the same back office as REST: orders are
-placed by `store.orders.place_order` and started like REST's, status comes from the read model, refill and
+placed by `store.orders.take_order` and started like REST's, status comes from the read model, refill and
 cancel go to the order's workflow.
 
 API v2 has no Idempotency-Key: each `add` is a new order (idempotency key `apiv2:<fresh uuid>`), unless the

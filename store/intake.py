@@ -13,12 +13,17 @@ from store.models import Order
 
 # Intake's write (see _place). The debit comes first and everything else is written only when it did (or
 # the order is free), so a balance that does not cover the charge leaves nothing; a duplicate link or a
-# taken key fails the statement as a whole. The commit mode applies to the statement's own transaction
+# taken key fails the statement as a whole (the caller then looks the key up: a replay is answered with
+# its first order, whatever stopped the write). The commit mode applies to the statement's own transaction
 # when it runs alone (take_order); inside a caller's transaction it is left as it is.
 _WRITE = text(
     """
     WITH commit_mode AS (
-        SELECT set_config('synchronous_commit', CAST(:commit_mode AS text), true)
+        SELECT set_config(
+            'synchronous_commit',
+            COALESCE(CAST(:commit_mode AS text), current_setting('synchronous_commit')),
+            true
+        )
     ), debit AS (
         UPDATE ledger_accounts SET balance_micros = balance_micros - CAST(:charge AS bigint)
         WHERE name = :customer AND kind = 'customer' AND CAST(:charge AS bigint) > 0

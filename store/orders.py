@@ -100,6 +100,7 @@ async def take_order(
     storefront and the start of its workflow come after the wait, and the sweeper takes only orders a
     minute old. Its webhook's delivery workflow is woken by the worker's feeder, which polls once a second:
     that the feeder sends an event in that moment and the server then loses it is the one gap left."""
+    assert not session.in_transaction(), "take_order runs each statement alone: pass a fresh session"
     await autocommit(session)
     try:
         placed = await _place(session, caller, request, idempotency_key, alone=True)
@@ -123,9 +124,9 @@ async def place_order(
     """Validate, write the order and charge it, inside the caller's transaction (a subscription's post, a
     test). Returns (order, created); a replay returns the first order.
 
-    A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back. Two
-    statements for any order, as for take_order, with a savepoint around the write, so a same-key race
-    can still look the winner up."""
+    A refusal raises OrderRejected and may leave the transaction aborted: the caller rolls it back. The
+    same two statements as take_order, the write inside a savepoint (so that when it meets the key's
+    index the first order can still be looked up), and the commit is the caller's."""
     return await _place(session, caller, request, idempotency_key, alone=False)
 
 
@@ -172,6 +173,7 @@ async def _place(
     frozen = _frozen_input(values, service, routes, typed.parameters)
     values["workflow_input"] = ORDER_INPUT.dump_python(frozen, mode="json")
     write = intake.write_order(session, values, per_run=typed.quantity, actor=caller.actor, alone=alone)
+    refusal: OrderRejected | None = None
     try:
         if alone:
             order = await write
@@ -179,18 +181,25 @@ async def _place(
             async with session.begin_nested():
                 order = await write
     except IntegrityError as exc:
-        cause = getattr(exc.orig, "__cause__", None)
-        constraint = getattr(cause, "constraint_name", None)
+        constraint = getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
         if constraint == "orders_active_link":
-            raise OrderRejected(*policy.DUPLICATE_LINK, status=409) from exc
-        if constraint != "orders_idempotency":
+            refusal = OrderRejected(*policy.DUPLICATE_LINK, status=409)
+        elif constraint != "orders_idempotency":
             raise
-        raced = await _order_by_key(session, request.customer_id, idempotency_key)
-        assert raced is not None, "the write met the key's unique index, so an order holds the key"
-        return _replayed(raced, fingerprint), False
-    if order is None:
-        raise OrderRejected("insufficient_funds", "not enough funds on balance", status=402)
-    return order, True
+        order = None
+    else:
+        if order is None:
+            refusal = OrderRejected("insufficient_funds", "not enough funds on balance", status=402)
+    if order is not None:
+        return order, True
+    # Nothing written. A replay, or the second of two requests with one key, meets whichever comes first of
+    # the key's index, the link's index (a guarded link) and the balance (the first order spent it): the key
+    # decides.
+    existing = await _order_by_key(session, request.customer_id, idempotency_key)
+    if existing is not None:
+        return _replayed(existing, fingerprint), False
+    assert refusal is not None, "the write met the key's unique index, so an order holds the key"
+    raise refusal
 
 
 # The service's routes whose provider is active, best first, as [provider, provider service, poll floor]

@@ -10,26 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import DripFeedRun, Order
 from workflows.models import RunProgress
-
-
-async def add_drip_feed_runs(session: AsyncSession, order_id: int, per_run: int, runs: int) -> None:
-    """The order's `runs` runs of `per_run` units each, with ids from the orders' sequence."""
-    ids = await session.scalars(
-        text("SELECT nextval(pg_get_serial_sequence('orders', 'id')) FROM generate_series(1, :n)"),
-        {"n": runs},
-    )
-    await session.execute(
-        insert(DripFeedRun),
-        [
-            {"id": run_id, "order_id": order_id, "run_no": run_no, "quantity": per_run}
-            for run_no, run_id in enumerate(ids, start=1)
-        ],
-    )
 
 
 async def project_runs(session: AsyncSession, order_id: int, progress: Sequence[RunProgress]) -> None:

@@ -1,9 +1,9 @@
 """Mass orders: many orders in one request, each line placed by the single-order intake on its own.
 
-Each line is its own transaction (store.orders.place_order: validated, written and charged under the
-ledger's locks), so a refused line writes nothing and never stops the others, and parallel mass orders
-can never overdraw a balance. Each line's idempotency key derives from the batch's, so a retried batch
-replays the orders it already placed instead of placing them again.
+Each line is its own write (store.orders.take_order: validated, then written and charged in one
+statement that debits only a balance that covers it), so a refused line writes nothing and never stops
+the others, and parallel mass orders can never overdraw a balance. Each line's idempotency key derives
+from the batch's, so a retried batch replays the orders it already placed instead of placing them again.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ async def _place_line(
     key = policy.mass_line_key(batch_key, line.line)
     try:
         order, created = await place_and_start(session, starts, caller, request, key)
-    except store_orders.OrderRejected as exc:  # its transaction rolled back: nothing of it was written
+    except store_orders.OrderRejected as exc:  # nothing of it was written
         return MassLineOut(line=line.line, outcome="refused", code=exc.code, message=exc.message)
     return MassLineOut(
         line=line.line,

@@ -223,3 +223,34 @@ async def test_an_order_the_balance_cannot_pay_leaves_nothing_behind(
             actor="test",
         )
     assert (await intake(sessions, shop, "k", mode=mode))[1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_replay_is_the_order_even_once_the_balance_no_longer_covers_it(
+    sessions: async_sessionmaker[AsyncSession], mode: str
+) -> None:
+    shop = await open_shop(sessions, funds=100_000)  # exactly one order of 100 units
+    first, created = await intake(sessions, shop, "k", mode=mode)
+    assert created
+    assert await intake(sessions, shop, "k", mode=mode) == (first, False)
+    with pytest.raises(OrderRejected) as other:
+        await intake(sessions, shop, "k", quantity=200, mode=mode)
+    assert other.value.code == "idempotency_conflict"
+    with pytest.raises(OrderRejected) as unpaid:
+        await intake(sessions, shop, "another", mode=mode)
+    assert unpaid.value.code == "insufficient_funds"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_one_key_at_once_with_funds_for_one_order_is_that_order_for_all(
+    sessions: async_sessionmaker[AsyncSession], mode: str
+) -> None:
+    """The second of two requests with one key waits on the balance the first spends, finds nothing to debit
+    and is answered with the first order, not refused."""
+    shop = await open_shop(sessions, funds=100_000)
+    outcomes = await asyncio.gather(*(intake(sessions, shop, "same", hold=0.2, mode=mode) for _ in range(5)))
+    assert len({order_id for order_id, _ in outcomes}) == 1
+    assert sorted(created for _, created in outcomes) == [False, False, False, False, True]
+    async with sessions() as session:
+        assert await ledger.balance(session, ledger.customer_account(shop.customer_id)) == 0
+        assert await check_invariants(session) == []
