@@ -137,17 +137,13 @@ async def _place(
     charge and only then writes the order, its escrow account and charge, its drip-feed runs and its
     webhook event. `alone`: the session is in autocommit (take_order), so the write is its own transaction.
 
-    A replay, or a request that raced one with the same key, is found by the key: where the catalog now
-    refuses it, or when the write meets the key's unique index (the second of two requests with one key
-    waits for the first's commit there, then finds its order)."""
+    Whatever stops it, the catalog or the write, the key is looked up before the refusal goes out: a replay,
+    or the second of two requests with one key, is answered with the first order (see _replay_or)."""
     fingerprint = request.fingerprint()
     try:
         service, routes, typed, own_price, order_id = await _checked(session, request)
-    except OrderRejected:
-        existing = await _order_by_key(session, request.customer_id, idempotency_key)
-        if existing is None:
-            raise
-        return _replayed(existing, fingerprint), False
+    except OrderRejected as refused:
+        return await _replay_or(refused, session, request.customer_id, idempotency_key, fingerprint)
 
     kind = ServiceType(service.type)
     total = typed.quantity * (request.runs or 1)  # drip-feed quantities are per run, as in API v2
@@ -192,14 +188,21 @@ async def _place(
             refusal = OrderRejected("insufficient_funds", "not enough funds on balance", status=402)
     if order is not None:
         return order, True
-    # Nothing written. A replay, or the second of two requests with one key, meets whichever comes first of
-    # the key's index, the link's index (a guarded link) and the balance (the first order spent it): the key
-    # decides.
-    existing = await _order_by_key(session, request.customer_id, idempotency_key)
-    if existing is not None:
-        return _replayed(existing, fingerprint), False
-    assert refusal is not None, "the write met the key's unique index, so an order holds the key"
-    raise refusal
+    if refusal is None:  # the key's index: an order holds the key
+        refusal = OrderRejected("idempotency_conflict", "this Idempotency-Key is taken")
+    return await _replay_or(refusal, session, request.customer_id, idempotency_key, fingerprint)
+
+
+async def _replay_or(
+    refusal: OrderRejected, session: AsyncSession, customer_id: int, idempotency_key: str, fingerprint: str
+) -> tuple[Order, bool]:
+    """The first order of a replay, or the refusal. A replay, or the second of two requests with one key,
+    meets whichever comes first of the catalog (changed since), the key's index, a guarded link's index and
+    the balance (the first order spent it): the key decides."""
+    existing = await _order_by_key(session, customer_id, idempotency_key)
+    if existing is None:
+        raise refusal
+    return _replayed(existing, fingerprint), False
 
 
 # The service's routes whose provider is active, best first, as [provider, provider service, poll floor]
