@@ -4,6 +4,7 @@ waiting on the read model, an extra worker process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -106,6 +107,23 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
         times = process.cpu_times()
         total += times.user + times.system
     return total
+
+
+def cpu_by_role(stack: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the stack, and by the bench itself: where a figure's CPU
+    went. PostgreSQL's backends are found by name (its server detaches from `backoffice dev`)."""
+    roles: dict[str, list[psutil.Process]] = {"bench": [psutil.Process()]}
+    children = psutil.Process(stack.pid).children(recursive=True)
+    for role in ("api", "worker", "simulator"):
+        roles[role] = stack_processes(stack, role)
+    roles["temporal"] = [p for p in children if p.name() == "temporal"]
+    roles["postgres"] = [p for p in psutil.process_iter() if p.name() == "postgres"]
+    used = dict.fromkeys(roles, 0.0)
+    for role, processes in roles.items():
+        for process in processes:
+            with contextlib.suppress(psutil.Error):  # a backend that ended since the listing
+                used[role] += cpu_seconds([process])
+    return used
 
 
 def rss_mib(process: psutil.Process) -> float:

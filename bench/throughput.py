@@ -5,6 +5,7 @@ Starts `backoffice dev` on free ports (port 0) in a scratch folder and prints:
 1. baseline: one-activity workflows per second on the same Temporal server, with a default `Worker` in
    this process;
 2. orders per second end to end (simulator `instant`, a service without refill), and the ratio to (1);
+   (1) and (2) run in alternating rounds (`--rounds`), each figure over all its rounds;
 3. `POST /v1/orders` latency p50/p99/max, accepted/s and errors at a fixed arrival rate, open loop, twice:
    alone (the stack's worker stopped, so orders only queue) and while the worker drains the burst;
 4. history events, activity executions and provider calls for a one-run order (on the dev server), and for
@@ -92,8 +93,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--baseline", type=int, default=1000, help="one-activity workflows for (1)")
-    parser.add_argument("--orders", type=int, default=300, help="orders for (2) and for each run of (6)")
+    parser.add_argument(
+        "--baseline", type=int, default=500, help="one-activity workflows for (1), in each round"
+    )
+    parser.add_argument(
+        "--orders", type=int, default=300, help="orders for (2), in each round, and for each run of (6)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of (1) and (2)")
     parser.add_argument("--concurrency", type=int, default=64, help="requests in flight for (2), (5), (6)")
     parser.add_argument("--rate", type=float, default=50.0, help="arrivals per second for (3)")
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run of (3)")

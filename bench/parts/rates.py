@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import time
 import uuid
+from collections import Counter
 from typing import Any
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from bench.parts.baseline_workflow import OneActivity, noop
-from bench.stack import NO_REFILL, Bench, ExtraWorker, say
+from bench.stack import NO_REFILL, Bench, ExtraWorker, cpu_by_role, say
 
 
 async def baseline(client: Client, count: int, concurrency: int) -> float:
@@ -39,17 +41,56 @@ async def end_to_end(b: Bench, count: int, concurrency: int, tag: str = "e2e") -
 
 
 async def part_1_2(b: Bench, args: Any) -> None:
-    say(f"(1) baseline: {args.baseline} one-activity workflows, {args.concurrency} in flight ...")
-    base = await baseline(b.client, args.baseline, args.concurrency)
-    say(f"    {base:.1f} workflows/s")
+    """(1) and (2) in alternating rounds, so the ratio compares figures taken a minute apart on the same
+    server: this machine's speed drifts by a third and more over minutes (the baseline alone gave 13 to 26
+    workflows/s on one stack), which a single baseline before a single order run reads as a ratio."""
+    rounds = args.rounds if 2 in args.parts else 1
+    what = f"{args.baseline} one-activity workflows" + (
+        f", then {args.orders} orders" if 2 in args.parts else ""
+    )
+    say(
+        f"(1) baseline{' and (2) end to end' if 2 in args.parts else ''}: {rounds} round(s) of {what}, "
+        f"{args.concurrency} in flight (orders: simulator instant, no refill) ..."
+    )
+    base_seconds = order_seconds = 0.0
+    ratios: list[float] = []
+    base_cpu: Counter[str] = Counter()
+    order_cpu: Counter[str] = Counter()
+    for n in range(rounds):
+        before = cpu_by_role(b.stack)
+        base = await baseline(b.client, args.baseline, args.concurrency)
+        between = cpu_by_role(b.stack)
+        base_seconds += args.baseline / base
+        base_cpu.update({role: between[role] - before.get(role, 0.0) for role in between})
+        if 2 not in args.parts:
+            break
+        e2e = await end_to_end(b, args.orders, args.concurrency, tag=f"e2e{n}x")
+        after = cpu_by_role(b.stack)
+        order_seconds += args.orders / e2e
+        order_cpu.update({role: after[role] - between.get(role, 0.0) for role in after})
+        ratios.append(e2e / base)
+        say(f"    round {n + 1}: baseline {base:.1f} workflows/s, orders {e2e:.1f}/s, ratio {e2e / base:.2f}")
+    base_rate = rounds * args.baseline / base_seconds
+    say(f"    (1) {base_rate:.1f} workflows/s")
     if 2 not in args.parts:
         return
+    e2e_rate = rounds * args.orders / order_seconds
+    spread = f"rounds {min(ratios):.2f} to {max(ratios):.2f}, median {statistics.median(ratios):.2f}"
     say(
-        f"(2) end to end: {args.orders} orders (simulator instant, no refill), "
-        f"{args.concurrency} in flight ..."
+        f"    (2) {e2e_rate:.1f} orders/s, ratio to the baseline {e2e_rate / base_rate:.2f} "
+        f"(target >= 0.5; {spread})"
     )
-    e2e = await end_to_end(b, args.orders, args.concurrency)
-    say(f"    {e2e:.1f} orders/s, ratio to the baseline {e2e / base:.2f} (target >= 0.5)")
+    # The warm-up workflows (20 a round) run on the baseline's clock too: counted in its CPU share.
+    per_workflow = rounds * (args.baseline + 20)
+    say(f"    CPU a baseline workflow: {_cpu_line(base_cpu, per_workflow)}")
+    say(f"    CPU an order:            {_cpu_line(order_cpu, rounds * args.orders)}")
+
+
+def _cpu_line(used: Counter[str], count: int) -> str:
+    """Milliseconds of CPU a unit, by part of the stack, biggest first, and their sum."""
+    ms = {role: 1000 * seconds / count for role, seconds in used.items()}
+    parts = ", ".join(f"{role} {value:.1f}" for role, value in sorted(ms.items(), key=lambda kv: -kv[1]))
+    return f"{sum(ms.values()):.1f} ms ({parts})"
 
 
 async def part_6(b: Bench, args: Any) -> None:
