@@ -48,7 +48,7 @@ async def deposit(
     await ledger.ensure_account(session, ledger.EXTERNAL, "external")
     return await ledger.transfer(
         session,
-        key=f"deposit:{customer_id}:{key}",
+        key=ledger.caller_key(f"deposit:{customer_id}", key),
         kind="deposit",
         debit=ledger.EXTERNAL,
         credit=ledger.customer_account(customer_id),
@@ -86,7 +86,7 @@ async def adjust(
     debit, credit = (ledger.EXTERNAL, account) if amount_micros > 0 else (account, ledger.EXTERNAL)
     return await ledger.transfer(
         session,
-        key=f"adjustment:{customer_id}:{key}",
+        key=ledger.caller_key(f"adjustment:{customer_id}", key),
         kind="adjustment",
         debit=debit,
         credit=credit,

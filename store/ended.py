@@ -52,7 +52,7 @@ async def refund_ended_order(session: AsyncSession, order_id: int, request: Supp
         order_id=order_id,
         customer_id=order.customer_id,
         amount=money,
-        key=f"order:{order_id}:ended-refund:{request.idempotency_key}",
+        key=ledger.caller_key(f"order:{order_id}:ended-refund", request.idempotency_key),
         actor=request.actor,
         reason=request.reason,
     )

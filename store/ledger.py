@@ -8,6 +8,7 @@ writing back a value read earlier; the database's CHECK refuses a negative custo
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,19 @@ TRANSFER_ROUTES: dict[str, frozenset[tuple[str, str]]] = {
 assert set(TRANSFER_ROUTES) == set(TRANSFER_KINDS)
 
 _LAST_ID = 2**63 - 1
+KEY_LENGTH = 200  # ledger_transfers.idempotency_key
+_REVERSAL = ":reversal"  # refund_order's second transfer: its key is the refund's plus this
+
+
+def caller_key(scope: str, key: str) -> str:
+    """A transfer's key made from a caller's idempotency key (up to 200 characters itself): `<scope>:<key>`,
+    or `<scope>:sha256 <digest of key>` where that would not fit the column with a reversal's suffix. The
+    same key gives the same transfer key either way, so a replay finds its transfer; a caller's key has no
+    spaces (api/schemas.py), so the digest form never equals a plain one."""
+    plain = f"{scope}:{key}"
+    if len(plain) <= KEY_LENGTH - len(_REVERSAL):
+        return plain
+    return f"{scope}:sha256 {hashlib.sha256(key.encode()).hexdigest()}"
 
 
 def customer_account(customer_id: int) -> str:
@@ -202,7 +216,7 @@ async def refund_order(
             )
         await transfer(
             session,
-            key=f"{key}:reversal",
+            key=f"{key}{_REVERSAL}",
             kind="reversal",
             debit=REVENUE,
             credit=escrow,

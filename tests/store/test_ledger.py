@@ -54,6 +54,29 @@ async def test_a_replayed_transfer_moves_nothing(sessions: async_sessionmaker[As
         assert await customers.get_balance(session, customer_id) == 5_000_000
 
 
+async def test_a_caller_key_of_any_allowed_length_is_one_deposit(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A 200-character Idempotency-Key (the most the API takes) made a transfer key too long for its column
+    once prefixed: the fuzz test's 500. Two long keys that differ only at the end stay two deposits."""
+    customer_id = await _customer(sessions, 0)
+    first, second = "k" * 199 + "1", "k" * 199 + "2"
+    for key in (first, first, second):
+        async with transaction(sessions) as session:
+            result = await deposit(session, customer_id, 1_000_000, key=key, actor="test")
+    assert not result.replayed
+    async with transaction(sessions) as session:
+        again = await deposit(session, customer_id, 1_000_000, key=second, actor="test")
+        await customers.adjust(session, customer_id, -1, key=first, actor="admin", reason="long key")
+    assert again.replayed
+    async with sessions() as session:
+        assert await customers.get_balance(session, customer_id) == 2_000_000 - 1
+        keys = list(await session.scalars(select(LedgerTransfer.idempotency_key)))
+    assert all(len(k) <= ledger.KEY_LENGTH for k in keys)
+    assert ledger.caller_key("deposit:1", "short") == "deposit:1:short"  # what fits keeps its old form
+    await _sound(sessions)
+
+
 async def test_a_key_reused_for_another_amount_is_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
     customer_id = await _customer(sessions, 0)
     async with transaction(sessions) as session:
