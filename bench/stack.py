@@ -86,7 +86,10 @@ def stack_processes(stack: subprocess.Popen[bytes], role: str) -> list[psutil.Pr
     """The stack's processes of one role: children of `backoffice dev`, `python -m backoffice.cli <role>`."""
     found = []
     for child in psutil.Process(stack.pid).children():
-        command = child.cmdline()
+        try:
+            command = child.cmdline()
+        except psutil.Error:  # a short-lived child that ended since the listing
+            continue
         if "backoffice.cli" in command and command[command.index("backoffice.cli") + 1 :][:1] == [role]:
             found.append(child)
     return found
@@ -109,21 +112,40 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
     return total
 
 
-def cpu_by_role(stack: subprocess.Popen[bytes]) -> dict[str, float]:
+def cpu_by_role(stack: subprocess.Popen[bytes], data_dir: Path) -> dict[str, float]:
     """CPU seconds used so far by each part of the stack, and by the bench itself: where a figure's CPU
-    went. PostgreSQL's backends are found by name (its server detaches from `backoffice dev`)."""
-    roles: dict[str, list[psutil.Process]] = {"bench": [psutil.Process()]}
-    children = psutil.Process(stack.pid).children(recursive=True)
-    for role in ("api", "worker", "simulator"):
-        roles[role] = stack_processes(stack, role)
-    roles["temporal"] = [p for p in children if p.name() == "temporal"]
-    roles["postgres"] = [p for p in psutil.process_iter() if p.name() == "postgres"]
-    used = dict.fromkeys(roles, 0.0)
-    for role, processes in roles.items():
+    went. PostgreSQL is its server process (from `postmaster.pid`; it detaches from `backoffice dev`), the
+    backends alive now and those it has reaped, so a connection that closed keeps its CPU counted."""
+    used: dict[str, float] = {}
+
+    def add(role: str, processes: list[psutil.Process], *, reaped: bool = False) -> None:
+        used.setdefault(role, 0.0)
         for process in processes:
-            with contextlib.suppress(psutil.Error):  # a backend that ended since the listing
-                used[role] += cpu_seconds([process])
+            with contextlib.suppress(psutil.Error):  # a process that ended since the listing
+                times = process.cpu_times()
+                used[role] += times.user + times.system
+                if reaped:
+                    used[role] += times.children_user + times.children_system
+
+    add("bench", [psutil.Process()])
+    for role in ("api", "worker", "simulator"):
+        add(role, stack_processes(stack, role))
+    children = psutil.Process(stack.pid).children(recursive=True)
+    add("temporal", [p for p in children if _name(p) == "temporal"])
+    pid_file = data_dir / "postgres" / "postmaster.pid"
+    if pid_file.exists():
+        with contextlib.suppress(psutil.Error, ValueError):
+            server = psutil.Process(int(pid_file.read_text().split()[0]))
+            add("postgres", [server], reaped=True)
+            add("postgres", server.children())
     return used
+
+
+def _name(process: psutil.Process) -> str:
+    try:
+        return str(process.name())
+    except psutil.Error:
+        return ""
 
 
 def rss_mib(process: psutil.Process) -> float:

@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--parts", default="1,2,3,4,5,6,7", help="which figures to measure, e.g. 3 or 1,2")
     args = parser.parse_args()
     args.parts = {int(p) for p in args.parts.split(",")}
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     args.cores = os.cpu_count()
     say(f"machine: {args.cores} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB")
     # SIGTERM (a `timeout`, a kill) unwinds like Ctrl-C, so the finally below stops the stack it started.

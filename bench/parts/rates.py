@@ -44,35 +44,36 @@ async def part_1_2(b: Bench, args: Any) -> None:
     """(1) and (2) in alternating rounds, so the ratio compares figures taken a minute apart on the same
     server: this machine's speed drifts by a third and more over minutes (the baseline alone gave 13 to 26
     workflows/s on one stack), which a single baseline before a single order run reads as a ratio."""
-    rounds = args.rounds if 2 in args.parts else 1
-    what = f"{args.baseline} one-activity workflows" + (
-        f", then {args.orders} orders" if 2 in args.parts else ""
-    )
-    say(
-        f"(1) baseline{' and (2) end to end' if 2 in args.parts else ''}: {rounds} round(s) of {what}, "
-        f"{args.concurrency} in flight (orders: simulator instant, no refill) ..."
-    )
+    rounds, both = (args.rounds, True) if 2 in args.parts else (1, False)
+    what = f"{args.baseline} one-activity workflows"
+    if both:
+        what += f", then {args.orders} orders (simulator instant, no refill)"
+    title = "(1) baseline and (2) end to end" if both else "(1) baseline"
+    say(f"{title}: {rounds} round(s) of {what}, {args.concurrency} in flight ...")
     base_seconds = order_seconds = 0.0
     ratios: list[float] = []
     base_cpu: Counter[str] = Counter()
     order_cpu: Counter[str] = Counter()
     for n in range(rounds):
-        before = cpu_by_role(b.stack)
+        before = cpu_by_role(b.stack, b.data_dir)
         base = await baseline(b.client, args.baseline, args.concurrency)
-        between = cpu_by_role(b.stack)
+        between = cpu_by_role(b.stack, b.data_dir)
         base_seconds += args.baseline / base
         base_cpu.update({role: between[role] - before.get(role, 0.0) for role in between})
-        if 2 not in args.parts:
+        if not both:
             break
         e2e = await end_to_end(b, args.orders, args.concurrency, tag=f"e2e{n}x")
-        after = cpu_by_role(b.stack)
+        after = cpu_by_role(b.stack, b.data_dir)
         order_seconds += args.orders / e2e
         order_cpu.update({role: after[role] - between.get(role, 0.0) for role in after})
         ratios.append(e2e / base)
         say(f"    round {n + 1}: baseline {base:.1f} workflows/s, orders {e2e:.1f}/s, ratio {e2e / base:.2f}")
     base_rate = rounds * args.baseline / base_seconds
     say(f"    (1) {base_rate:.1f} workflows/s")
-    if 2 not in args.parts:
+    # The warm-up workflows (20 a round) are not timed but run inside the baseline's CPU window.
+    base_cpu_line = _cpu_line(base_cpu, rounds * (args.baseline + 20))
+    if not both:
+        say(f"    CPU a baseline workflow: {base_cpu_line}")
         return
     e2e_rate = rounds * args.orders / order_seconds
     spread = f"rounds {min(ratios):.2f} to {max(ratios):.2f}, median {statistics.median(ratios):.2f}"
@@ -80,9 +81,7 @@ async def part_1_2(b: Bench, args: Any) -> None:
         f"    (2) {e2e_rate:.1f} orders/s, ratio to the baseline {e2e_rate / base_rate:.2f} "
         f"(target >= 0.5; {spread})"
     )
-    # The warm-up workflows (20 a round) run on the baseline's clock too: counted in its CPU share.
-    per_workflow = rounds * (args.baseline + 20)
-    say(f"    CPU a baseline workflow: {_cpu_line(base_cpu, per_workflow)}")
+    say(f"    CPU a baseline workflow: {base_cpu_line}")
     say(f"    CPU an order:            {_cpu_line(order_cpu, rounds * args.orders)}")
 
 
