@@ -44,7 +44,8 @@ def caller_key(scope: str, key: str) -> str:
     """A transfer's key made from a caller's idempotency key (up to 200 characters itself): `<scope>:<key>`,
     or `<scope>:sha256 <digest of key>` where that would not fit the column with a reversal's suffix. The
     same key gives the same transfer key either way, so a replay finds its transfer; a caller's key has no
-    spaces (api/schemas.py), so the digest form never equals a plain one."""
+    spaces (api/schemas.py:IdempotencyKey, which the console and the CLI apply too), so the digest form
+    never equals a plain one."""
     plain = f"{scope}:{key}"
     if len(plain) <= KEY_LENGTH - len(_REVERSAL):
         return plain

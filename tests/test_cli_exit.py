@@ -71,6 +71,11 @@ def test_text_the_store_cannot_keep_is_refused_at_the_command_line() -> None:
     arabic = backoffice(*refund, "--amount", "٢٥")
     assert arabic.returncode == 2
     assert b"--amount" in arabic.stderr
+    # A key the API would refuse (a space, over 200 characters) is refused here too: the ledger keeps it.
+    for key in ("T 1", "k" * 201):
+        keyed = backoffice(*refund[:-1], key, "--amount", "1")
+        assert keyed.returncode == 2, keyed.stderr
+        assert b"idempotency key is 1-200 printable ASCII" in keyed.stderr
     listed = backoffice("orders", "list", "--to", "9999-12-31T23:59:59-23:59")
     assert listed.returncode == 2
     assert b"years 1-9999" in listed.stderr

@@ -80,6 +80,21 @@ def text(value: str) -> str:
     return value
 
 
+def idempotency_key(value: str) -> str:
+    """An idempotency key under the API's rule (api/schemas.py: 1-200 printable ASCII characters, no
+    spaces), so a key from the command line fits where the API's keys go."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from api.schemas import IdempotencyKey
+
+    try:
+        return str(TypeAdapter(IdempotencyKey).validate_python(value))
+    except ValidationError:
+        raise argparse.ArgumentTypeError(
+            "an idempotency key is 1-200 printable ASCII characters without spaces"
+        ) from None
+
+
 _MONEY = re.compile(r"-?[0-9]{1,7}(\.[0-9]{1,6})?")
 
 

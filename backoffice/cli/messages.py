@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from backoffice.cli.common import (
     Command,
     database_url,
+    idempotency_key,
     message_command,
     money,
     print_json,
@@ -221,7 +222,7 @@ def add_commands(orders: Subcommands) -> None:
     refund.add_argument(
         "--idempotency-key",
         required=True,
-        type=text,
+        type=idempotency_key,
         help="the same key again refunds nothing twice (e.g. a ticket id)",
     )
     reconcile = message(
