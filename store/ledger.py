@@ -37,19 +37,32 @@ assert set(TRANSFER_ROUTES) == set(TRANSFER_KINDS)
 
 _LAST_ID = 2**63 - 1
 KEY_LENGTH = 200  # ledger_transfers.idempotency_key
-_REVERSAL = ":reversal"  # refund_order's second transfer: its key is the refund's plus this
+
+
+def _digest(key: str) -> str:
+    return f"sha256 {hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def _fitted(key: str) -> str:
+    """`key` where the column holds it, else `sha256 <its digest>`. The digest form has a space, which no
+    key of ours or a caller's has (api/schemas.py:IdempotencyKey, applied by the API, the console and the
+    CLI), so it never equals a plain key; and every key that fitted before keeps its form, so a replay of
+    a transfer written before this rule still finds it."""
+    return key if len(key) <= KEY_LENGTH else _digest(key)
 
 
 def caller_key(scope: str, key: str) -> str:
     """A transfer's key made from a caller's idempotency key (up to 200 characters itself): `<scope>:<key>`,
-    or `<scope>:sha256 <digest of key>` where that would not fit the column with a reversal's suffix. The
-    same key gives the same transfer key either way, so a replay finds its transfer; a caller's key has no
-    spaces (api/schemas.py:IdempotencyKey, which the console and the CLI apply too), so the digest form
-    never equals a plain one."""
-    plain = f"{scope}:{key}"
-    if len(plain) <= KEY_LENGTH - len(_REVERSAL):
-        return plain
-    return f"{scope}:sha256 {hashlib.sha256(key.encode()).hexdigest()}"
+    or its digest form where that is too long for the column."""
+    return _fitted(f"{scope}:{key}")
+
+
+def reversal_key(key: str) -> str:
+    """The key of the reversal that pays for the refund with key `key`: `<key>:reversal`, or the digest of
+    `key` with the suffix where that is too long (a refund key of up to 200 characters fits; its reversal
+    may not)."""
+    plain = f"{key}:reversal"
+    return plain if len(plain) <= KEY_LENGTH else f"{_digest(key)}:reversal"
 
 
 def customer_account(customer_id: int) -> str:
@@ -217,7 +230,7 @@ async def refund_order(
             )
         await transfer(
             session,
-            key=f"{key}{_REVERSAL}",
+            key=reversal_key(key),
             kind="reversal",
             debit=REVENUE,
             credit=escrow,
