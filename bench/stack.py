@@ -122,9 +122,9 @@ def cpu_by_role(stack: subprocess.Popen[bytes], data_dir: Path) -> dict[str, flo
         used.setdefault(role, 0.0)
         for process in processes:
             with contextlib.suppress(psutil.Error):  # a process that ended since the listing
-                times = process.cpu_times()
-                used[role] += times.user + times.system
+                used[role] += cpu_seconds([process])
                 if reaped:
+                    times = process.cpu_times()
                     used[role] += times.children_user + times.children_system
 
     add("bench", [psutil.Process()])
