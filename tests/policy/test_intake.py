@@ -98,27 +98,28 @@ async def test_the_write_does_not_wait_for_the_disk_and_the_checkout_does(
 ) -> None:
     """The write's commit returns before its WAL is flushed (the balance row is free at once); take_order
     returns only once it is. Seen in the WAL positions: right after the write the flushed position is
-    (almost always) behind the written one, and after take_order it never is."""
+    (almost always) behind the written one, and after take_order it is (almost) never. The cluster's own
+    background writes (autovacuum, another session's lazy commit) can put the written position ahead for
+    a moment at any time, so each side is counted over 20 orders rather than asserted for every one."""
     shop = await open_shop(sessions)
-    lagged = 0
+    behind_the_write = 0
     async with sessions() as session:
         await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         for n in range(20):
             await orders._place(session, shop.caller, request(shop), f"w{n}", alone=True)
-            behind = await session.scalar(
-                text("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()")
-            )
-            lagged += bool(behind)
+            behind_the_write += bool(await session.scalar(_BEHIND))
         await session.commit()
-    assert lagged > 0, "every write waited for its flush: the commit mode did not apply"
+    behind_the_checkout = 0
     for n in range(20):
         await intake(sessions, shop, f"t{n}")
         async with sessions() as session:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            behind = await session.scalar(
-                text("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()")
-            )
-        assert not behind, f"checkout {n} returned before its order was on disk"
+            behind_the_checkout += bool(await session.scalar(_BEHIND))
+    assert behind_the_write >= 10, "the writes waited for their flush: the commit mode did not apply"
+    assert behind_the_checkout <= 2, "take_order returned before its orders were on disk"
+
+
+_BEHIND = text("SELECT pg_current_wal_flush_lsn() < pg_current_wal_insert_lsn()")
 
 
 async def test_one_write_makes_the_order_its_charge_runs_and_webhook_event(
