@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import TRANSFER_KINDS, LedgerAccount, LedgerTransfer, Order
@@ -93,15 +92,25 @@ class TransferResult:
     replayed: bool  # True when the key had already been applied: nothing moved this time
 
 
+_ENSURE = text(
+    "INSERT INTO ledger_accounts (name, kind, balance_micros) VALUES (:name, :kind, 0) ON CONFLICT DO NOTHING"
+)
+
+
 async def ensure_account(session: AsyncSession, name: str, kind: str) -> None:
-    await session.execute(
-        insert(LedgerAccount).values(name=name, kind=kind, balance_micros=0).on_conflict_do_nothing()
-    )
+    await session.execute(_ENSURE, {"name": name, "kind": kind})
 
 
 async def balance(session: AsyncSession, name: str) -> int:
     value = await session.scalar(select(LedgerAccount.balance_micros).where(LedgerAccount.name == name))
     return int(value or 0)
+
+
+# Each account once, in name order, locked; what they hold once locked.
+_LOCK = text(
+    "SELECT name, kind, balance_micros FROM ledger_accounts WHERE name = ANY(CAST(:names AS text[]))"
+    " ORDER BY name FOR UPDATE"
+)
 
 
 async def _lock(session: AsyncSession, names: Iterable[str]) -> dict[str, Any]:
@@ -110,12 +119,7 @@ async def _lock(session: AsyncSession, names: Iterable[str]) -> dict[str, Any]:
     Returns each account's row (name, kind, balance_micros) as it is once locked.
     """
     wanted = sorted(set(names))
-    locked = await session.execute(
-        select(LedgerAccount.name, LedgerAccount.kind, LedgerAccount.balance_micros)
-        .where(LedgerAccount.name.in_(wanted))
-        .order_by(LedgerAccount.name)
-        .with_for_update()
-    )
+    locked = await session.execute(_LOCK, {"names": wanted})
     accounts = {row.name: row for row in locked}
     missing = set(wanted) - accounts.keys()
     if missing:
@@ -142,48 +146,72 @@ async def transfer(
         raise ValueError(f"unknown transfer kind {kind!r}")
     # Lock both accounts first: a concurrent transfer with the same key waits here and then sees ours.
     accounts = await _lock(session, (debit, credit))
-
-    existing = await session.scalar(select(LedgerTransfer).where(LedgerTransfer.idempotency_key == key))
-    if existing is not None:
-        same = (existing.debit_account, existing.credit_account, existing.amount_micros, existing.kind) == (
-            debit,
-            credit,
-            amount,
-            kind,
-        )
-        if not same:
-            raise TransferConflict(f"transfer key {key!r} was already used for another movement")
-        return TransferResult(existing.id, replayed=True)
-
     source, target = accounts[debit], accounts[credit]
+    refused: LedgerError | None = None
     if (source.kind, target.kind) not in TRANSFER_ROUTES[kind]:
-        raise LedgerError(f"a {kind} cannot move money from {debit} to {credit}")
-    if source.kind != "external" and source.balance_micros < amount:
-        raise InsufficientFunds(f"{debit} holds {source.balance_micros}, needs {amount}")
+        refused = LedgerError(f"a {kind} cannot move money from {debit} to {credit}")
+    elif source.kind != "external" and source.balance_micros < amount:
+        refused = InsufficientFunds(f"{debit} holds {source.balance_micros}, needs {amount}")
+    if refused is not None:
+        # A replay is answered as one even where the movement could not happen now.
+        if (replayed := await _replayed(session, key, debit, credit, amount, kind)) is not None:
+            return replayed
+        raise refused
+    moved = await session.scalar(
+        _MOVE,
+        {
+            "key": key,
+            "kind": kind,
+            "debit": debit,
+            "credit": credit,
+            "amount": amount,
+            "order_id": order_id,
+            "actor": actor,
+            "reason": reason,
+        },
+    )
+    if moved is None:  # the key was applied before (by a transaction this one waited for at the lock)
+        replayed = await _replayed(session, key, debit, credit, amount, kind)
+        assert replayed is not None, "a transfer key that conflicts names a transfer"
+        return replayed
+    return TransferResult(int(moved), replayed=False)
 
-    row = LedgerTransfer(
-        idempotency_key=key,
-        kind=kind,
-        debit_account=debit,
-        credit_account=credit,
-        amount_micros=amount,
-        order_id=order_id,
-        actor=actor,
-        reason=reason,
+
+# The transfer row and both balances in one statement; nothing at all when the key was used before.
+_MOVE = text(
+    """
+    WITH moved AS (
+        INSERT INTO ledger_transfers
+            (idempotency_key, kind, debit_account, credit_account, amount_micros, order_id, actor, reason)
+        VALUES (:key, :kind, :debit, :credit, CAST(:amount AS bigint), :order_id, :actor, :reason)
+        ON CONFLICT (idempotency_key) DO NOTHING
+        RETURNING id
+    ), debited AS (
+        UPDATE ledger_accounts SET balance_micros = balance_micros - CAST(:amount AS bigint)
+        WHERE name = :debit AND EXISTS (SELECT FROM moved)
+    ), credited AS (
+        UPDATE ledger_accounts SET balance_micros = balance_micros + CAST(:amount AS bigint)
+        WHERE name = :credit AND EXISTS (SELECT FROM moved)
     )
-    session.add(row)
-    await session.flush()
-    await session.execute(
-        update(LedgerAccount)
-        .where(LedgerAccount.name == debit)
-        .values(balance_micros=LedgerAccount.balance_micros - amount)
-    )
-    await session.execute(
-        update(LedgerAccount)
-        .where(LedgerAccount.name == credit)
-        .values(balance_micros=LedgerAccount.balance_micros + amount)
-    )
-    return TransferResult(row.id, replayed=False)
+    SELECT id FROM moved
+    """
+)
+_APPLIED = text(
+    "SELECT id, debit_account, credit_account, amount_micros, kind FROM ledger_transfers"
+    " WHERE idempotency_key = :key"
+)
+
+
+async def _replayed(
+    session: AsyncSession, key: str, debit: str, credit: str, amount: int, kind: str
+) -> TransferResult | None:
+    """The transfer already made under `key`, if any; TransferConflict when it moved something else."""
+    applied = (await session.execute(_APPLIED, {"key": key})).first()
+    if applied is None:
+        return None
+    if tuple(applied)[1:] != (debit, credit, amount, kind):
+        raise TransferConflict(f"transfer key {key!r} was already used for another movement")
+    return TransferResult(int(applied.id), replayed=True)
 
 
 async def refund_order(

@@ -12,7 +12,6 @@ from workflows.models import Settlement
 
 async def settle(session: AsyncSession, s: Settlement) -> None:
     escrow = ledger.escrow_account(s.order_id)
-    await ledger.ensure_account(session, ledger.REVENUE, "revenue")
     if s.refund_micros > 0:
         await ledger.transfer(
             session,
@@ -26,6 +25,7 @@ async def settle(session: AsyncSession, s: Settlement) -> None:
             order_id=s.order_id,
         )
     if s.revenue_micros > 0:
+        await ledger.ensure_account(session, ledger.REVENUE, "revenue")
         await ledger.transfer(
             session,
             key=f"order:{s.order_id}:revenue",

@@ -7,56 +7,80 @@ the last slot together and a newer order never jumps the queue.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, delete, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import Provider, ProviderSlot
+# Free slots at :provider_id (0 for an inactive or unknown provider): its capacity and the slots held, read
+# from one snapshot.
+_ROOM = """
+    greatest(
+        coalesce((SELECT capacity FROM providers WHERE id = :provider_id AND active), 0)
+        - (SELECT count(*) FROM provider_slots WHERE provider_id = :provider_id AND granted_at IS NOT NULL),
+        0
+    )
+"""
+# How many of the orders that queued at :provider_id before row :row_id would still wait if the free slots
+# went to them first, FIFO. Negative: the row itself gets a slot; otherwise its place is this + 1.
+_BEYOND_ROOM = (
+    """
+    (SELECT count(*) FROM provider_slots
+     WHERE provider_id = :provider_id AND granted_at IS NULL AND id < :row_id)
+    - """
+    + _ROOM
+)
 
-
-async def _lock(session: AsyncSession, provider_ids: list[int]) -> None:
-    for provider_id in sorted(set(provider_ids)):
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": f"slots:{provider_id}"}
+_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+# The order's rows at the providers of its route, each written where missing, unless the order already
+# holds a slot at one of them (a retried claim finds the slot it was granted, and joins no queue).
+_JOIN = text(
+    """
+    WITH joined AS (
+        INSERT INTO provider_slots (order_id, provider_id, workflow_id)
+        SELECT :order_id, provider_id, :workflow_id
+        FROM unnest(CAST(:provider_ids AS bigint[])) AS provider_id
+        WHERE NOT EXISTS (
+            SELECT FROM provider_slots
+            WHERE order_id = :order_id AND provider_id = ANY(CAST(:provider_ids AS bigint[]))
+                AND granted_at IS NOT NULL
         )
-
-
-def _room_expr(provider_id: int) -> ColumnElement[int]:
-    """Free slots at the provider (0 for an inactive or unknown one), as one expression: its capacity and
-    the slots held are read from the same snapshot."""
-    capacity = (
-        select(Provider.capacity)
-        .where(Provider.id == provider_id, Provider.active.is_(True))
-        .scalar_subquery()
+        ON CONFLICT ON CONSTRAINT provider_slots_order DO NOTHING
+        RETURNING provider_id, id, granted_at
     )
-    held = (
-        select(func.count())
-        .select_from(ProviderSlot)
-        .where(ProviderSlot.provider_id == provider_id, ProviderSlot.granted_at.is_not(None))
-        .scalar_subquery()
+    SELECT provider_id, id, granted_at FROM joined
+    UNION ALL
+    SELECT provider_id, id, granted_at FROM provider_slots
+    WHERE order_id = :order_id AND provider_id = ANY(CAST(:provider_ids AS bigint[]))
+    """
+)
+# The row's place at the provider; where that is a slot, the slot taken and the order's places at its other
+# providers given up, in the same statement.
+_TAKE = text(
+    """
+    WITH place AS (SELECT """
+    + _BEYOND_ROOM
+    + """ AS beyond
+    ), taken AS (
+        UPDATE provider_slots SET granted_at = now()
+        WHERE id = :row_id AND (SELECT beyond FROM place) < 0
+        RETURNING order_id
+    ), given_up AS (
+        DELETE FROM provider_slots
+        WHERE order_id IN (SELECT order_id FROM taken) AND provider_id <> :provider_id
     )
-    return func.greatest(func.coalesce(capacity, 0) - held, 0)
-
-
-async def _room(session: AsyncSession, provider_id: int) -> int:
-    return int(await session.scalar(select(_room_expr(provider_id))) or 0)
-
-
-async def _beyond_room(session: AsyncSession, provider_id: int, row_id: int) -> int:
-    """How many of the orders that queued at the provider before this row would still wait if the free
-    slots went to them first, FIFO. Negative: this row itself gets a slot; otherwise its place is this + 1.
-    One statement (under the claim's lock, the fewer round trips the shorter the queue behind it)."""
-    ahead = (
-        select(func.count())
-        .select_from(ProviderSlot)
-        .where(
-            ProviderSlot.provider_id == provider_id,
-            ProviderSlot.granted_at.is_(None),
-            ProviderSlot.id < row_id,
-        )
-        .scalar_subquery()
-    )
-    return int(await session.scalar(select(ahead - _room_expr(provider_id))) or 0)
+    SELECT beyond FROM place
+    """
+)
+_PLACE = text("SELECT " + _BEYOND_ROOM)
+_LEAVE = text(
+    "DELETE FROM provider_slots WHERE order_id = :order_id"
+    " AND (provider_id = :provider_id OR CAST(:provider_id AS bigint) IS NULL) RETURNING provider_id"
+)
+# The first waiters at :provider_id that its free slots now admit.
+_ADMITTED = text(
+    "SELECT workflow_id FROM provider_slots WHERE provider_id = :provider_id AND granted_at IS NULL"
+    " ORDER BY id LIMIT (SELECT " + _ROOM + ")"
+)
+_ROWS = text("SELECT provider_id, id, granted_at FROM provider_slots WHERE order_id = :order_id")
 
 
 async def claim(
@@ -67,40 +91,23 @@ async def claim(
     Returns (provider granted, 0) or (None, queue position). A provider's free slots go to its first
     waiters in FIFO order. Idempotent: a retried claim finds the slot it was granted.
     """
-    held = await session.scalar(
-        select(ProviderSlot.provider_id).where(
-            ProviderSlot.order_id == order_id,
-            ProviderSlot.provider_id.in_(provider_ids),
-            ProviderSlot.granted_at.is_not(None),
-        )
-    )
-    if held is not None:
-        return int(held), 0
-    await _lock(session, provider_ids)
-    for provider_id in provider_ids:
+    for provider_id in sorted(set(provider_ids)):
+        await session.execute(_LOCK, {"key": f"slots:{provider_id}"})
+    rows = (
         await session.execute(
-            insert(ProviderSlot)
-            .values(order_id=order_id, provider_id=provider_id, workflow_id=workflow_id)
-            .on_conflict_do_nothing()
+            _JOIN, {"order_id": order_id, "workflow_id": workflow_id, "provider_ids": provider_ids}
         )
-    result = await session.execute(
-        select(ProviderSlot.provider_id, ProviderSlot.id).where(
-            ProviderSlot.order_id == order_id, ProviderSlot.provider_id.in_(provider_ids)
-        )
-    )
-    rows = {row.provider_id: row.id for row in result}
+    ).all()
+    held = [row.provider_id for row in rows if row.granted_at is not None]
+    if held:
+        return int(held[0]), 0
+    row_ids = {row.provider_id: row.id for row in rows}
     positions: list[int] = []
     for provider_id in provider_ids:
-        beyond = await _beyond_room(session, provider_id, rows[provider_id])
+        beyond = int(
+            await session.scalar(_TAKE, {"provider_id": provider_id, "row_id": row_ids[provider_id]}) or 0
+        )
         if beyond < 0:
-            await session.execute(
-                update(ProviderSlot).where(ProviderSlot.id == rows[provider_id]).values(granted_at=func.now())
-            )
-            await session.execute(
-                delete(ProviderSlot).where(
-                    ProviderSlot.order_id == order_id, ProviderSlot.provider_id != provider_id
-                )
-            )
             return provider_id, 0
         positions.append(beyond + 1)
     return None, min(positions)
@@ -109,38 +116,19 @@ async def claim(
 async def release(session: AsyncSession, order_id: int, provider_id: int | None) -> list[str]:
     """Give up the order's slot (and places) at a provider, or everywhere; returns the workflow ids of the
     waiters that now have room, so they can be woken at once."""
-    where = [ProviderSlot.order_id == order_id]
-    if provider_id is not None:
-        where.append(ProviderSlot.provider_id == provider_id)
-    freed = list(
-        await session.scalars(delete(ProviderSlot).where(*where).returning(ProviderSlot.provider_id))
-    )
+    freed = await session.scalars(_LEAVE, {"order_id": order_id, "provider_id": provider_id})
     wake: list[str] = []
     for freed_provider in sorted(set(freed)):
-        room = await _room(session, freed_provider)
-        if room:
-            wake += list(
-                await session.scalars(
-                    select(ProviderSlot.workflow_id)
-                    .where(ProviderSlot.provider_id == freed_provider, ProviderSlot.granted_at.is_(None))
-                    .order_by(ProviderSlot.id)
-                    .limit(room)
-                )
-            )
+        wake += list(await session.scalars(_ADMITTED, {"provider_id": freed_provider}))
     return wake
 
 
 async def queue_position(session: AsyncSession, order_id: int) -> int | None:
     """The order's place in line for a provider slot (1 = next), or None when it is not waiting."""
-    rows = (
-        await session.execute(
-            select(ProviderSlot.provider_id, ProviderSlot.id, ProviderSlot.granted_at).where(
-                ProviderSlot.order_id == order_id
-            )
-        )
-    ).all()
-    if not rows or any(granted is not None for _, _, granted in rows):
+    rows = (await session.execute(_ROWS, {"order_id": order_id})).all()
+    if not rows or any(row.granted_at is not None for row in rows):
         return None
-    return min(
-        [max(await _beyond_room(session, provider_id, row_id), 0) + 1 for provider_id, row_id, _ in rows]
-    )
+    places = [
+        await session.scalar(_PLACE, {"provider_id": row.provider_id, "row_id": row.id}) for row in rows
+    ]
+    return min(max(int(place or 0), 0) + 1 for place in places)

@@ -253,6 +253,28 @@ async def test_adjustments_credit_and_debit_with_a_reason(
     await _sound(sessions)
 
 
+async def test_a_replay_is_answered_as_one_where_the_movement_could_not_happen_now(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The balance is checked before the key (the write is one statement), so a refusal looks the key up
+    first: a replayed debit the balance no longer covers moves nothing and is no error."""
+    customer_id = await _customer(sessions, 1_000_000)
+    async with transaction(sessions) as session:
+        first = await customers.adjust(session, customer_id, -800_000, key="d1", actor="admin", reason="x")
+    async with transaction(sessions) as session:
+        again = await customers.adjust(session, customer_id, -800_000, key="d1", actor="admin", reason="x")
+    assert (again.replayed, again.transfer_id) == (True, first.transfer_id)
+    with pytest.raises(ledger.TransferConflict):  # the key for another amount, which could not happen either
+        async with transaction(sessions) as session:
+            await customers.adjust(session, customer_id, -900_000, key="d1", actor="admin", reason="x")
+    with pytest.raises(ledger.InsufficientFunds):  # a new key is refused
+        async with transaction(sessions) as session:
+            await customers.adjust(session, customer_id, -800_000, key="d2", actor="admin", reason="x")
+    async with sessions() as session:
+        assert await customers.get_balance(session, customer_id) == 200_000
+    await _sound(sessions)
+
+
 async def test_the_balance_of_an_unknown_customer_is_not_zero_but_missing(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
