@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -40,8 +41,9 @@ from providers.client import (
     ProviderRejected,
     ProviderUnavailable,
 )
+from store.catalog import provider_link
 from store.db import transaction
-from store.models import Provider, ProviderRefill, ProviderSubmission
+from store.models import ProviderRefill, ProviderSubmission
 from store.ratelimit import SharedTokenBucket
 from workflows.errors import LINK_FAULT, NEEDS_RECONCILIATION, REJECTED
 from workflows.models import (
@@ -93,7 +95,7 @@ class ProviderActivities:
         """The provider's client, shared by this worker's activities; rebuilt when its settings change."""
         with permanent_failures("read the provider"):
             async with self._sessions() as session:
-                provider = await session.get(Provider, provider_id)
+                provider = await provider_link(session, provider_id)
         if provider is None:
             raise ApplicationError(
                 f"provider {provider_id} does not exist", type=REJECTED, non_retryable=True
@@ -143,15 +145,14 @@ class ProviderActivities:
 
     async def _send_run(self, run: SubmitRun, route: RouteRef) -> tuple[str, RunReport | None]:
         upstream = await self._upstream(route.provider_id)
-        row = ProviderSubmission(
-            order_id=run.order_id,
-            run_no=run.run_no,
-            provider_id=route.provider_id,
-            provider_service_id=route.provider_service_id,
-            quantity=run.quantity,
-            client_key=f"order-{run.order_id}-run-{run.run_no}-p{route.provider_id}",
-            state="sending",
-        )
+        row = {
+            "order_id": run.order_id,
+            "run_no": run.run_no,
+            "provider_id": route.provider_id,
+            "provider_service_id": route.provider_service_id,
+            "quantity": run.quantity,
+            "client_key": f"order-{run.order_id}-run-{run.run_no}-p{route.provider_id}",
+        }
         where = (
             ProviderSubmission.order_id == run.order_id,
             ProviderSubmission.run_no == run.run_no,
@@ -177,7 +178,7 @@ class ProviderActivities:
                 answer_number=p.answer_number,
             )
 
-        once = _Once(where, "provider_order_id", "run", "submission", link_faults=True)
+        once = _Once(ProviderSubmission, where, "provider_order_id", "run", "submission", link_faults=True)
         provider_order_id = await self._send_once(once, row, upstream.dedupes, add)
         return provider_order_id, await self._first_look(upstream, provider_order_id)
 
@@ -223,17 +224,16 @@ class ProviderActivities:
         """Forward a refill at most once per (order, refill_no, provider order), by the same rules as
         submit_run. One refill of a drip-feed order goes to every provider order that delivered."""
         upstream = await self._upstream(refill.provider_id)
-        row = ProviderRefill(
-            order_id=refill.order_id,
-            refill_no=refill.refill_no,
-            provider_id=refill.provider_id,
-            provider_order_id=refill.provider_order_id,
-            client_key=(
+        row = {
+            "order_id": refill.order_id,
+            "refill_no": refill.refill_no,
+            "provider_id": refill.provider_id,
+            "provider_order_id": refill.provider_order_id,
+            "client_key": (
                 f"order-{refill.order_id}-refill-{refill.refill_no}"
                 f"-p{refill.provider_id}-{refill.provider_order_id}"
             ),
-            state="sending",
-        )
+        }
         where = (
             ProviderRefill.order_id == refill.order_id,
             ProviderRefill.refill_no == refill.refill_no,
@@ -243,7 +243,9 @@ class ProviderActivities:
         def send(idempotency_key: str | None) -> Awaitable[str]:
             return upstream.client.refill(refill.provider_order_id, idempotency_key=idempotency_key)
 
-        once = _Once(where, "provider_refill_id", "refill", "refill request", link_faults=False)
+        once = _Once(
+            ProviderRefill, where, "provider_refill_id", "refill", "refill request", link_faults=False
+        )
         return SubmittedRefill(await self._send_once(once, row, upstream.dedupes, send))
 
     @activity.defn(name="check_refill")
@@ -261,26 +263,33 @@ class ProviderActivities:
     async def _send_once(
         self,
         once: _Once,
-        new_row: ProviderSubmission | ProviderRefill,
+        new_row: dict[str, Any],
         dedupes: bool,
         send: Callable[[str | None], Awaitable[str]],
     ) -> str:
         """Send a request that changes something at the provider at most once, tracked by its row (see the
         module docstring); return the provider's id for it."""
-        table, where, key = type(new_row), once.where, new_row.client_key
+        table, where, key = once.table, once.where, str(new_row["client_key"])
         with permanent_failures(f"record the {once.request}"):
             async with transaction(self._sessions) as session:
-                row: ProviderSubmission | ProviderRefill | None = await session.scalar(
-                    select(table).where(*where).with_for_update()
+                # A first attempt writes its row in one statement; a retry finds the row and reads it locked.
+                written = await session.scalar(
+                    insert(table)
+                    .values(**new_row, state="sending")
+                    .on_conflict_do_nothing()
+                    .returning(table.id)
                 )
+                row: ProviderSubmission | ProviderRefill | None = None
+                if written is None:
+                    row = await session.scalar(select(table).where(*where).with_for_update())
+                    if row is None:  # an overlapping attempt forgot its row meanwhile: start again
+                        raise ApplicationError(f"the {once.request} changed meanwhile", type="Retry")
                 raise_after = None
-                if row is None:
-                    session.add(new_row)
-                elif row.state == "accepted" and getattr(row, once.id_column):
+                if row is not None and row.state == "accepted" and getattr(row, once.id_column):
                     return str(getattr(row, once.id_column))
-                elif row.state in _FINAL_TYPES:
+                if row is not None and row.state in _FINAL_TYPES:
                     raise _final(row.state, row.error)
-                elif not dedupes:  # still `sending`: the last attempt's fate is unknown
+                if row is not None and not dedupes:  # still `sending`: the last attempt's fate is unknown
                     row.state = "needs_reconciliation"
                     row.error = (
                         f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
@@ -335,6 +344,7 @@ def _report(status: ProviderOrderStatus) -> RunReport:
 class _Once:
     """How one kind of request is kept to at most once: its row, and the words for its messages."""
 
+    table: type[ProviderSubmission] | type[ProviderRefill]
     where: tuple[Any, ...]  # the request's row
     id_column: str  # the row's column for the provider's id
     noun: str  # "run", "refill"

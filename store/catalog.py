@@ -11,11 +11,12 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, exists, func, select
+from sqlalchemy import delete, exists, func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from providers.client import ProviderService
+from store.db import autocommit
 from store.models import Provider, Route, Service
 from workflows.models import ServiceType
 from workflows.policy import parse_money, parse_percent_bp
@@ -314,3 +315,25 @@ async def import_services(
             report.routes_dropped.append(service.id)
     await session.flush()
     return report
+
+
+@dataclass(frozen=True)
+class ProviderLink:
+    """How the worker reaches a provider."""
+
+    api_url: str
+    api_key: str
+    rate_limit_per_second: float | None
+    accepts_idempotency_key: bool
+
+
+_PROVIDER_LINK = text(
+    "SELECT api_url, api_key, rate_limit_per_second, accepts_idempotency_key FROM providers WHERE id = :id"
+)
+
+
+async def provider_link(session: AsyncSession, provider_id: int) -> ProviderLink | None:
+    """Read at every provider call (a changed setting applies at once), so one round trip, no transaction."""
+    await autocommit(session)
+    row = (await session.execute(_PROVIDER_LINK, {"id": provider_id})).first()
+    return ProviderLink(*row) if row is not None else None

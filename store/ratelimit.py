@@ -14,6 +14,8 @@ import math
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from store.db import autocommit
+
 _TAKE = text(
     """
     INSERT INTO provider_rate_limits AS b (provider_id, tokens, refreshed_at)
@@ -48,7 +50,8 @@ class SharedTokenBucket:
         self.burst = burst if burst is not None else max(1, math.ceil(rate))
 
     async def acquire(self) -> None:
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:
+            await autocommit(session)  # one statement: its own transaction, one round trip
             wait = await take_token(session, self.provider_id, self.rate, self.burst)
         if wait > 0:
             await asyncio.sleep(wait)
