@@ -7,6 +7,7 @@ RECORD_HISTORIES=1 .venv/bin/python -m pytest tests/workflows/test_replay.py -k 
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -188,4 +189,7 @@ async def test_record_a_history_that_continues_as_new(
 @pytest.mark.parametrize("path", sorted(HISTORIES.glob("*.json")), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    await Replayer(workflows=[OrderWorkflow]).replay_workflow(history)
+    # A replay takes well under a second. One CI run once sat idle in a replay for minutes (cause not
+    # found): a hang fails here instead of stalling the suite.
+    async with asyncio.timeout(60):
+        await Replayer(workflows=[OrderWorkflow]).replay_workflow(history)
