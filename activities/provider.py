@@ -273,17 +273,18 @@ class ProviderActivities:
         with permanent_failures(f"record the {once.request}"):
             async with transaction(self._sessions) as session:
                 # A first attempt writes its row in one statement; a retry finds the row and reads it locked.
-                written = await session.scalar(
-                    insert(table)
-                    .values(**new_row, state="sending")
-                    .on_conflict_do_nothing()
-                    .returning(table.id)
-                )
                 row: ProviderSubmission | ProviderRefill | None = None
-                if written is None:
+                while row is None:
+                    written = await session.scalar(
+                        insert(table)
+                        .values(**new_row, state="sending")
+                        .on_conflict_do_nothing()
+                        .returning(table.id)
+                    )
+                    if written is not None:
+                        break
+                    # None only where an overlapping attempt forgot its row in between: write it again.
                     row = await session.scalar(select(table).where(*where).with_for_update())
-                    if row is None:  # an overlapping attempt forgot its row meanwhile: start again
-                        raise ApplicationError(f"the {once.request} changed meanwhile", type="Retry")
                 raise_after = None
                 if row is not None and row.state == "accepted" and getattr(row, once.id_column):
                     return str(getattr(row, once.id_column))

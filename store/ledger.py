@@ -144,6 +144,7 @@ async def transfer(
         raise ValueError("a transfer moves a positive amount")
     if kind not in TRANSFER_ROUTES:
         raise ValueError(f"unknown transfer kind {kind!r}")
+    await session.flush()  # plain SQL below: what the caller added (an account, an order) goes first
     # Lock both accounts first: a concurrent transfer with the same key waits here and then sees ours.
     accounts = await _lock(session, (debit, credit))
     source, target = accounts[debit], accounts[credit]
@@ -170,9 +171,9 @@ async def transfer(
             "reason": reason,
         },
     )
-    if moved is None:  # the key was applied before (by a transaction this one waited for at the lock)
-        replayed = await _replayed(session, key, debit, credit, amount, kind)
-        assert replayed is not None, "a transfer key that conflicts names a transfer"
+    if moved is None:  # the key was used before: a replay, or a transfer this one waited for
+        if (replayed := await _replayed(session, key, debit, credit, amount, kind)) is None:
+            raise LedgerError(f"transfer key {key!r} conflicts but names no transfer")
         return replayed
     return TransferResult(int(moved), replayed=False)
 

@@ -64,8 +64,10 @@ async def project(session: AsyncSession, p: Projection) -> bool:
 
     Timeline events, refill progress and what each provider order delivered and cost are written whatever
     the version: all are keyed, so a retry or a late write repeats nothing, and the order's `delivered` and
-    its provider orders' change in the same transaction.
+    its provider orders' change in the same transaction. Plain SQL: pending objects are flushed first, but
+    loaded ones are not refreshed.
     """
+    await session.flush()
     old = (
         await session.execute(
             _PROJECT,
@@ -96,7 +98,7 @@ async def project(session: AsyncSession, p: Projection) -> bool:
                             "status": po.status or None,
                             "raw_status": po.raw_status[:100] or None,
                             "final": po.final,
-                            "abandoned_at": po.abandoned_at,
+                            "abandoned_at": po.abandoned_at or None,
                         }
                         for po in p.provider_orders
                     ]

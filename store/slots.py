@@ -1,8 +1,12 @@
 """Provider capacity: each provider delivers at most `capacity` orders at once; the others wait FIFO.
 
-A row per (order, provider) the order may use: waiting (`granted_at` null) or holding a slot. Claims and
-releases on one provider serialise on an advisory lock taken in provider-id order, so two orders never take
-the last slot together and a newer order never jumps the queue.
+A row per (order, provider) the order may use: waiting (`granted_at` null) or holding a slot. Claims on one
+provider serialise on an advisory lock taken in provider-id order, so two orders never take the last slot
+together and a newer order never jumps the queue. A release only deletes rows and names the waiters to
+wake; they take the freed slot by claiming, under the lock.
+
+The statements are plain SQL (the worker runs them for every order; docs/performance.md): the session's
+pending objects are flushed first, as the ORM would, but objects it has loaded are not refreshed.
 """
 
 from __future__ import annotations
@@ -91,6 +95,7 @@ async def claim(
     Returns (provider granted, 0) or (None, queue position). A provider's free slots go to its first
     waiters in FIFO order. Idempotent: a retried claim finds the slot it was granted.
     """
+    await session.flush()
     for provider_id in sorted(set(provider_ids)):
         await session.execute(_LOCK, {"key": f"slots:{provider_id}"})
     rows = (
