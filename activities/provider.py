@@ -286,16 +286,19 @@ class ProviderActivities:
                     # None only where an overlapping attempt forgot its row in between: write it again.
                     row = await session.scalar(select(table).where(*where).with_for_update())
                 raise_after = None
-                if row is not None and row.state == "accepted" and getattr(row, once.id_column):
-                    return str(getattr(row, once.id_column))
-                if row is not None and row.state in _FINAL_TYPES:
-                    raise _final(row.state, row.error)
-                if row is not None and not dedupes:  # still `sending`: the last attempt's fate is unknown
-                    row.state = "needs_reconciliation"
-                    row.error = (
-                        f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
-                    )
-                    raise_after = ApplicationError(row.error, type=NEEDS_RECONCILIATION, non_retryable=True)
+                if row is not None:  # a retry: the row tells how far the last attempt got
+                    if row.state == "accepted" and getattr(row, once.id_column):
+                        return str(getattr(row, once.id_column))
+                    if row.state in _FINAL_TYPES:
+                        raise _final(row.state, row.error)
+                    if not dedupes:  # still `sending`: the last attempt's fate is unknown
+                        row.state = "needs_reconciliation"
+                        row.error = (
+                            f"no answer to the last {once.request}; the provider cannot deduplicate a re-send"
+                        )
+                        raise_after = ApplicationError(
+                            row.error, type=NEEDS_RECONCILIATION, non_retryable=True
+                        )
         if raise_after is not None:
             raise raise_after
 
